@@ -1,0 +1,32 @@
+# Quick start: `make demo` and `make test`. Each builds its own virtual environment from nothing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU build of torch by default (these machines keep one on disk); CUDA users: make TORCH_SPEC='torch' test
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev,mlflow,wandb
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

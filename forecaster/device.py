@@ -1,0 +1,22 @@
+"""Which torch device and dtype the fitting runs on: CUDA when present, unless forced."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+DTYPE = torch.float64
+ENV_VAR = "FORECASTER_DEVICE"
+
+
+def pick_device(choice: str | None = None) -> torch.device:
+    """Resolve 'auto' | 'cpu' | 'cuda' (argument, else $FORECASTER_DEVICE, else auto)."""
+    choice = (choice or os.environ.get(ENV_VAR) or "auto").lower()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {choice!r} requested but CUDA is not available")
+    if choice != "cpu" and not choice.startswith("cuda"):
+        raise ValueError(f"unknown device {choice!r}: use auto, cpu or cuda")
+    return torch.device(choice)
