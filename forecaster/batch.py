@@ -1,0 +1,163 @@
+"""Turn run histories into padded float64 tensors of LR-schedule features, one row per run.
+
+Every law reads the same `Features`: the LR area S1 at each evaluation step, the momentum-law
+annealing area S2, and the LR drops aggregated into at most `max_blocks` blocks for the
+multi-power law's double sum. Building them is O(steps) numpy per run; all fitting afterwards
+works on the padded tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.signal import lfilter
+
+from forecaster.device import DTYPE
+from forecaster.histories import RunHistory
+
+WARMUP_MODES = ("linear", "peak", "hold")
+MOMENTUM_LAMBDA = 0.999
+
+
+@dataclass
+class Features:
+    """Per-run LR features at padded evaluation points; rows are runs, padding is masked out."""
+
+    t: torch.Tensor  # (R, P) steps
+    lr: torch.Tensor  # (R, P) LR at each point
+    s1: torch.Tensor  # (R, P) forward area, warmup included per the warmup mode
+    s2: torch.Tensor  # (R, P) momentum-law annealing area
+    mask: torch.Tensor  # (R, P) bool, real points
+    drop: torch.Tensor  # (R, K) LR decrease in each block (0 for padding)
+    eta_k: torch.Tensor  # (R, K) LR at the end of each block
+    s1_k: torch.Tensor  # (R, K) forward area before each block starts
+    peak: torch.Tensor  # (R,) peak LR
+    has_lr: torch.Tensor  # (R,) bool
+
+    def rows(self, index: torch.Tensor) -> "Features":
+        """The same features for a subset (or repetition) of rows."""
+        return Features(**{k: v[index] for k, v in self.__dict__.items()})
+
+
+def lr_per_step(history: RunHistory, last: int, warmup: str = "linear") -> np.ndarray | None:
+    """LR at every step 0..last: logged/planned points interpolated, the schedule elsewhere."""
+    steps = np.arange(last + 1)
+    lr = None
+    if history.schedule is not None:
+        lr = np.asarray(history.schedule.lr(steps), dtype=np.float64)
+    if history.lr_steps is not None and len(history.lr_steps):
+        ps, pv = history.lr_steps, history.lr_values
+        interp = np.interp(steps, ps, pv)
+        if lr is None:
+            lr = interp
+        else:
+            inside = (steps >= ps[0]) & (steps <= ps[-1])
+            lr = np.where(inside, interp, lr)
+        if history.schedule is None and ps[0] > 0:
+            before = steps < ps[0]
+            if warmup == "linear":  # the usual linear warmup from 0 that trackers did not log
+                lr[before] = pv[0] * steps[before] / ps[0]
+            elif warmup == "peak":
+                lr[before] = pv.max()
+    return lr
+
+
+def _momentum_area(lr: np.ndarray, lam: float) -> np.ndarray:
+    """S2 per step: cumulative momentum of LR decreases; warmup counts as the peak (Tissue et al.)."""
+    eta = lr.copy()
+    if len(lr):
+        top = int(np.argmax(lr))
+        eta[:top] = lr[top]
+    d = np.zeros_like(eta)
+    d[1:] = eta[:-1] - eta[1:]
+    m = lfilter([1.0], [1.0, -lam], d)
+    return np.cumsum(m)
+
+
+def _blocks(lr: np.ndarray, s1: np.ndarray, max_blocks: int) -> tuple[np.ndarray, ...]:
+    """Aggregate the post-peak LR changes into at most `max_blocks` contiguous blocks."""
+    peak_at = int(np.argmax(lr))
+    d = np.zeros_like(lr)
+    d[1:] = lr[:-1] - lr[1:]
+    d[: peak_at + 1] = 0.0
+    idx = np.nonzero(d)[0]
+    if len(idx) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    if len(idx) > max_blocks:
+        # equal-width step ranges over the span of changes; empty ranges disappear
+        edges = np.linspace(idx[0], idx[-1] + 1, max_blocks + 1)
+        which = np.clip(np.searchsorted(edges, idx, side="right") - 1, 0, max_blocks - 1)
+        starts = np.array([idx[which == b][0] for b in np.unique(which)])
+        ends = np.array([idx[which == b][-1] for b in np.unique(which)])
+        drop = np.add.reduceat(d[idx], np.searchsorted(idx, starts))
+    else:
+        starts = ends = idx
+        drop = d[idx]
+    eta_k = lr[ends]
+    s1_before = s1[starts - 1]
+    return drop, eta_k, s1_before
+
+
+def build_features(
+    histories: list[RunHistory],
+    points: list[np.ndarray],
+    *,
+    warmup: str = "linear",
+    lam: float = MOMENTUM_LAMBDA,
+    max_blocks: int = 64,
+    device: torch.device | None = None,
+) -> Features:
+    """Features of each run at its evaluation steps `points[i]` (any steps, past or future)."""
+    if warmup not in WARMUP_MODES:
+        raise ValueError(f"warmup must be one of {WARMUP_MODES}, not {warmup!r}")
+    R = len(histories)
+    P = max([len(p) for p in points] + [1])
+    t = np.ones((R, P))
+    lr_at = np.zeros((R, P))
+    s1 = np.ones((R, P))
+    s2 = np.zeros((R, P))
+    mask = np.zeros((R, P), dtype=bool)
+    peak = np.ones(R)
+    has_lr = np.zeros(R, dtype=bool)
+    blocks = []
+    for i, (h, pts) in enumerate(zip(histories, points)):
+        pts = np.asarray(pts, dtype=np.int64)
+        n = len(pts)
+        mask[i, :n] = True
+        t[i, :n] = np.maximum(pts, 1)
+        last = int(max(pts.max() if n else 0, h.last_step))
+        lr = lr_per_step(h, last, warmup)
+        if lr is None:  # schedule-free laws read `t` only
+            blocks.append((np.zeros(0),) * 3)
+            continue
+        if np.any(lr < 0):
+            raise ValueError(f"run {h.run!r}: negative learning rate")
+        has_lr[i] = True
+        area = lr.copy()
+        if warmup == "peak":
+            top = int(np.argmax(lr))
+            area[:top] = lr[top]
+        cum = np.cumsum(area)
+        idx = np.clip(pts, 0, last)
+        lr_at[i, :n] = lr[idx]
+        s1[i, :n] = np.maximum(cum[idx], 1e-12)
+        s2[i, :n] = _momentum_area(lr, lam)[idx]
+        peak[i] = lr.max() if lr.max() > 0 else 1.0
+        blocks.append(_blocks(lr, cum, max_blocks))
+    K = max([len(b[0]) for b in blocks] + [1])
+    drop = np.zeros((R, K))
+    eta_k = np.ones((R, K))
+    s1_k = np.zeros((R, K))
+    for i, (dr, ek, sk) in enumerate(blocks):
+        drop[i, : len(dr)], eta_k[i, : len(dr)], s1_k[i, : len(dr)] = dr, ek, sk
+    eta_k = np.maximum(eta_k, 1e-12)
+
+    def tt(a, dtype=DTYPE):
+        return torch.as_tensor(a, dtype=dtype, device=device)
+
+    return Features(
+        t=tt(t), lr=tt(lr_at), s1=tt(s1), s2=tt(s2), mask=tt(mask, torch.bool),
+        drop=tt(drop), eta_k=tt(eta_k), s1_k=tt(s1_k), peak=tt(peak), has_lr=tt(has_lr, torch.bool),
+    )

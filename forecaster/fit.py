@@ -1,0 +1,226 @@
+"""One batched Levenberg-Marquardt program that fits a law to many groups of runs at once.
+
+Each group of sibling runs has one parameter vector: group-level parameters for every law
+parameter plus, for each member run, deviations of the non-annealing parameters, held near zero by
+a ridge penalty of strength `pool`. So the annealing parameters are shared (a run still at
+constant LR borrows its finished siblings' annealing response, laws.md 1.3) while L0, A, alpha
+follow each run as far as its data asks. The objective is Huber on log loss (IRLS), summed over
+points; every group takes its own damped Gauss-Newton steps, all groups and starts in one tensor
+program; the Jacobian comes from forward differences, one batched law evaluation per parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from forecaster.batch import Features
+from forecaster.laws.base import Law
+
+HUBER_DELTA = 1e-3
+
+
+@dataclass
+class GroupFit:
+    """A law fitted to groups of runs: the estimate, its Laplace covariance and the fit quality."""
+
+    law: Law
+    members: torch.Tensor  # (G, M) run row per group slot, -1 for padding
+    x: torch.Tensor  # (G, q) group parameter vectors (unconstrained)
+    cov: torch.Tensor  # (G, q, q) covariance of x
+    sigma: torch.Tensor  # (G,) robust residual scale in log space
+    cost: torch.Tensor  # (G,) objective at the optimum
+    local: list[int]  # law parameter indices that have per-run deviations
+    n_points: torch.Tensor  # (G,) observed points used
+
+    def run_params(self, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Unconstrained per-run parameters (..., G, M, p) from group vectors (..., G, q)."""
+        x = self.x if x is None else x
+        return _expand(x, self.law, self.local, self.members.shape[1])
+
+    def theta(self) -> torch.Tensor:
+        """Natural per-run parameters (G, M, p)."""
+        return self.law.natural(self.run_params())
+
+
+def _expand(x: torch.Tensor, law: Law, local: list[int], M: int) -> torch.Tensor:
+    p = len(law.params)
+    ug = x[..., :p]
+    u = ug.unsqueeze(-2).expand(*ug.shape[:-1], M, p).clone()
+    if local:
+        d = x[..., p:].reshape(*x.shape[:-1], M, len(local))
+        u[..., local] = u[..., local] + d
+    return u
+
+
+def annealing_evidence(f: Features) -> torch.Tensor:
+    """Per run, the LR decrease that happened before its last fitted point, relative to its peak."""
+    last = torch.where(f.mask, f.s1, torch.zeros_like(f.s1)).amax(1, keepdim=True)
+    seen = (f.s1_k < last).to(f.drop.dtype)
+    return (f.drop * seen).sum(1) / f.peak
+
+
+def _jacobian(fn, x: torch.Tensor, h: float, cols: int | None = None, r0=None) -> torch.Tensor:
+    """Forward-difference Jacobian of fn (B, q) -> (B, n) in its first `cols` inputs."""
+    r0 = fn(x) if r0 is None else r0
+    out = []
+    for j in range(x.shape[-1] if cols is None else cols):
+        xj = x.clone()
+        xj[:, j] += h
+        out.append((fn(xj) - r0) / h)
+    return torch.stack(out, -1)
+
+
+def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
+    a = r.abs()
+    return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+def fit_groups(
+    law: Law,
+    feats: Features,
+    y: torch.Tensor,
+    members: torch.Tensor,
+    *,
+    pool: float = 1e-2,
+    starts: int = 3,
+    max_iter: int = 80,
+    delta: float = HUBER_DELTA,
+    prior_sd: float = 3.0,
+) -> GroupFit:
+    """Fit `law` to every group: `y` (R, P) observed values on `feats`, `members` (G, M) rows.
+
+    `pool` is the ridge strength on per-run deviations of the non-annealing parameters (larger:
+    siblings share more). `prior_sd` is a weak Gaussian prior on every unconstrained parameter
+    around its starting value, so directions the data do not determine keep a finite but wide
+    uncertainty instead of a singular covariance.
+    """
+    dev, dt = y.device, y.dtype
+    G, M = members.shape
+    p = len(law.params)
+    local = [i for i, n in enumerate(law.params) if n not in law.annealing]
+    q = p + M * len(local)
+    valid = members >= 0
+    rows = members.clamp_min(0)
+
+    f = feats.rows(rows.reshape(-1))  # (G*M) rows
+    yy = y[rows.reshape(-1)]
+    mask = f.mask & valid.reshape(-1, 1)
+    logy = torch.log(yy.clamp_min(1e-12))
+
+    # starts: per-run variable-projection starts, combined per group (median over members)
+    s0 = law.starts(feats, y.clamp_min(1e-12), n=starts)  # (R, S, p)
+    S = s0.shape[1]
+    u0 = law.unconstrained(s0)[rows]  # (G, M, S, p)
+    w = valid.to(dt)[..., None, None]
+    big = torch.where(valid[..., None, None], u0, torch.nan)
+    ug0 = torch.nan_to_num(torch.nanmedian(big, dim=1).values)  # (G, S, p)
+    # shared (annealing) parameters start from the member that showed the most LR decay: the
+    # others' starts for them are arbitrary
+    shared = [i for i in range(p) if i not in local]
+    if shared:
+        ev = torch.where(valid, annealing_evidence(feats)[rows], -1.0)  # (G, M)
+        top = ev.argmax(1)
+        ug0[..., shared] = u0[torch.arange(G, device=dev), top][..., shared]
+    d0 = ((u0 - ug0.unsqueeze(1)) * w)[..., local]  # (G, M, S, pl)
+    x0 = torch.cat([ug0, d0.permute(0, 2, 1, 3).reshape(G, S, -1)], -1)  # (G, S, q)
+    prior = x0.clone()
+
+    B = G * S
+    x = x0.reshape(B, q)
+    prior = prior.reshape(B, q)
+    fB = f.rows(torch.arange(G * M, device=dev).reshape(G, 1, M).expand(G, S, M).reshape(-1))
+    logyB = logy.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
+    maskB = mask.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
+    P = logyB.shape[-1]
+    pen_w = torch.zeros(q, dtype=dt, device=dev)
+    pen_w[p:] = pool
+    # a prior's weight in Huber units (L1 regime at a nominal 1% noise) only breaks ties
+    prior_w = delta * 1e-2 / prior_sd**2
+
+    def resid(xb: torch.Tensor) -> torch.Tensor:
+        u = _expand(xb, law, local, M).reshape(-1, p)
+        pred = law.predict(law.natural(u), fB)
+        r = torch.log(pred.clamp_min(1e-12)) - logyB
+        r = torch.where(maskB & torch.isfinite(r), r, torch.zeros_like(r))
+        bad = ~torch.isfinite(pred) | (pred <= 0)
+        r = torch.where(maskB & bad, torch.full_like(r, 10.0), r)
+        return r.reshape(B, M * P)
+
+    def cost_of(r: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        return (_huber(r, delta).sum(-1) + 0.5 * (pen_w * xb * xb).sum(-1)
+                + 0.5 * prior_w * ((xb - prior) ** 2).sum(-1))
+
+    eye = torch.eye(q, dtype=dt, device=dev)
+    mu = torch.full((B,), 1e-3, dtype=dt, device=dev)
+    r = resid(x)
+    cost = cost_of(r, x)
+    h = 1e-6
+    for _ in range(max_iter):
+        # Jacobian of the data residuals: group-level columns by forward differences; a member's
+        # deviation column equals the group column restricted to that member's rows
+        Jg = _jacobian(resid, x, h, cols=p, r0=r)  # (B, M*P, p)
+        if local:
+            Jl = Jg[..., local].reshape(B, M, P, len(local))
+            Jd = torch.zeros(B, M, P, M, len(local), dtype=dt, device=dev)
+            idx = torch.arange(M, device=dev)
+            Jd[:, idx, :, idx, :] = Jl.permute(1, 0, 2, 3)
+            J = torch.cat([Jg, Jd.reshape(B, M * P, M * len(local))], -1)
+        else:
+            J = Jg
+        wts = torch.where(r.abs() <= delta, torch.ones_like(r), delta / r.abs().clamp_min(1e-300))
+        JtW = J.transpose(1, 2) * wts.unsqueeze(1)
+        H = JtW @ J + torch.diag_embed(pen_w + prior_w).expand(B, q, q)
+        g = (JtW @ r.unsqueeze(-1)).squeeze(-1) + pen_w * x + prior_w * (x - prior)
+        Hd = torch.diagonal(H, dim1=1, dim2=2)
+        A = H + mu[:, None, None] * torch.diag_embed(Hd + 1e-12)
+        step = torch.linalg.solve(A + 1e-12 * eye, -g.unsqueeze(-1)).squeeze(-1)
+        step = torch.nan_to_num(step).clamp(-5.0, 5.0)
+        xn = x + step
+        rn = resid(xn)
+        cn = cost_of(rn, xn)
+        better = cn < cost
+        x = torch.where(better[:, None], xn, x)
+        r = torch.where(better[:, None], rn, r)
+        rel = (cost - cn).clamp_min(0) / cost.clamp_min(1e-300)
+        cost = torch.where(better, cn, cost)
+        mu = torch.where(better, mu / 3.0, mu * 4.0).clamp(1e-12, 1e12)
+        if bool(((rel < 1e-10) & better | (mu >= 1e12)).all()):
+            break
+
+    # best start per group
+    cost = cost.reshape(G, S)
+    best = cost.argmin(1)
+    pick = torch.arange(G, device=dev) * S + best
+    x = x[pick]
+    r = r[pick]
+    maskG = maskB.reshape(B, M * P)[pick]
+    n = maskG.sum(-1)
+    # Laplace covariance at the chosen optimum, with a robust (MAD) residual scale; data precision
+    # J'J/sigma^2, the objective's penalty converted from Huber units (L1 regime: delta*|r|)
+    absr = torch.where(maskG, r.abs(), torch.nan)
+    sigma = (1.4826 * torch.nanmedian(absr, dim=1).values).nan_to_num(1e-3).clamp_min(1e-5)
+    G_idx = torch.arange(G, device=dev)
+    J = _jacobian(resid, x.repeat_interleave(S, 0), h)[G_idx * S]  # resid is laid out per start
+    info = J.transpose(1, 2) @ J / sigma[:, None, None] ** 2
+    b = sigma / 2**0.5
+    info = info + torch.diag_embed(pen_w / (delta * b[:, None]) + 1.0 / prior_sd**2)
+    cov = torch.linalg.inv(info + 1e-12 * eye)
+    cov = 0.5 * (cov + cov.transpose(1, 2))
+    return GroupFit(law=law, members=members, x=x, cov=cov, sigma=sigma,
+                    cost=cost[G_idx, best], local=local, n_points=n)
+
+
+def predict_groups(fit: GroupFit, feats: Features, x: torch.Tensor | None = None) -> torch.Tensor:
+    """Law values at `feats` rows laid out like fit.members: x (..., G, q) -> (..., G, M, P)."""
+    x = fit.x if x is None else x
+    G, M = fit.members.shape
+    lead = x.shape[:-2]
+    u = fit.run_params(x)  # (..., G, M, p)
+    n_lead = int(np.prod(lead)) if lead else 1
+    rows = fit.members.clamp_min(0).reshape(-1)
+    f = feats.rows(rows.repeat(n_lead))
+    pred = fit.law.predict(fit.law.natural(u.reshape(-1, u.shape[-1])), f)
+    return pred.reshape(*lead, G, M, -1)

@@ -1,0 +1,202 @@
+"""The forecaster estimator: histories in, fitted laws per group, forecasts with bands out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from forecaster import bands, laws
+from forecaster.batch import build_features
+from forecaster.device import DTYPE, pick_device
+from forecaster.fit import GroupFit, fit_groups
+from forecaster.histories import RunForecast, RunHistory
+
+log = logging.getLogger(__name__)
+
+MIN_POINTS = 5
+HOLDOUT = 0.2
+
+
+@dataclass
+class _Plan:
+    """Which runs are fitted together, on which points, with which candidate laws."""
+
+    rows: list[int]  # indices into the fitted histories
+    groups: list[list[int]]  # member rows (into `rows`) of each fitting group
+    candidates: list[str]
+
+
+def _fit_points(h: RunHistory, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The observed points a law is fitted on: all, or means of equal-count bins when many."""
+    n = len(h.steps)
+    if n <= max_points:
+        return h.steps, h.values
+    edges = np.linspace(0, n, max_points + 1).astype(int)
+    counts = np.diff(edges)
+    steps = np.round(np.add.reduceat(h.steps.astype(float), edges[:-1]) / counts).astype(np.int64)
+    return steps, np.add.reduceat(h.values, edges[:-1]) / counts
+
+
+class Forecaster:
+    """Fit loss-curve laws to runs (jointly per group) and forecast each run's horizon.
+
+    Settings are constructor arguments (scikit-learn style); `fit` learns, `predict` answers.
+    ``law="auto"`` picks, per group, the candidate law that best forecasts the held-back last
+    ``holdout`` share of the runs being forecast, not the one with the smallest training error.
+    """
+
+    def __init__(
+        self,
+        law: str = "auto",
+        *,
+        device: str | None = None,
+        seed: int = 0,
+        quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9),
+        warmup: str = "linear",
+        pool: float = 1e-2,
+        max_points: int = 256,
+        holdout: float = HOLDOUT,
+        samples: int = 400,
+    ) -> None:
+        self.law = law
+        self.device = device
+        self.seed = seed
+        self.quantiles = quantiles
+        self.warmup = warmup
+        self.pool = pool
+        self.max_points = max_points
+        self.holdout = holdout
+        self.samples = samples
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, histories: list[RunHistory]) -> "Forecaster":
+        """Fit every group of `histories` in one batched program per candidate law."""
+        if self.law != "auto":
+            laws.get(self.law)  # fail early on a bad name
+        self.device_ = pick_device(self.device)
+        self.histories_ = list(histories)
+        self.skipped_: dict[int, str] = {}
+        for i, h in enumerate(self.histories_):
+            if len(h.steps) < MIN_POINTS:
+                self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
+            elif np.any(h.values <= 0):
+                self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
+            elif self.law != "auto" and laws.get(self.law).needs_lr and not h.has_lr:
+                self.skipped_[i] = f"law {self.law!r} needs a learning rate and the run has none"
+        plans = self._plans()
+        self.choice_: dict[int, str] = {}
+        self.fits_: dict[str, tuple[GroupFit, list[int]]] = {}
+        self.validation_: dict[int, dict[str, float]] = {}
+        torch.manual_seed(self.seed)
+        for plan in plans:
+            chosen = self._select(plan)
+            for law_name in sorted(set(chosen.values())):
+                grp_ids = [g for g, name in chosen.items() if name == law_name]
+                fit, rows = self._fit(law_name, plan, [plan.groups[g] for g in grp_ids], self.histories_)
+                key = f"{law_name}:{len(self.fits_)}"
+                self.fits_[key] = (fit, rows)
+                for g in grp_ids:
+                    for m in plan.groups[g]:
+                        self.choice_[plan.rows[m]] = key
+        return self
+
+    def _plans(self) -> list[_Plan]:
+        """Split fittable runs by whether they carry LR information; group by `group`."""
+        out = []
+        for has_lr in (True, False):
+            idx = [i for i, h in enumerate(self.histories_) if i not in self.skipped_ and h.has_lr == has_lr]
+            if not idx:
+                continue
+            by_group: dict[str, list[int]] = {}
+            for k, i in enumerate(idx):
+                by_group.setdefault(self.histories_[i].group, []).append(k)
+            if self.law != "auto":
+                cands = [self.law]
+            else:
+                cands = laws.available(needs_lr=True) if has_lr else laws.available(needs_lr=False)
+            out.append(_Plan(rows=idx, groups=list(by_group.values()), candidates=cands))
+        return out
+
+    def _fit(self, law_name: str, plan: _Plan, groups: list[list[int]], hist: list[RunHistory]):
+        """Fit one law to `groups` (member indices into plan.rows) of `hist`."""
+        rows = sorted({plan.rows[m] for g in groups for m in g})
+        pos = {r: k for k, r in enumerate(rows)}
+        pts = [_fit_points(hist[r], self.max_points) for r in rows]
+        feats = build_features([hist[r] for r in rows], [p[0] for p in pts], warmup=self.warmup,
+                               device=self.device_)
+        P = feats.t.shape[1]
+        y = torch.ones(len(rows), P, dtype=DTYPE, device=self.device_)
+        for k, (_, v) in enumerate(pts):
+            y[k, : len(v)] = torch.as_tensor(v, dtype=DTYPE)
+        M = max(len(g) for g in groups)
+        members = torch.full((len(groups), M), -1, dtype=torch.long, device=self.device_)
+        for gi, g in enumerate(groups):
+            members[gi, : len(g)] = torch.as_tensor([pos[plan.rows[m]] for m in g])
+        fit = fit_groups(laws.get(law_name), feats, y, members, pool=self.pool)
+        return fit, rows
+
+    def _select(self, plan: _Plan) -> dict[int, str]:
+        """Per group, the candidate that best forecasts the held-back tail of its target runs."""
+        if len(plan.candidates) == 1:
+            return {g: plan.candidates[0] for g in range(len(plan.groups))}
+        cut_hist = list(self.histories_)
+        held: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for m, r in enumerate(plan.rows):
+            h = self.histories_[r]
+            if h.horizon is None or len(h.horizon) == 0:
+                continue
+            n = len(h.steps)
+            k = int(round(n * (1 - self.holdout)))
+            if k < MIN_POINTS or k >= n:
+                continue
+            held[r] = (h.steps[k:], h.values[k:])
+            cut_hist[r] = RunHistory(h.run, h.steps[:k], h.values[:k], group=h.group, lr_steps=h.lr_steps,
+                                     lr_values=h.lr_values, schedule=h.schedule, horizon=h.steps[k:],
+                                     size=h.size, metric=h.metric)
+        scores = np.full((len(plan.groups), len(plan.candidates)), np.inf)
+        for c, name in enumerate(plan.candidates):
+            fit, rows = self._fit(name, plan, plan.groups, cut_hist)
+            for gi, g in enumerate(plan.groups):
+                errs = []
+                for mi, m in enumerate(g):
+                    r = plan.rows[m]
+                    if r not in held:
+                        continue
+                    pred = _predict_rows(fit, rows, gi, mi, [cut_hist[r]], held[r][0], self)
+                    errs.append(np.mean(np.abs(np.log(pred) - np.log(held[r][1]))))
+                    self.validation_.setdefault(r, {})[name] = float(errs[-1])
+                score = np.mean(errs) if errs else float(fit.cost[gi])
+                scores[gi, c] = score if np.isfinite(score) else np.inf
+        return {g: plan.candidates[int(np.argmin(scores[g]))] for g in range(len(plan.groups))}
+
+    # -- forecasting -------------------------------------------------------------------------
+    def predict(self) -> list[RunForecast]:
+        """One forecast per fitted history, in order; skipped runs carry the reason."""
+        done: dict[int, RunForecast] = {}
+        for key, (fit, rows) in self.fits_.items():
+            targets = [r for r in rows if self.choice_.get(r) == key]
+            done.update(bands.forecast_fit(self, fit, rows, targets))
+        out = []
+        for i, h in enumerate(self.histories_):
+            if i in self.skipped_:
+                out.append(RunForecast.skip(h.run, h.group, self.skipped_[i], h.metric))
+            else:
+                out.append(done[i])
+        return out
+
+
+def _slot(fit: GroupFit, row: int) -> tuple[int, int]:
+    """(group, member) slot of a fitted row."""
+    where = (fit.members == row).nonzero()
+    return int(where[0, 0]), int(where[0, 1])
+
+
+def _predict_rows(fit: GroupFit, rows, gi: int, mi: int, hist: list[RunHistory], steps: np.ndarray, fc) -> np.ndarray:
+    """Point prediction of one fitted member at `steps`."""
+    feats = build_features(hist, [steps], warmup=fc.warmup, device=fc.device_)
+    u = fit.run_params()[gi, mi]
+    theta = fit.law.natural(u).unsqueeze(0)
+    return fit.law.predict(theta, feats)[0, : len(steps)].cpu().numpy()

@@ -1,0 +1,101 @@
+"""The law interface: named parameters, their constraints, a vectorised prediction and starts."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from forecaster.batch import Features
+
+_REGISTRY: dict[str, "Law"] = {}
+
+
+def register(cls: type["Law"]) -> type["Law"]:
+    """Class decorator: make a law available by its `name`."""
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> "Law":
+    """The registered law called `name` (KeyError lists the known ones)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown law {name!r}; known: {', '.join(available())}") from None
+
+
+def available(needs_lr: bool | None = None) -> list[str]:
+    """Names of the registered laws, optionally only those that do (not) need an LR schedule."""
+    return sorted(n for n, law in _REGISTRY.items() if needs_lr is None or law.needs_lr == needs_lr)
+
+
+class Law:
+    """A loss-curve law L(theta; features), batched over runs (rows).
+
+    Parameters live unconstrained during fitting: ``natural(u)`` maps them to the law's domain
+    (positivity, bounds) so optimisers need no constraints. ``annealing`` names the parameters a
+    group of sibling runs shares by default: they describe the response to LR decay, which a run
+    still at constant LR cannot show by itself (laws.md 1.3).
+    """
+
+    name: ClassVar[str]
+    params: ClassVar[tuple[str, ...]]
+    annealing: ClassVar[tuple[str, ...]] = ()
+    needs_lr: ClassVar[bool] = True
+
+    def natural(self, u: torch.Tensor) -> torch.Tensor:
+        """Unconstrained (..., p) -> natural parameters (..., p)."""
+        raise NotImplementedError
+
+    def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
+        """Inverse of `natural`."""
+        raise NotImplementedError
+
+    def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
+        """Metric at every point of every run: theta (R, p) -> (R, P), linear scale, positive."""
+        raise NotImplementedError
+
+    def starts(self, f: Features, y: torch.Tensor) -> torch.Tensor:
+        """Starting points (R, S, p) in natural parameters from observed values y (R, P)."""
+        raise NotImplementedError
+
+    def annealing_index(self) -> list[int]:
+        return [self.params.index(p) for p in self.annealing]
+
+
+def softplus_inv(x: torch.Tensor) -> torch.Tensor:
+    return x + torch.log(-torch.expm1(-x))
+
+
+def linear_fit(design: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Batched least squares y ~ design @ c over masked points: design (B, P, k), y (B, P) -> (B, k)."""
+    w = mask.to(design.dtype).unsqueeze(-1)
+    X = design * w
+    XtX = X.transpose(1, 2) @ X
+    ridge = 1e-10 * torch.diagonal(XtX, dim1=1, dim2=2).mean(-1).clamp_min(1e-30)
+    XtX = XtX + ridge[:, None, None] * torch.eye(design.shape[-1], dtype=design.dtype, device=design.device)
+    Xty = X.transpose(1, 2) @ (y * mask).unsqueeze(-1)
+    return torch.linalg.solve(XtX, Xty).squeeze(-1)
+
+
+def grid_starts(
+    basis, grid: torch.Tensor, f: Features, y: torch.Tensor, n_best: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Variable projection over a 1-D grid of a nonlinear parameter.
+
+    ``basis(g) -> (R, P, k)`` is the design matrix with the nonlinear parameter at value g; the
+    linear coefficients are solved for every grid value at once and the `n_best` grid values with
+    the smallest residual are returned with their coefficients: (R, n_best) and (R, n_best, k).
+    """
+    R, P = y.shape
+    G = len(grid)
+    X = torch.stack([basis(g) for g in grid], 1).reshape(R * G, P, -1)
+    yy = y.repeat_interleave(G, 0)
+    mm = f.mask.repeat_interleave(G, 0)
+    c = linear_fit(X, yy, mm)
+    res = ((X @ c.unsqueeze(-1)).squeeze(-1) - yy) * mm
+    sse = (res ** 2).sum(-1).reshape(R, G)
+    c = c.reshape(R, G, -1)
+    order = torch.argsort(sse, dim=1)[:, :n_best]
+    return grid[order], torch.gather(c, 1, order.unsqueeze(-1).expand(-1, -1, c.shape[-1]))
