@@ -270,21 +270,22 @@ class Poly(Schedule):
         return self.final + (self.peak - self.final) * (1.0 - self._progress(s)) ** self.power
 
 
-class _DecayTail:
-    """Shared WSD-style cooldown over the last `decay` fraction of the shape (HF WSD phases)."""
-
-    def _decay_window(self) -> tuple[float, int]:
-        """(start step D, length N) of the decay window; N = round(decay * end)."""
-        end = self.end  # type: ignore[attr-defined]
-        if end is None:
-            return math.inf, 0
-        n = int(math.floor(self.decay * end + 0.5))  # type: ignore[attr-defined]
-        return float(end - n), n
+def _decay_window(decay: float, end: int | None) -> tuple[float, int]:
+    """(first step D, length N) of a cooldown spanning the last `decay` fraction of `end` steps."""
+    if end is None:
+        return math.inf, 0
+    n = int(math.floor(decay * end + 0.5))
+    return float(end - n), n
 
 
 @dataclass(frozen=True, kw_only=True)
-class WSD(_DecayTail, Schedule):
-    """Warmup-stable-decay: peak until the last `decay` fraction of steps, then linear/1-sqrt/cosine/exp to final."""
+class WSD(Schedule):
+    """Warmup-stable-decay: peak, then linear / 1-sqrt / cosine / exp to final over the last steps.
+
+    `decay` is the fraction of all steps (of `until`, else `total`) spent decaying: the window is
+    the last round(decay * end) steps, as HF's num_decay_steps. exp is Luo et al.'s geometric decay
+    peak^((T-s)/(T-D)) * final^((s-D)/(T-D)).
+    """
 
     name: ClassVar[str] = "wsd"
     needs_total: ClassVar[bool] = True
@@ -303,13 +304,13 @@ class WSD(_DecayTail, Schedule):
             raise InputError("wsd: exp decay needs final > 0 (the LR is geometric between peak and final)")
 
     def _main(self, s: np.ndarray) -> np.ndarray:
-        d, n = self._decay_window()
+        d, n = _decay_window(self.decay, self.end)
         q = np.clip((s - d) / max(1, n), 0.0, 1.0)
         return _decay_curve(self.peak, self.final, q, self.shape)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Power(_DecayTail, Schedule):
+class Power(Schedule):
     """Power scheduler (Shen et al. 2024), per step: min(peak, a * step^b), optional WSD-style decay tail.
 
     Shen et al. write the power law in tokens with a batch-size factor; fold both into `a` here
@@ -346,7 +347,7 @@ class Power(_DecayTail, Schedule):
         base = self._law(s)
         if self.decay == 0:
             return base
-        d, n = self._decay_window()
+        d, n = _decay_window(self.decay, self.end)
         v0 = float(self._law(d))
         final = min(self.final, v0)  # the tail cannot rise
         q = np.clip((s - d) / max(1, n), 0.0, 1.0)

@@ -254,8 +254,8 @@ def test_hf_config_with_mlflow_string_params():
 
 
 def test_hf_warmup_ratio_rounds_up_and_warmup_steps_win():
-    base = {"learning_rate": 1e-3, "lr_scheduler_type": "linear", "max_steps": 999}
-    assert from_config({**base, "warmup_ratio": 0.1}).warmup == 100  # ceil(99.9)
+    base = {"learning_rate": 1e-3, "lr_scheduler_type": "linear", "max_steps": 991}
+    assert from_config({**base, "warmup_ratio": 0.1}).warmup == 100  # ceil(99.1), not round
     assert from_config({**base, "warmup_ratio": 0.1, "warmup_steps": 7}).warmup == 7
 
 
