@@ -1,0 +1,274 @@
+"""The small interface every experiment-tracker adapter implements, and how adapters are found.
+
+An adapter is a class registered under the ``forecaster.trackers`` entry-point group (see
+``plugins/forecaster_mlflow``). The sync engine (`forecaster.sync`) talks to trackers only through
+this interface, Optuna-storage style: a handful of coarse calls, each a few requests.
+
+    list_runs()          one paged search: every run in scope with status, the latest-metric
+                         watermark per key, params, tags, config and its live forecast runs
+    read_histories()     full metric histories of some runs, read concurrently
+    create_forecast()    a new, complete forecast run (MLflow child run, W&B companion run)
+    set_tags()           key-value annotations on a source run (MLflow tags, W&B summary)
+    delete_forecast()    remove a superseded forecast run
+
+The engine orders a revision as create -> set_tags (point ``forecast.run_id`` at the new run) ->
+delete old, so a crash at any point leaves one complete forecast that the tags name. Adapters
+must never change a source run's status, end time or own metric series, and must keep their
+module import light (import the tracker's client lazily): the CLI loads every adapter class to
+build its options.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import importlib.metadata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from forecaster.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.alerts import Alert
+    from forecaster.histories import RunForecast
+
+ENTRY_POINT_GROUP = "forecaster.trackers"
+
+# normalised run states; adapters map their tracker's states onto these
+RUNNING, FINISHED, FAILED, KILLED = "running", "finished", "failed", "killed"
+STATES = (RUNNING, FINISHED, FAILED, KILLED)
+
+# tag/summary keys the engine reads back from RunInfo.tags (the adapter must round-trip them)
+TAG_PREFIX = "forecast."
+TAG_KIND = "forecast.kind"  # on forecast runs: "forecast"
+TAG_SOURCE = "forecast.source"  # on forecast runs: the source run's id
+TAG_RUN_ID = "forecast.run_id"  # on source runs: the live forecast run
+TAG_INPUT = "forecast.input"  # on source runs: fingerprint of what the last forecast was made from
+KIND_FORECAST = "forecast"
+
+
+class TrackerError(RuntimeError):
+    """The tracker cannot be used right now (unreachable, auth refused): the sync stops, exit 1."""
+
+
+class RunGone(RuntimeError):
+    """One run disappeared or became read-only mid-sync (deleted): that run is skipped, others go on."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The latest point of one metric as the tracker's run search reports it (no history read)."""
+
+    step: int
+    timestamp: int = 0
+    value: float = float("nan")
+
+    def token(self) -> str:
+        """Stable text for fingerprints (NaN-safe)."""
+        return f"{self.step}:{self.timestamp}:{self.value!r}"
+
+
+@dataclass
+class RunInfo:
+    """One run as listed: identity, state, latest-metric watermarks, config and live forecast runs.
+
+    ``config`` is what schedules are read from: params/config values (strings as MLflow stores
+    them, or native values from W&B). ``tags`` are key-value annotations including the
+    ``forecast.*`` keys this engine wrote (W&B adapters return them from the run summary).
+    ``forecasts`` lists the ids of this run's forecast runs that are live (not deleted).
+    """
+
+    id: str
+    name: str
+    scope: str  # experiment id (MLflow) or entity/project (W&B)
+    status: str  # one of STATES
+    latest: dict[str, Watermark] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    forecasts: list[str] = field(default_factory=list)
+    url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # adapter-private (e.g. the client's run object)
+
+    @property
+    def active(self) -> bool:
+        return self.status == RUNNING
+
+    @property
+    def label(self) -> str:
+        """Short human name for logs: name (id prefix)."""
+        return f"{self.name} ({self.id[:8]})" if self.name and self.name != self.id else self.id
+
+
+@dataclass
+class Series:
+    """One metric's full history: sorted unique steps; NaN/inf kept (the engine counts them)."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def clean_series(steps: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray,
+                 timestamps: Sequence[int] | np.ndarray | None = None) -> Series:
+    """Sort by step and keep one value per step: the last by timestamp (then by arrival) wins."""
+    s = np.asarray(steps, dtype=np.int64)
+    v = np.asarray(values, dtype=np.float64)
+    t = np.zeros(len(s), dtype=np.int64) if timestamps is None else np.asarray(timestamps, dtype=np.int64)
+    if not len(s):
+        return Series(s, v)
+    # lexsort: last key is primary; arrival index breaks timestamp ties so the later write wins
+    order = np.lexsort((np.arange(len(s)), t, s))
+    s, v = s[order], v[order]
+    keep = np.ones(len(s), dtype=bool)
+    keep[:-1] = s[1:] != s[:-1]
+    return Series(s[keep], v[keep])
+
+
+@dataclass
+class ForecastRevision:
+    """Everything one forecast run holds; `create_forecast` writes it completely or raises.
+
+    ``curves`` maps each metric key to its forecast, logged under that same key at the future
+    steps with the bands under ``<key>.p10`` / ``<key>.p90`` (``band_keys``). ``lr`` is the
+    planned LR at the horizon, logged under ``lr_key`` when the source logs its LR. ``alerts``
+    are newly firing alerts, for trackers that raise alerts from a live run (W&B).
+    """
+
+    source: RunInfo
+    input: str  # fingerprint of the inputs; deterministic ids may use it
+    curves: dict[str, "RunForecast"]
+    tags: dict[str, str] = field(default_factory=dict)  # extra tags/config for the forecast run
+    lr_key: str | None = None
+    lr_steps: np.ndarray | None = None
+    lr_values: np.ndarray | None = None
+    plot_png: bytes | None = None
+    plot_name: str = "forecast.png"
+    alerts: list["Alert"] = field(default_factory=list)
+    name: str = ""
+
+    @staticmethod
+    def band_keys(metric: str) -> tuple[str, str]:
+        """The keys the p10/p90 bands of `metric` are logged under."""
+        return f"{metric}.p10", f"{metric}.p90"
+
+
+@dataclass(frozen=True)
+class TrackerOption:
+    """A command-line option an adapter adds to `forecast sync` (passed to its constructor)."""
+
+    name: str  # "wandb-dir" -> --wandb-dir, constructor keyword wandb_dir
+    help: str
+    envvar: str | None = None
+    is_flag: bool = False
+    multiple: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+
+class Tracker(abc.ABC):
+    """An experiment tracker as the sync engine sees it (one instance per sync).
+
+    The constructor takes keyword options: ``uri`` (tracking server / base URL), ``experiments``
+    (names or ids in scope: MLflow experiments, W&B projects), ``filter`` (the tracker's own
+    filter syntax), plus the adapter's `options`. Settings that reach it from the config file's
+    ``[tracker]`` table arrive the same way. Raise `InputError` for bad options and
+    `TrackerError` when the tracker cannot be reached.
+    """
+
+    name: ClassVar[str] = ""
+    options: ClassVar[tuple[TrackerOption, ...]] = ()
+
+    def __init__(self, *, uri: str | None = None, experiments: Sequence[str] = (),
+                 filter: str | None = None, **options: Any) -> None:  # noqa: A002 - tracker term
+        self.uri = uri
+        self.experiments = list(experiments)
+        self.filter = filter
+        self.extra_options = options
+
+    def describe(self) -> str:
+        """One line naming what is synced, free of secrets (for logs and the lock file name)."""
+        return f"{self.name} {self.uri or ''} {','.join(self.experiments)}".strip()
+
+    @abc.abstractmethod
+    def list_runs(self) -> list[RunInfo]:
+        """Source runs in scope (forecast runs excluded, but attached to their source's `forecasts`)."""
+
+    @abc.abstractmethod
+    def read_histories(self, runs: Sequence[RunInfo], keys: Sequence[str]
+                       ) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
+        """Full histories of `keys` for each run, yielded as each completes (read concurrently).
+
+        A key the run never logged is absent from its dict. A run that vanished yields `RunGone`.
+        """
+
+    @abc.abstractmethod
+    def create_forecast(self, revision: ForecastRevision) -> str:
+        """Write a complete new forecast run for ``revision.source``; return its id.
+
+        Must be complete (all points, artifacts, finished state) before returning; on failure
+        it tries to remove what it wrote and raises.
+        """
+
+    @abc.abstractmethod
+    def set_tags(self, run: RunInfo, tags: Mapping[str, str]) -> None:
+        """Upsert key-value annotations on a source run without touching its state or history."""
+
+    @abc.abstractmethod
+    def delete_forecast(self, run: RunInfo, forecast_id: str) -> None:
+        """Delete a superseded forecast run of `run` (absent already: no error)."""
+
+    def close(self) -> None:
+        """Release clients and pools."""
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- discovery ---------------------------------------------------------------------------------
+def available() -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed adapters by name (entry points of the ``forecaster.trackers`` group)."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load(name: str) -> type[Tracker]:
+    """The adapter class registered as `name`; InputError naming what is installed otherwise."""
+    eps = available()
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none installed"
+        raise InputError(f"unknown tracker {name!r} (installed: {known}); "
+                         f"install its extra, e.g. pip install 'forecaster[{name}]'")
+    try:
+        cls = eps[name].load()
+    except ImportError as e:
+        raise InputError(f"tracker {name!r} needs a package that is not installed ({e.name or e}); "
+                         f"pip install 'forecaster[{name}]'") from None
+    if not (isinstance(cls, type) and issubclass(cls, Tracker)):
+        raise InputError(f"entry point {name!r} does not name a forecaster.trackers.Tracker subclass")
+    return cls
+
+
+def fingerprint(*parts: Any) -> str:
+    """Short stable hash of the parts' text (what a forecast was made from)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(repr(p).encode())
+        h.update(b"\x1f")
+    return h.hexdigest()[:16]
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP", "RUNNING", "FINISHED", "FAILED", "KILLED", "STATES", "TAG_PREFIX", "TAG_KIND",
+    "TAG_SOURCE", "TAG_RUN_ID", "TAG_INPUT", "KIND_FORECAST", "TrackerError", "RunGone", "Watermark",
+    "RunInfo", "Series", "clean_series", "ForecastRevision", "TrackerOption", "Tracker", "available",
+    "load", "fingerprint",
+]

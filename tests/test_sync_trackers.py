@@ -1,0 +1,31 @@
+"""The tracker interface's generic helpers: history cleaning, discovery, fingerprints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecaster import trackers
+from forecaster.errors import InputError
+
+
+def test_clean_series_sorts_and_keeps_last_write_per_step() -> None:
+    s = trackers.clean_series([3, 1, 2, 2, 1], [30.0, 10.0, 20.0, 21.0, 11.0], [5, 1, 2, 9, 0])
+    assert s.steps.tolist() == [1, 2, 3]
+    # step 1: timestamp 1 beats timestamp 0; step 2: timestamp 9 wins
+    assert s.values.tolist() == [10.0, 21.0, 30.0]
+
+
+def test_clean_series_ties_on_timestamp_go_to_the_later_write_and_nan_is_kept() -> None:
+    s = trackers.clean_series([0, 0, 1], [1.0, 2.0, np.nan], [7, 7, 7])
+    assert s.values[0] == 2.0 and np.isnan(s.values[1])
+
+
+def test_unknown_tracker_names_what_is_installed() -> None:
+    with pytest.raises(InputError, match="unknown tracker 'nope'"):
+        trackers.load("nope")
+
+
+def test_fingerprint_is_stable_and_sensitive() -> None:
+    assert trackers.fingerprint("a", 1) == trackers.fingerprint("a", 1)
+    assert trackers.fingerprint("a", 1) != trackers.fingerprint("a", 2)
