@@ -34,6 +34,7 @@ class GroupFit:
     cost: torch.Tensor  # (G,) objective at the optimum
     local: list[int]  # law parameter indices that have per-run deviations
     n_points: torch.Tensor  # (G,) observed points used
+    evidence: torch.Tensor  # (G,) largest LR decay any member showed, relative to its peak
 
     def run_params(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """Unconstrained per-run parameters (..., G, M, p) from group vectors (..., G, q)."""
@@ -210,7 +211,8 @@ def fit_groups(
     cov = torch.linalg.inv(info + 1e-12 * eye)
     cov = 0.5 * (cov + cov.transpose(1, 2))
     return GroupFit(law=law, members=members, x=x, cov=cov, sigma=sigma,
-                    cost=cost[G_idx, best], local=local, n_points=n)
+                    cost=cost[G_idx, best], local=local, n_points=n,
+                    evidence=torch.where(valid, annealing_evidence(feats)[rows], 0.0).amax(1))
 
 
 def predict_groups(fit: GroupFit, feats: Features, x: torch.Tensor | None = None) -> torch.Tensor:

@@ -59,7 +59,7 @@ class Forecaster:
         pool: float = 1e-2,
         max_points: int = 256,
         holdout: float = HOLDOUT,
-        samples: int = 400,
+        samples: int = 200,
     ) -> None:
         self.law = law
         self.device = device

@@ -43,6 +43,10 @@ class Law:
     params: ClassVar[tuple[str, ...]]
     annealing: ClassVar[tuple[str, ...]] = ()
     needs_lr: ClassVar[bool] = True
+    # the annealing parameter that scales the whole annealing gain, and typical values of the
+    # others: used to draw the gain when no run of a group has decayed its LR (laws.md 1.3)
+    amplitude: ClassVar[str | None] = None
+    shape_prior: ClassVar[dict[str, float]] = {}
 
     def natural(self, u: torch.Tensor) -> torch.Tensor:
         """Unconstrained (..., p) -> natural parameters (..., p)."""

@@ -15,6 +15,7 @@ class MomentumLaw(Law):
     name = "momentum"
     params = ("L0", "A", "alpha", "C")
     annealing = ("C",)
+    amplitude = "C"
 
     def natural(self, u: torch.Tensor) -> torch.Tensor:
         return torch.exp(u)

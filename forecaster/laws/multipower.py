@@ -18,6 +18,8 @@ class MultiPowerLaw(Law):
     name = "multipower"
     params = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
     annealing = ("B", "C", "beta", "gamma")
+    amplitude = "B"
+    shape_prior = _PRIOR
 
     def natural(self, u: torch.Tensor) -> torch.Tensor:
         pos = torch.exp(u[..., :5])
@@ -34,7 +36,7 @@ class MultiPowerLaw(Law):
         """Sum over LR-drop blocks of drop_k * G(...), (R, P); C, beta, gamma are (R,)."""
         sk = (f.s1.unsqueeze(-1) - f.s1_k.unsqueeze(1)).clamp_min(0.0)  # (R, P, K)
         x = (f.eta_k ** -gamma[:, None]).unsqueeze(1) * sk
-        g = 1.0 - (C[:, None, None] * x + 1.0) ** -beta[:, None, None]
+        g = -torch.expm1(-beta[:, None, None] * torch.log1p(C[:, None, None] * x))
         return (f.drop.unsqueeze(1) * g).sum(-1)
 
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:

@@ -1,0 +1,84 @@
+"""The Forecaster: batched equals per-run, pooled groups borrow annealing, bands, determinism."""
+
+import numpy as np
+import pytest
+
+from forecaster.forecast import Forecaster
+from forecaster.histories import RunHistory
+from tests.synthetic import constant_lr, cosine_lr, curve, wsd_lr
+
+TOTAL = 4000
+FULL = np.arange(TOTAL + 1)
+STEPS = np.arange(250, TOTAL + 1, 50)
+TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.5, "C": 0.3}
+
+
+def _run(name, lr, cut=None, group="g", seed=0, theta=TRUTH, noise=2e-3):
+    y = curve("momentum", theta, STEPS, lr, noise=noise, seed=seed)
+    keep = STEPS <= (cut or TOTAL)
+    horizon = STEPS[~keep] if cut else None
+    h = RunHistory(name, STEPS[keep], y[keep], group=group, lr_steps=FULL, lr_values=lr, horizon=horizon)
+    return h, y[~keep]
+
+
+def test_batched_fit_equals_per_run_fits():
+    runs = [_run(f"r{i}", cosine_lr(FULL, 1e-3, TOTAL), cut=2000, group=f"g{i}", seed=i,
+                 theta={**TRUTH, "L0": 2.0 + 0.3 * i})[0] for i in range(3)]
+    together = Forecaster(law="momentum").fit(runs).predict()
+    alone = [Forecaster(law="momentum").fit([h]).predict()[0] for h in runs]
+    for a, b in zip(together, alone):
+        assert a.params == pytest.approx(b.params, rel=1e-6)
+        np.testing.assert_allclose(a.p50, b.p50, rtol=1e-8)
+
+
+def test_deterministic_for_a_seed():
+    runs = [_run("a", cosine_lr(FULL, 1e-3, TOTAL))[0], _run("b", constant_lr(FULL, 1e-3), cut=1500, seed=1)[0]]
+    one = Forecaster(seed=3).fit(runs).predict()
+    two = Forecaster(seed=3).fit(runs).predict()
+    for a, b in zip(one, two):
+        assert a.law == b.law
+        np.testing.assert_array_equal(a.p10, b.p10)
+        np.testing.assert_array_equal(a.p90, b.p90)
+
+
+def test_constant_lr_run_borrows_annealing_from_finished_sibling():
+    wsd = wsd_lr(FULL, 1e-3, TOTAL)
+    finished = _run("cos", cosine_lr(FULL, 1e-3, TOTAL), seed=1)[0]
+    target, truth = _run("wsd", wsd, cut=2400, seed=2)  # still at constant LR when cut
+    fc = Forecaster(law="momentum").fit([finished, target]).predict()[1]
+    err = abs(fc.p50[-1] - truth[-1]) / truth[-1]
+    assert err < 0.01
+    # without the sibling the annealing response is unknown: the band must say so
+    alone = Forecaster(law="momentum").fit([target]).predict()[0]
+    width_pooled = (fc.p90[-1] - fc.p10[-1]) / fc.p50[-1]
+    width_alone = (alone.p90[-1] - alone.p10[-1]) / alone.p50[-1]
+    assert width_alone > 3 * width_pooled
+    assert fc.p10[-1] <= truth[-1] * 1.003 and truth[-1] <= fc.p90[-1] * 1.003
+
+
+def test_band_orders_and_final_samples():
+    target, _ = _run("wsd", wsd_lr(FULL, 1e-3, TOTAL), cut=2000)
+    fc = Forecaster().fit([_run("cos", cosine_lr(FULL, 1e-3, TOTAL))[0], target]).predict()[1]
+    assert np.all(fc.p10 <= fc.p50) and np.all(fc.p50 <= fc.p90)
+    assert fc.final_samples is not None and len(fc.final_samples) > 50
+    assert fc.law in ("momentum", "multipower")
+
+
+def test_too_few_points_and_nonpositive_values_are_skipped_with_reason():
+    good = _run("good", cosine_lr(FULL, 1e-3, TOTAL), cut=2000)[0]
+    short = RunHistory("short", STEPS[:3], np.array([3.0, 2.9, 2.8]), lr_steps=FULL,
+                       lr_values=cosine_lr(FULL, 1e-3, TOTAL), horizon=STEPS[3:10])
+    neg = RunHistory("neg", STEPS[:10], np.linspace(1, -1, 10), lr_steps=FULL,
+                     lr_values=cosine_lr(FULL, 1e-3, TOTAL), horizon=STEPS[10:20])
+    out = Forecaster().fit([good, short, neg]).predict()
+    assert out[0].skipped is None and len(out[0].p50) == len(good.horizon)
+    assert "too few points" in out[1].skipped
+    assert "non-positive" in out[2].skipped
+
+
+def test_runs_without_lr_use_schedule_free_laws():
+    y = curve("pow3", {"c": 2.0, "a": 5.0, "alpha": 0.6}, STEPS, None, noise=1e-3)
+    h = RunHistory("nolr", STEPS[:40], y[:40], horizon=STEPS[40:])
+    fc = Forecaster().fit([h]).predict()[0]
+    assert fc.law in ("pow3", "exponential", "logpower")
+    assert abs(fc.p50[-1] - y[-1]) / y[-1] < 0.02
