@@ -1,0 +1,341 @@
+"""CSV in and out: validate a history CSV (or a folder of them) into `RunHistory` objects, write forecasts.
+
+Input columns: ``step`` and the metric (required), ``run``, ``group``, ``lr`` (optional). Rows whose
+metric cell is empty carry LR only; a run's horizon is its rows after its last observed metric value.
+Every problem is either fatal (`InputError`: one line, exit code 2) or repaired and counted in a
+warning line, never silently dropped. Plain csv module and numpy: pandas is not a dependency.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+import numpy as np
+
+from forecaster.errors import InputError
+from forecaster.histories import RunForecast, RunHistory
+
+OUTPUT_COLUMNS = ("run", "step", "lr", "p50", "p10", "p90")
+
+
+@dataclass
+class ReadReport:
+    """What reading repaired: counts behind the warning lines printed on stderr."""
+
+    nonfinite: dict[str, int] = field(default_factory=dict)  # column -> values dropped
+    duplicates: dict[str, int] = field(default_factory=dict)  # run -> values overwritten
+    unsorted: list[str] = field(default_factory=list)  # runs whose rows were not in step order
+    files: int = 0
+    rows: int = 0
+
+    def warnings(self) -> list[str]:
+        """One human line per kind of repair."""
+        out = []
+        if self.nonfinite:
+            total = sum(self.nonfinite.values())
+            per = ", ".join(f"{c}: {n}" for c, n in sorted(self.nonfinite.items()))
+            out.append(f"dropped {total} NaN/inf value{'s' * (total != 1)} ({per})")
+        if self.duplicates:
+            total = sum(self.duplicates.values())
+            out.append(f"{total} duplicate step value{'s' * (total != 1)} in {_names(self.duplicates)}: "
+                       "kept the last of each")
+        if self.unsorted:
+            out.append(f"rows not in step order in {_names(self.unsorted)}: sorted by step")
+        return out
+
+
+def _names(runs: Iterable[str], limit: int = 5) -> str:
+    runs = list(runs)
+    shown = ", ".join(repr(r) for r in runs[:limit])
+    more = f" and {len(runs) - limit} more" if len(runs) > limit else ""
+    return f"run{'s' * (len(runs) != 1)} {shown}{more}"
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one CSV file (cells stripped); errors for a missing or empty file."""
+    if not path.exists():
+        raise InputError(f"input file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"input is not a file: {path}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text CSV file") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed CSV ({exc})") from None
+    if not rows:
+        raise InputError(f"{path}: empty input (no header, no rows)")
+    header = [c.strip() for c in rows[0]]
+    return header, rows[1:]
+
+
+def _numbers(cells: np.ndarray, column: str, path: Path, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a string column: (float values, present mask); empty cells are absent, bad text is fatal."""
+    present = cells != ""
+    filled = np.where(present, cells, "0")
+    try:
+        values = filled.astype(np.float64)
+    except ValueError:
+        for cell, line in zip(filled, lines):
+            try:
+                float(cell)
+            except ValueError:
+                raise InputError(f"{path}:{line}: column {column!r} has {str(cell)!r}, not a number") from None
+        raise  # pragma: no cover - astype and float() agree
+    return values, present
+
+
+def _read_file(path: Path, metric: str, run_default: str, group_default: str,
+               report: ReadReport) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Parse one CSV into per-row arrays, validated; returns one record of columns per file."""
+    header, rows = _table(path)
+    missing = [c for c in ("step", metric) if c not in header]
+    if missing:
+        have = ", ".join(header) if any(header) else "none"
+        raise InputError(f"{path}: missing column{'s' * (len(missing) > 1)} {', '.join(missing)} "
+                         f"(columns found: {have})")
+    if not rows:
+        raise InputError(f"{path}: empty input (a header and no data rows)")
+    width = len(header)
+    # ragged rows: pad short ones (empty cells), which csv files exported by hand often have
+    grid = np.array([(r + [""] * width)[:width] for r in rows], dtype=str)
+    grid = np.char.strip(grid)
+    lines = np.arange(2, len(rows) + 2)
+    col = {name: grid[:, i] for i, name in enumerate(header)}
+    report.files += 1
+    report.rows += len(rows)
+
+    step, has_step = _numbers(col["step"], "step", path, lines)
+    if not has_step.all():
+        raise InputError(f"{path}:{lines[~has_step][0]}: empty step")
+    bad = ~np.isfinite(step)
+    if bad.any():
+        report.nonfinite["step"] = report.nonfinite.get("step", 0) + int(bad.sum())
+    keep = ~bad
+    if np.any(step[keep] < 0):
+        raise InputError(f"{path}:{lines[keep & (step < 0)][0]}: negative step {step[keep & (step < 0)][0]:g}")
+    frac = keep & (step != np.round(step))
+    if frac.any():
+        raise InputError(f"{path}:{lines[frac][0]}: step {step[frac][0]:g} is not a whole number")
+
+    value, has_value = _numbers(col[metric], metric, path, lines)
+    nf = has_value & keep & ~np.isfinite(value)
+    if nf.any():
+        report.nonfinite[metric] = report.nonfinite.get(metric, 0) + int(nf.sum())
+    has_value &= np.isfinite(value)
+
+    if "lr" in col:
+        lr, has_lr = _numbers(col["lr"], "lr", path, lines)
+        nf = has_lr & keep & ~np.isfinite(lr)
+        if nf.any():
+            report.nonfinite["lr"] = report.nonfinite.get("lr", 0) + int(nf.sum())
+        has_lr &= np.isfinite(lr)
+        neg = has_lr & keep & (lr < 0)
+        if neg.any():
+            raise InputError(f"{path}:{lines[neg][0]}: negative learning rate {lr[neg][0]:g}")
+    else:
+        lr, has_lr = np.zeros(len(rows)), np.zeros(len(rows), dtype=bool)
+
+    runs = col["run"] if "run" in col else np.full(len(rows), run_default)
+    if "run" in col and np.any(runs[keep] == ""):
+        raise InputError(f"{path}:{lines[keep & (runs == '')][0]}: empty run name")
+    groups = col["group"] if "group" in col else np.full(len(rows), group_default)
+    return [(path, runs[keep], groups[keep], step[keep].astype(np.int64), value[keep], has_value[keep],
+             lr[keep], has_lr[keep], lines[keep])]
+
+
+def _last_per_key(code: np.ndarray, step: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Indices (into the inputs) of the last row, in `order`, of each (code, step) pair; sorted by pair."""
+    # lexsort: last key is primary; stable in file order so the last duplicate ends last
+    idx = np.lexsort((order, step, code))
+    c, s = code[idx], step[idx]
+    last = np.ones(len(idx), dtype=bool)
+    last[:-1] = (c[1:] != c[:-1]) | (s[1:] != s[:-1])
+    return idx[last]
+
+
+def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHistory], ReadReport]:
+    """Histories from a CSV file, or from a folder where each CSV file is one run (group = its folder).
+
+    Runs keep their order of first appearance. In a single file without a ``run`` column all rows are
+    one run named after the file; without a ``group`` column all runs form one group.
+    """
+    path = Path(path)
+    report = ReadReport()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.csv") if p.is_file())
+        if not files:
+            raise InputError(f"{path}: folder has no .csv files")
+        # run = file stem; qualified by its sub-folder only where stems collide across folders
+        stems: dict[str, int] = {}
+        for f in files:
+            stems[f.stem] = stems.get(f.stem, 0) + 1
+        parts = []
+        for f in files:
+            rel = f.parent.relative_to(path)
+            group = path.name if str(rel) == "." else rel.as_posix()
+            run = f.stem if stems[f.stem] == 1 else f"{group}/{f.stem}"
+            recs = _read_file(f, metric, run, group, report)
+            # each file is one run: a run/group column inside is ignored for a folder input
+            for rec in recs:
+                n = len(rec[3])
+                parts.append((rec[0], np.full(n, run), np.full(n, group)) + rec[3:])
+    else:
+        if not path.exists():
+            raise InputError(f"input file not found: {path}")
+        parts = _read_file(path, metric, path.stem, path.stem, report)
+
+    src = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
+    runs = np.concatenate([p[1] for p in parts])
+    groups = np.concatenate([p[2] for p in parts])
+    step = np.concatenate([p[3] for p in parts])
+    value = np.concatenate([p[4] for p in parts])
+    has_value = np.concatenate([p[5] for p in parts])
+    lr = np.concatenate([p[6] for p in parts])
+    has_lr = np.concatenate([p[7] for p in parts])
+    lines = np.concatenate([p[8] for p in parts])
+    if len(step) == 0:
+        raise InputError(f"{path}: empty input (no usable rows)")
+    order = np.arange(len(step))
+
+    names, first, code = np.unique(runs, return_index=True, return_inverse=True)
+    # one group per run
+    gcodes = np.unique(np.stack([code, np.unique(groups, return_inverse=True)[1]]), axis=1)
+    if gcodes.shape[1] != len(names):
+        dup = np.flatnonzero(np.bincount(gcodes[0], minlength=len(names)) > 1)[0]
+        raise InputError(f"run {str(names[dup])!r} appears in more than one group "
+                         f"({', '.join(sorted(set(groups[code == dup])))}); a run belongs to one group")
+
+    # unsorted: a step smaller than the previous row's step of the same run, in file order
+    by_run = np.lexsort((order, code))
+    c, s = code[by_run], step[by_run]
+    back = (c[1:] == c[:-1]) & (s[1:] < s[:-1])
+    for r in np.unique(c[1:][back]):
+        report.unsorted.append(str(names[r]))
+
+    def column(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sel = np.flatnonzero(mask)
+        keep = sel[_last_per_key(code[sel], step[sel], order[sel])]
+        dups = np.bincount(code[sel], minlength=len(names)) - np.bincount(code[keep], minlength=len(names))
+        for r in np.flatnonzero(dups):
+            report.duplicates[str(names[r])] = report.duplicates.get(str(names[r]), 0) + int(dups[r])
+        return keep, code[keep]
+
+    obs, obs_code = column(has_value)
+    lrk, lr_code = column(has_lr)
+    allk = _last_per_key(code, step, order)
+    all_code = code[allk]
+
+    def split(idx: np.ndarray, codes: np.ndarray) -> list[np.ndarray]:
+        bounds = np.searchsorted(codes, np.arange(len(names) + 1))
+        return [idx[bounds[i]: bounds[i + 1]] for i in range(len(names))]
+
+    obs_by, lr_by, all_by = split(obs, obs_code), split(lrk, lr_code), split(allk, all_code)
+    any_lr = bool(has_lr.any())
+    out = []
+    for r in np.argsort(first, kind="stable"):
+        o = obs_by[r]
+        s_obs = step[o]
+        last = int(s_obs[-1]) if len(o) else -1
+        rows = step[all_by[r]]
+        horizon = rows[rows > last]
+        lr_idx = lr_by[r]
+        out.append(RunHistory(
+            run=str(names[r]), steps=s_obs, values=value[o], group=str(groups[first[r]]),
+            lr_steps=step[lr_idx] if any_lr else None, lr_values=lr[lr_idx] if any_lr else None,
+            horizon=horizon, metric=metric,
+            meta={"source": str(parts[src[first[r]]][0]), "line": int(lines[first[r]]),
+                  "row_steps": rows},
+        ))
+    return out, report
+
+
+def logging_interval(h: RunHistory) -> int:
+    """The run's median step between logged values (metric rows, else all rows), at least 1."""
+    for s in (h.steps, h.meta.get("row_steps", np.zeros(0))):
+        if len(s) >= 2:
+            return max(1, int(np.median(np.diff(s))))
+    return 1
+
+
+def extend_horizon(h: RunHistory, until: int) -> np.ndarray:
+    """Every k-th step after the last row up to `until` (included), k = the run's logging interval."""
+    start = int(h.meta["row_steps"][-1]) if len(h.meta.get("row_steps", ())) else h.last_step
+    k = logging_interval(h)
+    if until <= start:
+        return np.zeros(0, dtype=np.int64)
+    steps = np.arange(start + k, until, k, dtype=np.int64)
+    return np.append(steps, np.int64(until))
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def _fmt(x: float) -> str:
+    return "" if not math.isfinite(x) else f"{x:.8g}"
+
+
+def write_forecasts(forecasts: list[RunForecast], out: IO[str]) -> int:
+    """Write ``run, step, lr, p50, p10, p90`` for every horizon step; returns the rows written."""
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(OUTPUT_COLUMNS)
+    n = 0
+    for f in forecasts:
+        if f.skipped or not len(f.steps):
+            continue
+        cols = [np.asarray(c, dtype=np.float64) for c in (f.lr, f.p50, f.p10, f.p90)]
+        w.writerows(
+            (f.run, int(s), _fmt(a), _fmt(b), _fmt(c), _fmt(d))
+            for s, a, b, c, d in zip(f.steps, *(c.tolist() for c in cols))
+        )
+        n += len(f.steps)
+    return n
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def summary(histories: list[RunHistory], forecasts: list[RunForecast], *,
+            warnings: list[str] = (), settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per run: law, parameters, predicted final value with its interval, or why it was skipped."""
+    runs = []
+    for h, f in zip(histories, forecasts):
+        entry: dict[str, Any] = {
+            "run": f.run, "group": f.group, "metric": f.metric,
+            "observed": {"points": int(len(h.steps)),
+                         "last_step": int(h.steps[-1]) if len(h.steps) else None,
+                         "last_value": _num(float(h.values[-1])) if len(h.values) else None},
+            "law": f.law, "params": {k: _num(v) for k, v in f.params.items()},
+            "skipped": f.skipped, "notes": list(f.notes),
+        }
+        if not f.skipped and len(f.steps):
+            lo, hi = f.final_interval
+            entry["final"] = {"step": int(f.steps[-1]), "p50": _num(f.final), "p10": _num(lo), "p90": _num(hi)}
+            entry["horizon_points"] = int(len(f.steps))
+        else:
+            entry["final"] = None
+            entry["horizon_points"] = 0
+        runs.append(entry)
+    return {
+        "settings": settings or {},
+        "forecast": sum(1 for r in runs if not r["skipped"] and r["final"]),
+        "skipped": [{"run": r["run"], "group": r["group"], "reason": r["skipped"]} for r in runs if r["skipped"]],
+        "warnings": list(warnings),
+        "runs": runs,
+    }
+
+
+def write_json(obj: Any, path: str | Path | None) -> None:
+    """Write JSON to `path` ('-' or None: stdout)."""
+    text = json.dumps(obj, indent=2, allow_nan=False)
+    if path in (None, "-"):
+        sys.stdout.write(text + "\n")
+    else:
+        Path(path).write_text(text + "\n")
