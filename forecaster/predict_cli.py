@@ -1,0 +1,239 @@
+"""`forecast predict` and `forecast backtest`: the CSV front end of the forecaster core."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from typing import Any, Callable
+
+import click
+
+from forecaster import backtest as bt
+from forecaster import csvio, laws
+from forecaster.errors import InputError
+from forecaster.histories import RunForecast, RunHistory
+
+LAW_CHOICES = ["auto", *laws.available()]
+DEVICES = ["auto", "cpu", "cuda"]
+
+
+def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input ends the command with one `error: ...` line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            click.echo(f"error: {_one_line(exc)}", err=True)
+            sys.exit(2)
+        except RuntimeError as exc:
+            # device resolution (e.g. --device cuda without CUDA) is the user's choice, not a bug
+            if "CUDA" not in str(exc) and "device" not in str(exc):
+                raise
+            click.echo(f"error: {_one_line(exc)}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)
+
+
+def _info(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _forecaster(law: str, device: str, seed: int):
+    from forecaster.device import pick_device
+    from forecaster.forecast import Forecaster
+
+    try:
+        pick_device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(_one_line(exc)) from None
+    return Forecaster(law=law, device=device, seed=seed)
+
+
+def apply_plan(histories: list[RunHistory], schedule_spec: str | None, until: int | None) -> list[str]:
+    """Give runs without future rows a horizon up to `until` and the planned schedule; returns notes."""
+    notes: list[str] = []
+    sched = None
+    if schedule_spec is not None:
+        from forecaster import schedules
+
+        sched = schedules.parse(schedule_spec)
+        if until is None:
+            if sched.total is None:
+                raise InputError(f"--schedule {sched.spec()!r} has no total=<last step>; give --until STEP")
+            until = int(sched.total)
+    if until is not None and until <= 0:
+        raise InputError(f"--until must be a positive step, got {until}")
+    extended = 0
+    for h in histories:
+        no_future = h.horizon is None or len(h.horizon) == 0
+        if sched is not None and (no_future or not h.has_lr):
+            h.schedule = sched  # logged LR points still win where they exist
+        if no_future and until is not None:
+            h.horizon = csvio.extend_horizon(h, until)
+            extended += int(len(h.horizon) > 0)
+    if until is not None and extended == 0:
+        raise InputError(f"--until {until} is not after the last row of any run without future rows")
+    return notes
+
+
+def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> list[RunForecast]:
+    """Forecasts of runs with a horizon, with reasons for those skipped or without one."""
+    out = []
+    for h, f in zip(histories, forecasts):
+        if not f.skipped and (h.horizon is None or len(h.horizon) == 0):
+            f.notes.append("no rows after the last observed value: fitted with its group, nothing to "
+                           "forecast (give --until STEP)")
+        out.append(f)
+    return out
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--input", "input_path", required=True, metavar="CSV",
+              help="History CSV: columns step and the metric (required); run, group, lr (optional). "
+                   "Rows after a run's last metric value (LR set, metric empty) are its horizon. "
+                   "A folder reads each CSV file as one run (name = file stem, group = folder).")
+@click.option("--metric", default="loss", show_default=True, help="Name of the metric column to forecast.")
+@click.option("--schedule", "schedule_spec", metavar="SPEC",
+              help="Planned LR schedule for runs without future rows, e.g. "
+                   "'cosine(peak=3e-4, warmup=100, total=10000)'; logged LR rows win where present.")
+@click.option("--until", type=int, metavar="STEP",
+              help="Forecast runs without future rows up to STEP, every k-th step (k = the run's median "
+                   "logging interval). Default with --schedule: its total. Without --schedule the LR "
+                   "stays at its last logged value.")
+@click.option("--law", type=click.Choice(LAW_CHOICES), default="auto", show_default=True,
+              help="Law to fit; auto picks per group the law that best forecasts held-back data.")
+@click.option("--output", metavar="CSV", help="Forecast CSV (run, step, lr, p50, p10, p90); default stdout.")
+@click.option("--summary", "summary_path", metavar="JSON",
+              help="Per-run summary JSON: law, parameters, final value with interval, skipped runs.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="Where the batched fit runs (auto: CUDA when available).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the band sampling.")
+@_one_line_errors
+def predict(input_path: str, metric: str, schedule_spec: str | None, until: int | None, law: str,
+            output: str | None, summary_path: str | None, device: str, seed: int) -> None:
+    """Fit loss-curve laws to the runs in a CSV and forecast each run's remaining steps.
+
+    Runs sharing a `group` are fitted jointly (siblings lend each other the response to LR decay);
+    every group goes through one batched fit. The output has one row per horizon step with the
+    median forecast p50 and the 10 %/90 % band. Runs too short to fit are reported as skipped
+    (summary JSON and stderr) while the rest are forecast.
+
+    \b
+    Example:
+      forecast predict --input runs.csv --output forecast.csv --summary summary.json
+      forecast predict --input run.csv --schedule 'cosine(peak=3e-4, warmup=100, total=10000)'
+    """
+    t0 = time.perf_counter()
+    histories, report = csvio.read_histories(input_path, metric)
+    _warn(report.warnings())
+    apply_plan(histories, schedule_spec, until)
+    if not any(h.horizon is not None and len(h.horizon) for h in histories):
+        raise InputError("nothing to forecast: no run has rows after its last observed value "
+                         "(add future rows with an lr and an empty metric, or give --until STEP)")
+    fc = _forecaster(law, device, seed).fit(histories)
+    forecasts = _output_order(histories, fc.predict())
+    if output:
+        with open(output, "w", newline="") as fh:
+            n = csvio.write_forecasts(forecasts, fh)
+    else:
+        n = csvio.write_forecasts(forecasts, sys.stdout)
+    skipped = [f for f in forecasts if f.skipped]
+    for f in skipped[:10]:
+        _info(f"skipped run {f.run!r}: {f.skipped}")
+    if len(skipped) > 10:
+        _info(f"... and {len(skipped) - 10} more skipped runs (see --summary)")
+    if summary_path:
+        settings = {"input": str(input_path), "metric": metric, "law": law, "schedule": schedule_spec,
+                    "until": until, "device": str(fc.device_), "seed": seed}
+        csvio.write_json(csvio.summary(histories, forecasts, warnings=report.warnings(), settings=settings),
+                         summary_path)
+    done = sum(1 for f in forecasts if not f.skipped and len(f.steps))
+    _info(f"forecast {done} of {len(forecasts)} runs ({len(skipped)} skipped), {n} rows, "
+          f"{time.perf_counter() - t0:.1f} s on {fc.device_}")
+
+
+def _cutoffs(text: str) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--cutoffs must be comma-separated numbers in (0, 1), got {text!r}") from None
+    if not vals or any(not 0 < v < 1 for v in vals):
+        raise InputError(f"--cutoffs must be comma-separated numbers in (0, 1), got {text!r}")
+    return vals
+
+
+def run_backtest(histories: list[RunHistory], cutoffs: list[float], law: str = "auto", device: str = "auto",
+                 seed: int = 0) -> tuple[list[bt.CaseResult], dict[str, Any]]:
+    """Cut, forecast every case in one Forecaster call, score against the baselines."""
+    cases = bt.make_cases(histories, cutoffs)
+    if not cases:
+        raise InputError("nothing to backtest: no finished run (metric observed to its last row, "
+                         f"at least {bt.FINAL_POINTS} points)")
+    live = [c for c in cases if not c.skipped]
+    flat: list[RunHistory] = [h for c in live for h in c.histories]
+    forecasts: list[RunForecast | None] = [None] * len(cases)
+    info: dict[str, Any] = {"histories": len(flat)}
+    if flat:
+        t0 = time.perf_counter()
+        fc = _forecaster(law, device, seed).fit(flat)
+        out = fc.predict()
+        info.update(seconds=time.perf_counter() - t0, device=str(fc.device_))
+        k = 0
+        live_ids = {id(c) for c in live}
+        for i, c in enumerate(cases):
+            if id(c) in live_ids:
+                forecasts[i] = out[k + c.target_index]
+                k += len(c.histories)
+    return bt.evaluate(cases, forecasts), info
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--input", "input_path", required=True, metavar="CSV_OR_DIR",
+              help="History CSV (as for predict) or a folder where each CSV file is one run and each "
+                   "folder a group of siblings.")
+@click.option("--metric", default="loss", show_default=True, help="Name of the metric column.")
+@click.option("--cutoffs", default="0.25,0.5,0.75", show_default=True,
+              help="Shares of each finished run's planned steps at which its metric is cut.")
+@click.option("--law", type=click.Choice(LAW_CHOICES), default="auto", show_default=True,
+              help="Law to fit (auto: chosen per case on held-back data).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="Where the batched fit runs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the band sampling.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (summary and per-case records), not a table.")
+@_one_line_errors
+def backtest(input_path: str, metric: str, cutoffs: str, law: str, device: str, seed: int, as_json: bool) -> None:
+    """Hide the tail of finished runs and measure how well the forecaster predicts it.
+
+    Each finished run becomes a target in turn, cut at each cutoff (metric blanked after the cut,
+    LR rows kept) while its siblings stay complete; all cases go through one batched fit, one group
+    per case. Reported per cutoff: relative error of the final value (truth = mean of the last 3
+    values, prediction = mean p50 there), mean error over the whole unseen part, and the share of
+    unseen points inside the 10-90 % band, next to two baselines: the last observed value and a
+    schedule-blind power law E + A*t^-alpha fitted to the target's own prefix.
+    """
+    cuts = _cutoffs(cutoffs)
+    histories, report = csvio.read_histories(input_path, metric)
+    _warn(report.warnings())
+    results, info = run_backtest(histories, cuts, law, device, seed)
+    rows = bt.summarize(results, cuts)
+    if as_json:
+        csvio.write_json({"input": str(input_path), "metric": metric, "law": law, "cutoffs": cuts,
+                          "run": info, "summary": rows, "cases": bt.case_records(results)}, None)
+    else:
+        click.echo(bt.markdown(rows))
+        skipped = [r for r in results if r.skipped]
+        if skipped:
+            click.echo(f"\n{len(skipped)} case(s) not scored, e.g. {skipped[0].case.key}: {skipped[0].skipped}")
