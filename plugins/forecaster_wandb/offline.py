@@ -1,0 +1,178 @@
+"""Offline runs: find the ``offline-run-*`` folders under a ``wandb`` directory and read their logs.
+
+Air-gapped clusters run with ``WANDB_MODE=offline`` and upload later with ``wandb sync``. Each
+run's metrics, config, summary and exit live in its ``run-<id>.wandb`` transaction log, read here
+with `datastore` (read-only). Runs this plugin wrote itself (``job_type == "forecast"``) are told
+apart so that they are never forecast in turn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forecaster.errors import InputError
+from forecaster_wandb.datastore import ScanStats, iter_records
+
+OFFLINE_PREFIX = "offline-run-"
+
+
+@dataclass
+class OfflineRun:
+    """One offline run as its transaction log tells it."""
+
+    dir: Path
+    file: Path
+    id: str
+    entity: str = ""
+    project: str = ""
+    name: str = ""
+    group: str = ""
+    job_type: str = ""
+    tags: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    torn_tail: bool = False
+    # key -> (steps, values): numeric points only, in the order logged
+    series: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    dropped: int = 0  # non-finite or non-numeric points of numeric keys
+
+    @property
+    def state(self) -> str:
+        if self.exit_code is None:
+            return "running"
+        return "finished" if self.exit_code == 0 else "failed"
+
+    @property
+    def last_step(self) -> int:
+        return max((s[-1] for s, _ in self.series.values() if s), default=-1)
+
+    @property
+    def synced(self) -> bool:
+        """True once ``wandb sync`` uploaded it (it leaves a ``.synced`` marker beside the log)."""
+        return Path(str(self.file) + ".synced").exists()
+
+    def history(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        steps, values = self.series.get(key, ([], []))
+        return np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
+
+
+def find_wandb_dir(path: str | os.PathLike[str]) -> Path:
+    """The folder holding ``offline-run-*``: ``path`` itself or its ``wandb`` child."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise InputError(f"--wandb-dir {p}: no such directory")
+    if any(c.name.startswith(OFFLINE_PREFIX) for c in p.iterdir()):
+        return p
+    if (p / "wandb").is_dir():
+        return p / "wandb"
+    return p  # an empty wandb folder: no runs yet, which is not an error
+
+
+def run_dirs(wandb_dir: Path) -> list[Path]:
+    """Every offline run folder, oldest first (their names start with the start time)."""
+    return sorted(c for c in wandb_dir.iterdir() if c.is_dir() and c.name.startswith(OFFLINE_PREFIX))
+
+
+def _key(item: Any) -> str:
+    return "/".join(item.nested_key) if len(item.nested_key) else item.key
+
+
+def _set_nested(target: dict[str, Any], item: Any, value: Any) -> None:
+    if len(item.nested_key) > 1:  # nested dicts logged as such
+        d = target
+        for k in item.nested_key[:-1]:
+            d = d.setdefault(k, {}) if isinstance(d.get(k, {}), dict) else {}
+        d[item.nested_key[-1]] = value
+    else:
+        target[_key(item)] = value
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) <= {"value", "desc"} and "value" in value:
+        return value["value"]
+    return value
+
+
+def read_run(run_dir: Path) -> OfflineRun:
+    """Parse one ``offline-run-*`` folder (read-only); InputError when its log is unreadable."""
+    logs = sorted(run_dir.glob("run-*.wandb"))
+    if not logs:
+        raise InputError(f"{run_dir}: no run-*.wandb transaction log")
+    file = logs[0]
+    run = OfflineRun(dir=run_dir, file=file, id=file.stem[len("run-"):])
+    stats = ScanStats()
+    for rec in iter_records(file, stats):
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            run.id = r.run_id or run.id
+            run.entity, run.project = r.entity, r.project
+            run.name = r.display_name or run.name
+            run.group, run.job_type = r.run_group, r.job_type
+            run.tags = list(r.tags)
+            for item in r.config.update:
+                run.config[_key(item)] = _unwrap(json.loads(item.value_json))
+        elif kind == "config":
+            for item in rec.config.update:
+                run.config[_key(item)] = _unwrap(json.loads(item.value_json))
+            for item in rec.config.remove:
+                run.config.pop(_key(item), None)
+        elif kind == "summary":
+            for item in rec.summary.update:
+                _set_nested(run.summary, item, json.loads(item.value_json))
+            for item in rec.summary.remove:
+                run.summary.pop(_key(item), None)
+        elif kind == "history":
+            _add_history(run, rec.history)
+        elif kind == "exit":
+            run.exit_code = int(rec.exit.exit_code)
+    run.config.pop("_wandb", None)
+    run.torn_tail = stats.torn_tail
+    return run
+
+
+def _add_history(run: OfflineRun, history: Any) -> None:
+    row: dict[str, Any] = {}
+    step: int | None = int(history.step.num) if history.HasField("step") else None
+    for item in history.item:
+        key = _key(item)
+        if key == "_step":
+            step = int(json.loads(item.value_json))
+        elif not key.startswith("_"):
+            row[key] = item.value_json
+    if step is None:
+        return
+    for key, text in row.items():
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if key in run.series:
+                run.dropped += 1
+            continue  # media, tables, strings: not a metric
+        steps, values = run.series.setdefault(key, ([], []))
+        if not math.isfinite(value):
+            run.dropped += 1
+            continue
+        steps.append(step)
+        values.append(float(value))
+
+
+def read_dir(wandb_dir: Path) -> tuple[list[OfflineRun], list[tuple[Path, str]]]:
+    """All readable offline runs under ``wandb_dir`` plus (folder, reason) for the unreadable ones."""
+    runs, bad = [], []
+    for d in run_dirs(wandb_dir):
+        try:
+            runs.append(read_run(d))
+        except (InputError, OSError, ValueError) as err:
+            bad.append((d, str(err)))
+    return runs, bad

@@ -1,0 +1,780 @@
+"""The W&B tracker adapter: source runs in, companion forecast runs out, online or offline.
+
+Online (``--project ENTITY/PROJECT``): one fresh `wandb.Api` per sync (its query cache must not
+outlive the sync); runs come from one paged search per project; histories from
+``scan_history(keys=[key])`` one key at a time (a multi-key scan returns only rows holding *all*
+keys), concurrently, and incrementally from a local cache of what was already read; forecasts go
+into a *companion run* per revision (deterministic id, ``job_type="forecast"``, a group of its own)
+that logs the predicted curve under the source's own metric keys at future steps, so W&B draws it
+as one more line in the same panel. The source run is only ever touched through the API's summary
+and tags (never resumed: a resume re-marks crashed runs as finished and races a live writer).
+
+Offline (``--wandb-dir DIR``): runs come from the ``offline-run-*`` transaction logs (read-only),
+companions are written as offline runs beside them for ``wandb sync`` to upload later, and the
+source annotations live in a small state file in DIR, since the user's run files must not change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from forecaster import __version__
+from forecaster.errors import InputError
+from forecaster.trackers import (
+    FAILED,
+    FINISHED,
+    KILLED,
+    KIND_FORECAST,
+    RUNNING,
+    TAG_INPUT,
+    TAG_KIND,
+    TAG_PREFIX,
+    TAG_RUN_ID,
+    TAG_SOURCE,
+    ForecastRevision,
+    RunGone,
+    RunInfo,
+    Series,
+    Tracker,
+    TrackerError,
+    TrackerOption,
+    Watermark,
+    clean_series,
+    fingerprint,
+)
+
+JOB_TYPE = KIND_FORECAST  # job_type of companion runs: how they are told apart from the user's
+ALERT_TAG = TAG_PREFIX + "alert"  # the engine's alert tag; mirrored as W&B tags "forecast:<rule>"
+WANDB_TAG_PREFIX = "forecast:"
+STATE_FILE = "forecaster-state.json"  # offline mode: source annotations (user runs stay untouched)
+
+_STATES = {"running": RUNNING, "pending": RUNNING, "finished": FINISHED, "failed": FAILED,
+           "crashed": FAILED, "killed": KILLED, "preempted": KILLED, "preempting": KILLED}
+_LEVELS = {"info": "INFO", "warning": "WARN", "critical": "ERROR"}
+_SCOPE = re.compile(r"^[^/\s]+/[^/\s]+$")
+
+
+# -- small helpers -----------------------------------------------------------------------------
+def _status(err: BaseException) -> int | None:
+    """HTTP status behind a wandb error, looking through CommError wrappers."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        resp = getattr(e, "response", None)
+        status = getattr(resp, "http_status", None)
+        if status:
+            return int(status)
+        e = getattr(e, "exc", None) or e.__cause__
+    return None
+
+
+def _message(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return "; ".join(lines)[:300] if lines else type(err).__name__
+
+
+def _is_gone(err: BaseException) -> bool:
+    if _status(err) == 404:
+        return True
+    e: BaseException | None = err
+    while e is not None:
+        if type(e).__name__ == "RunNotFoundError" or "could not find run" in str(e).lower() \
+                or "not found" in str(e).lower() and "run" in str(e).lower():
+            return True
+        e = getattr(e, "exc", None) or e.__cause__
+    return False
+
+
+def _tracker_error(err: BaseException, what: str) -> TrackerError:
+    status = _status(err)
+    if status in (401, 403):
+        return TrackerError(f"W&B refused the credentials while {what} (HTTP {status}); "
+                            "check WANDB_API_KEY / `wandb login` and the entity's permissions")
+    if status == 429:
+        return TrackerError(f"W&B kept rate-limiting while {what} (HTTP 429) after the client's "
+                            "retries; try again later or lower --workers")
+    detail = f"HTTP {status}: " if status else ""
+    return TrackerError(f"W&B error while {what}: {detail}{_message(err)}")
+
+
+def _number(v: Any) -> float | None:
+    """A history/summary value as a float (NaN/inf kept), or None when it is not a number."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str) and v in ("NaN", "nan", "Infinity", "-Infinity", "inf", "-inf"):
+        return float(v.replace("Infinity", "inf"))
+    return None
+
+
+def _forecast_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``forecast`` block a companion run carries in its config ({} for a user's run)."""
+    block = config.get("forecast")
+    if isinstance(block, Mapping) and "value" in block and set(block) <= {"value", "desc"}:
+        block = block["value"]
+    return dict(block) if isinstance(block, Mapping) else {}
+
+
+def _summary_tags(summary: Mapping[str, Any]) -> dict[str, str]:
+    """The engine's ``forecast.*`` tags from a source run's summary (stored as a nested dict)."""
+    block = summary.get("forecast")
+    if not isinstance(block, Mapping):
+        return {}
+    return {TAG_PREFIX + str(k): str(v) for k, v in block.items()}
+
+
+def companion_id(scope: str, source_id: str, input_fp: str, attempt: int = 0) -> str:
+    """Deterministic companion run id: source id + hash(source, input watermark, forecaster version)."""
+    stem = re.sub(r"[^A-Za-z0-9_-]", "-", source_id)[:40]
+    digest = fingerprint(scope, source_id, input_fp, __version__)[:10]
+    suffix = f"-{attempt + 1}" if attempt else ""
+    return f"{stem}-fc-{digest}{suffix}"
+
+
+def alert_text(alert: Any, source: RunInfo) -> tuple[str, str, str]:
+    """(title, text, level) of a W&B alert raised from a companion run about its source run."""
+    where = source.url or f"{source.scope}/{source.id}"
+    title = f"forecast: {alert.rule.replace('_', ' ')} - {source.name or source.id}"
+    text = f"Run {source.label} ({where}): {alert.message}"
+    return title[:128], text, _LEVELS.get(getattr(alert, "severity", "warning"), "WARN")
+
+
+@dataclass
+class _Rows:
+    """The companion's history: one row per future step, curves, bands and LR merged."""
+
+    steps: list[int]
+    rows: list[dict[str, float]]
+
+
+def revision_rows(revision: ForecastRevision) -> _Rows:
+    """Merge every curve (p50 under the metric key, bands beside it) and the planned LR by step."""
+    by_step: dict[int, dict[str, float]] = {}
+    for key, fc in revision.curves.items():
+        if fc.skipped or not len(fc.steps):
+            continue
+        k10, k90 = ForecastRevision.band_keys(key)
+        for s, p50, p10, p90 in zip(np.asarray(fc.steps).tolist(), np.asarray(fc.p50).tolist(),
+                                    np.asarray(fc.p10).tolist(), np.asarray(fc.p90).tolist()):
+            row = by_step.setdefault(int(s), {})
+            row[key], row[k10], row[k90] = float(p50), float(p10), float(p90)
+    if revision.lr_key and revision.lr_steps is not None and revision.lr_values is not None:
+        for s, lr in zip(np.asarray(revision.lr_steps).tolist(), np.asarray(revision.lr_values).tolist()):
+            if int(s) in by_step and math.isfinite(lr):
+                by_step[int(s)][revision.lr_key] = float(lr)
+    steps = sorted(by_step)
+    return _Rows(steps, [by_step[s] for s in steps])
+
+
+# -- history cache (incremental reads from the last watermark) -----------------------------------
+class _HistoryCache:
+    """Per (server, run, key) arrays already read, so a sync scans only from the last cached step.
+
+    A cached series is trusted only if the server still holds the same value at its last step
+    (the scan starts *at* that step); a rewound or rewritten run is read again from scratch.
+    """
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    def _path(self, ident: str, key: str) -> Path | None:
+        if self.root is None:
+            return None
+        return self.root / f"{fingerprint(ident, key)}.npz"
+
+    def get(self, ident: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        path = self._path(ident, key)
+        if path is None or not path.exists():
+            return None
+        try:
+            with np.load(path) as z:
+                return z["steps"].astype(np.int64), z["values"].astype(np.float64)
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put(self, ident: str, key: str, steps: np.ndarray, values: np.ndarray) -> None:
+        path = self._path(ident, key)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, steps=steps, values=values)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written only costs a longer read next time
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("WANDB_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "wandb")
+    return Path(base) / "forecaster-history"
+
+
+# -- the adapter ---------------------------------------------------------------------------------
+class WandbTracker(Tracker):
+    """Weights & Biases: runs of ENTITY/PROJECT online, or the offline runs of a wandb folder."""
+
+    name: ClassVar[str] = "wandb"
+    options: ClassVar[tuple[TrackerOption, ...]] = (
+        TrackerOption("project", "W&B ENTITY/PROJECT to sync (repeatable)", multiple=True),
+        TrackerOption("wandb-dir", "offline / air-gapped: the wandb folder holding offline-run-* "
+                      "(or a folder containing it); forecasts are written as offline runs that "
+                      "`wandb sync` uploads later", envvar="FORECAST_WANDB_DIR"),
+    )
+
+    def __init__(self, *, uri: str | None = None, experiments: Sequence[str] = (),
+                 filter: str | None = None, project: Sequence[str] | str | None = None,  # noqa: A002
+                 wandb_dir: str | None = None, workers: int | str = 8, page_size: int | str = 1000,
+                 cache_dir: str | None = None, timeout: int | str = 60, **options: Any) -> None:
+        scopes = list(experiments)
+        if isinstance(project, str):
+            scopes.append(project)
+        elif project:
+            scopes.extend(project)
+        super().__init__(uri=uri, experiments=scopes, filter=filter, **options)
+        try:
+            self.workers = max(1, int(workers))
+            self.page_size = max(10, int(page_size))
+            self.timeout = max(1, int(timeout))
+        except (TypeError, ValueError):
+            raise InputError("workers, page_size and timeout must be whole numbers") from None
+        self.filters: dict[str, Any] = {}
+        if filter:
+            try:
+                parsed = json.loads(filter)
+            except ValueError:
+                raise InputError(f"--filter for W&B is a JSON object of W&B run filters "
+                                 f"(e.g. '{{\"state\": \"running\"}}'), got {filter!r}") from None
+            if not isinstance(parsed, dict):
+                raise InputError("--filter for W&B must be a JSON object, e.g. '{\"group\": \"sweep-3\"}'")
+            self.filters = parsed
+        self.wandb_dir: Path | None = None
+        if wandb_dir:
+            from forecaster_wandb.offline import find_wandb_dir
+
+            self.wandb_dir = find_wandb_dir(wandb_dir)
+        for s in self.experiments:
+            if not _SCOPE.match(s):
+                raise InputError(f"--project {s!r}: give it as ENTITY/PROJECT")
+        if self.wandb_dir is None and not self.experiments:
+            raise InputError("W&B needs --project ENTITY/PROJECT (online) or --wandb-dir DIR (offline runs)")
+        if cache_dir is None:
+            cache_root: Path | None = None if self.wandb_dir is not None else _default_cache_dir()
+        else:
+            cache_root = Path(cache_dir) if cache_dir else None
+        self._cache = _HistoryCache(cache_root)
+        self._api_obj: Any = None
+        self._api_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._offline_runs: dict[str, Any] = {}  # offline: source/companion id -> OfflineRun
+        self._write_lock = threading.Lock()  # wandb.init/finish of companions, one at a time
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def describe(self) -> str:
+        if self.wandb_dir is not None:
+            return f"wandb offline {self.wandb_dir}"
+        return f"wandb {self.uri or os.environ.get('WANDB_BASE_URL', '')} {','.join(self.experiments)}".strip()
+
+    @property
+    def offline(self) -> bool:
+        return self.wandb_dir is not None
+
+    def _api(self) -> Any:
+        """The sync's one wandb.Api (created on first use: a fresh query cache per sync)."""
+        with self._api_lock:
+            if self._api_obj is None:
+                try:
+                    import wandb
+                except ImportError as e:  # pragma: no cover - the entry point needs the extra
+                    raise InputError("the W&B tracker needs wandb: pip install 'forecaster[wandb]'") from e
+                overrides = {"base_url": self.uri} if self.uri else None
+                try:
+                    self._api_obj = wandb.Api(overrides=overrides, timeout=self.timeout)
+                except Exception as err:  # noqa: BLE001 - wandb raises many types at login
+                    name = type(err).__name__
+                    if "Usage" in name or "Auth" in name or _status(err) in (401, 403):
+                        raise TrackerError(f"cannot log in to W&B ({_message(err)}); set WANDB_API_KEY "
+                                           "or run `wandb login`") from None
+                    raise _tracker_error(err, "connecting") from None
+            return self._api_obj
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="wandb-read")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._api_obj = None
+
+    # -- reading ----------------------------------------------------------------------------------
+    def list_runs(self) -> list[RunInfo]:
+        if self.offline:
+            return self._list_offline()
+        with self._api_lock:
+            self._api_obj = None  # a fresh wandb.Api: its per-query cache must not outlive a listing
+        out: list[RunInfo] = []
+        for scope in self.experiments:
+            out.extend(self._list_scope(scope))
+        return out
+
+    def _list_scope(self, scope: str) -> list[RunInfo]:
+        api = self._api()
+        try:
+            # Companions are listed on their own: a user filter (config.x = y) would hide them.
+            companions = list(api.runs(scope, filters={"jobType": JOB_TYPE}, per_page=100, lazy=False))
+            runs = list(api.runs(scope, filters=self.filters, per_page=100, lazy=False))
+        except Exception as err:  # noqa: BLE001
+            if isinstance(err, (TrackerError, InputError)):
+                raise
+            if "could not find project" in str(err).lower():
+                raise InputError(f"W&B project {scope} not found (or not visible with this API key)") from None
+            raise _tracker_error(err, f"listing runs of {scope}") from None
+        by_source: dict[str, list[tuple[str, str]]] = {}
+        for c in companions:
+            block = _forecast_config(c.config)
+            if block.get("kind") == KIND_FORECAST and block.get("source"):
+                by_source.setdefault(str(block["source"]), []).append((str(c.created_at or ""), c.id))
+        infos = []
+        for r in runs:
+            if r.job_type == JOB_TYPE or _forecast_config(r.config).get("kind") == KIND_FORECAST:
+                continue
+            infos.append(self._info(scope, r, [cid for _, cid in sorted(by_source.get(r.id, []))]))
+        return infos
+
+    def _info(self, scope: str, r: Any, forecasts: list[str]) -> RunInfo:
+        summary = dict(r.summary_metrics or {})
+        keys_info = r._attrs.get("historyKeys") or {}
+        if isinstance(keys_info, str):
+            keys_info = json.loads(keys_info or "{}")
+        last = keys_info.get("lastStep")
+        if last is None:
+            last = summary.get("_step", -1)
+        ts = summary.get("_timestamp")
+        ts_ms = int(float(ts) * 1000) if isinstance(ts, (int, float)) else 0
+        latest: dict[str, Watermark] = {}
+        logged = set((keys_info.get("keys") or {}).keys())
+        for k, v in summary.items():
+            x = _number(v)
+            if k.startswith("_") or x is None or (logged and k not in logged):
+                continue
+            latest[k] = Watermark(step=int(last), timestamp=ts_ms, value=x)
+        return RunInfo(
+            id=r.id, name=r.name or r.id, scope=scope,
+            status=_STATES.get(str(r.state).lower(), FAILED),
+            latest=latest, config=dict(r.config or {}), tags=_summary_tags(summary),
+            forecasts=forecasts, url=r.url,
+            extra={"storage_id": r.storage_id, "wandb_tags": list(r.tags or []),
+                   "group": r.group, "last_step": int(last), "history_keys": sorted(logged)},
+        )
+
+    def read_histories(self, runs: Sequence[RunInfo], keys: Sequence[str]
+                       ) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
+        if self.offline:
+            for run in runs:
+                yield run, self._offline_histories(run, keys)
+            return
+        api = self._api()
+        pending: set[Future] = set()
+        todo = list(runs)
+        by_future: dict[Future, RunInfo] = {}
+        pool = self._executor()
+        while todo or pending:
+            while todo and len(pending) < self.workers * 2:
+                run = todo.pop(0)
+                fut = pool.submit(self._run_histories, api, run, list(keys))
+                by_future[fut] = run
+                pending.add(fut)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                run = by_future.pop(fut)
+                try:
+                    yield run, fut.result()
+                except RunGone as gone:
+                    yield run, gone
+
+    def _run_histories(self, api: Any, run: RunInfo, keys: list[str]) -> dict[str, Series]:
+        logged = set(run.extra.get("history_keys") or [])
+        out: dict[str, Series] = {}
+        for key in keys:
+            if logged and key not in logged:
+                continue  # never logged: absent, as the interface says
+            series = self._scan_key(api, run, key)
+            if series is not None:
+                out[key] = series
+        return out
+
+    def _scan_key(self, api: Any, run: RunInfo, key: str) -> Series | None:
+        ident = f"{api.settings.get('base_url', '')}|{run.scope}/{run.id}|{run.extra.get('storage_id', '')}"
+        last_step = int(run.extra.get("last_step", -1))
+        cached = self._cache.get(ident, key)
+        start = 0
+        if cached is not None and len(cached[0]) and int(cached[0][-1]) <= last_step:
+            start = int(cached[0][-1])
+        try:
+            wrun = api.run(f"{run.scope}/{run.id}")
+            rows = wrun.scan_history(keys=[key], page_size=self.page_size, min_step=start)
+            steps: list[int] = []
+            values: list[float] = []
+            for row in rows:
+                x = _number(row.get(key))
+                if x is None or "_step" not in row:
+                    continue
+                steps.append(int(row["_step"]))
+                values.append(x)
+        except Exception as err:  # noqa: BLE001
+            if _is_gone(err):
+                raise RunGone(f"run {run.label} was deleted or became unreadable during the sync") from None
+            raise _tracker_error(err, f"reading {key!r} of run {run.label}") from None
+        new_s = np.asarray(steps, dtype=np.int64)
+        new_v = np.asarray(values, dtype=np.float64)
+        if start and cached is not None:
+            cs, cv = cached
+            same = len(new_s) and new_s[0] == cs[-1] and (
+                new_v[0] == cv[-1] or (math.isnan(new_v[0]) and math.isnan(cv[-1])))
+            if same:
+                new_s = np.concatenate([cs, new_s[1:]])
+                new_v = np.concatenate([cv, new_v[1:]])
+            else:  # the run changed under the cache (rewound, rewritten): read it all again
+                self._cache.put(ident, key, np.zeros(0, np.int64), np.zeros(0))
+                return self._scan_key(api, run, key) if cached[0].size else None
+        if not len(new_s) and not logged_any(run, key):
+            return None
+        series = clean_series(new_s, new_v)
+        self._cache.put(ident, key, series.steps, series.values)
+        return series
+
+    # -- writing ----------------------------------------------------------------------------------
+    def create_forecast(self, revision: ForecastRevision) -> str:
+        rows = revision_rows(revision)
+        if not rows.steps:
+            raise InputError(f"forecast of {revision.source.label} has no points to write")
+        with self._write_lock:
+            if self.offline:
+                return self._create_offline(revision, rows)
+            return self._create_online(revision, rows)
+
+    def _companion_config(self, revision: ForecastRevision) -> dict[str, Any]:
+        block = {k[len(TAG_PREFIX):] if k.startswith(TAG_PREFIX) else k: v for k, v in revision.tags.items()}
+        block.update({"kind": KIND_FORECAST, "source": revision.source.id, "input": revision.input,
+                      "version": __version__, "source_url": revision.source.url or ""})
+        return {"forecast": block}
+
+    def _init_kwargs(self, revision: ForecastRevision, cid: str) -> dict[str, Any]:
+        import wandb
+
+        src = revision.source
+        entity, _, project = src.scope.partition("/")
+        settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, x_disable_meta=True,
+                                  x_disable_machine_info=True, disable_git=True, save_code=False,
+                                  disable_job_creation=True, x_save_requirements=False)
+        return dict(entity=entity or None, project=project or None, id=cid,
+                    name=revision.name or f"{src.name or src.id} forecast",
+                    group=f"forecast:{src.id}", job_type=JOB_TYPE, tags=[KIND_FORECAST],
+                    config=self._companion_config(revision), reinit="create_new", settings=settings,
+                    notes=f"Forecast of run {src.label} made by forecaster {__version__}.")
+
+    def _write(self, run: Any, revision: ForecastRevision, rows: _Rows) -> None:
+        """Log every row, the plot, the summary and the alerts into an open companion run."""
+        for step, row in zip(rows.steps, rows.rows):
+            run.log(row, step=step)
+        summary: dict[str, Any] = {"source": revision.source.id, "input": revision.input, "complete": True}
+        for key, fc in revision.curves.items():
+            if fc.final is not None:
+                summary[f"final.{key}"] = fc.final
+        if revision.plot_png:
+            path = Path(run.dir) / revision.plot_name
+            path.write_bytes(revision.plot_png)
+            run.save(str(path), base_path=run.dir, policy="now")
+        run.summary["forecast"] = summary
+        for alert in revision.alerts:
+            title, text, level = alert_text(alert, revision.source)
+            run.alert(title=title, text=text, level=level, wait_duration=1)
+
+    def _create_online(self, revision: ForecastRevision, rows: _Rows) -> str:
+        import wandb
+
+        src = revision.source
+        for attempt in range(5):
+            cid = companion_id(src.scope, src.id, revision.input, attempt)
+            existing = self._get_run(f"{src.scope}/{cid}")
+            if existing is None:
+                break
+            if self._complete(existing, revision, len(rows.steps)):
+                return cid  # an earlier sync wrote it and crashed before set_tags: reuse it
+            self._delete_run(existing, src, cid)  # half-written: deleted ids cannot be reused
+        else:
+            raise TrackerError(f"could not find a free companion id for run {src.label}")
+        run = None
+        try:
+            run = wandb.init(mode="online", **self._init_kwargs(revision, cid))
+            self._write(run, revision, rows)
+            run.finish(exit_code=0)
+            run = None
+            written = self._get_run(f"{src.scope}/{cid}", fresh=True)
+            if written is None or not self._complete(written, revision, len(rows.steps)):
+                raise TrackerError(f"companion run {cid} of {src.label} did not arrive complete")
+            return cid
+        except Exception as err:  # noqa: BLE001 - clean up, then report one clear error
+            if run is not None:
+                try:
+                    run.finish(exit_code=1)
+                except Exception:  # noqa: BLE001
+                    pass
+            leftover = self._get_run(f"{src.scope}/{cid}", quiet=True)
+            if leftover is not None:
+                try:
+                    leftover.delete()
+                except Exception:  # noqa: BLE001
+                    pass
+            if isinstance(err, (TrackerError, InputError)):
+                raise
+            raise _tracker_error(err, f"writing the forecast of run {src.label}") from None
+
+    def _get_run(self, path: str, fresh: bool = False, quiet: bool = False) -> Any:
+        """The run at `path` via the API, or None when it does not exist."""
+        api = self._api()
+        try:
+            run = api.run(path)
+            if fresh:
+                run.load_full_data(force=True)
+            return run
+        except Exception as err:  # noqa: BLE001
+            if quiet or _is_gone(err):
+                return None
+            raise _tracker_error(err, f"looking up run {path}") from None
+
+    @staticmethod
+    def _complete(run: Any, revision: ForecastRevision, n_rows: int) -> bool:
+        block = (run.summary_metrics or {}).get("forecast") or {}
+        return (str(run.state) == "finished" and isinstance(block, Mapping) and block.get("complete") is True
+                and block.get("input") == revision.input and int(run._attrs.get("historyLineCount") or 0) >= n_rows)
+
+    def set_tags(self, run: RunInfo, tags: Mapping[str, str]) -> None:
+        if not tags:
+            return
+        if self.offline:
+            self._set_tags_offline(run, tags)
+            return
+        wrun = self._get_run(f"{run.scope}/{run.id}", fresh=True)
+        if wrun is None:
+            raise RunGone(f"run {run.label} was deleted during the sync")
+        try:
+            block = dict(wrun.summary_metrics.get("forecast") or {})
+            rest: dict[str, Any] = {}
+            for k, v in tags.items():
+                if k.startswith(TAG_PREFIX):
+                    block[k[len(TAG_PREFIX):]] = v
+                else:
+                    rest[k] = v
+            wrun.summary.update({"forecast": block, **rest})
+            if ALERT_TAG in tags:
+                self._mirror_alert_tags(wrun, tags[ALERT_TAG])
+        except Exception as err:  # noqa: BLE001
+            if isinstance(err, (TrackerError, RunGone)):
+                raise
+            if _is_gone(err):
+                raise RunGone(f"run {run.label} was deleted during the sync") from None
+            raise _tracker_error(err, f"annotating run {run.label}") from None
+
+    def _mirror_alert_tags(self, wrun: Any, value: str) -> None:
+        """Alerts as W&B tags ``forecast:<rule>`` (searchable in the UI); other tags untouched."""
+        wanted = sorted({WANDB_TAG_PREFIX + v.strip() for v in str(value).split(",")
+                         if v.strip() and v.strip() not in ("none", "ok")})
+        current = list(wrun.tags or [])
+        new = [t for t in current if not t.startswith(WANDB_TAG_PREFIX)] + wanted
+        if new == current:
+            return
+        # Only id and tags: run.update() would also rewrite the config and the whole summary.
+        mutation = """
+        mutation UpsertBucket($id: String!, $tags: [String!]) {
+            upsertBucket(input: {id: $id, tags: $tags}) { bucket { id tags } }
+        }"""
+        wrun._service_api.execute_graphql(mutation, {"id": wrun.storage_id, "tags": new})
+
+    def delete_forecast(self, run: RunInfo, forecast_id: str) -> None:
+        if self.offline:
+            self._delete_offline(run, forecast_id)
+            return
+        existing = self._get_run(f"{run.scope}/{forecast_id}")
+        if existing is None:
+            return
+        self._delete_run(existing, run, forecast_id)
+
+    def _delete_run(self, existing: Any, source: RunInfo, cid: str) -> None:
+        block = _forecast_config(existing.config)
+        if existing.job_type != JOB_TYPE or block.get("source") != source.id:
+            # Never delete anything that is not this run's companion, whatever the tags say.
+            raise InputError(f"refusing to delete run {cid}: it is not a forecast companion of {source.label}")
+        try:
+            existing.delete()
+        except Exception as err:  # noqa: BLE001
+            if not _is_gone(err):
+                raise _tracker_error(err, f"deleting superseded forecast {cid}") from None
+
+    # -- offline mode -------------------------------------------------------------------------------
+    def _list_offline(self) -> list[RunInfo]:
+        from forecaster_wandb.offline import read_dir
+
+        assert self.wandb_dir is not None
+        runs, bad = read_dir(self.wandb_dir)
+        self.unreadable = bad  # for the engine's report, if it looks
+        state = self._load_state()
+        companions: dict[str, list[tuple[str, str]]] = {}
+        sources = []
+        self._offline_runs = {}
+        for r in runs:
+            block = _forecast_config(r.config)
+            if r.job_type == JOB_TYPE or block.get("kind") == KIND_FORECAST:
+                if r.exit_code == 0 and block.get("source"):
+                    companions.setdefault(str(block["source"]), []).append((r.dir.name, r.id))
+                    self._offline_runs["companion:" + r.id] = r
+                continue
+            sources.append(r)
+        infos = []
+        for r in sources:
+            scope = f"{r.entity}/{r.project}" if r.entity or r.project else str(self.wandb_dir)
+            self._offline_runs[r.id] = r
+            latest = {}
+            for key, (steps, values) in r.series.items():
+                if steps:
+                    latest[key] = Watermark(step=int(r.last_step), timestamp=len(steps), value=float(values[-1]))
+            infos.append(RunInfo(
+                id=r.id, name=r.name or r.id, scope=scope,
+                status=RUNNING if r.exit_code is None else (FINISHED if r.exit_code == 0 else FAILED),
+                latest=latest, config=dict(r.config), tags=dict(state.get(r.id, {})),
+                forecasts=[cid for _, cid in sorted(companions.get(r.id, []))],
+                url=None, extra={"dir": str(r.dir), "wandb_tags": list(r.tags), "group": r.group,
+                                 "last_step": r.last_step, "history_keys": sorted(r.series)}))
+        return infos
+
+    def _offline_histories(self, run: RunInfo, keys: Sequence[str]) -> dict[str, Series] | RunGone:
+        r = self._offline_runs.get(run.id)
+        if r is None or not Path(r.file).exists():
+            return RunGone(f"offline run {run.label} disappeared during the sync")
+        out = {}
+        for key in keys:
+            if key in r.series:
+                steps, values = r.history(key)
+                out[key] = clean_series(steps, values)
+        return out
+
+    def _create_offline(self, revision: ForecastRevision, rows: _Rows) -> str:
+        import wandb
+
+        from forecaster_wandb.offline import OFFLINE_PREFIX, read_run, run_dirs
+
+        assert self.wandb_dir is not None
+        src = revision.source
+        cid = companion_id(src.scope, src.id, revision.input)
+        for d in run_dirs(self.wandb_dir):
+            if d.name.endswith("-" + cid):
+                done = read_run(d)
+                if done.exit_code == 0 and _forecast_config(done.config).get("input") == revision.input:
+                    return cid
+                shutil.rmtree(d)  # a half-written companion of ours: write it again
+        # Written in a scratch folder inside DIR, then renamed in: the user's `latest-run` and
+        # debug-log links stay as they were, and a crash never leaves a half run among theirs.
+        scratch = Path(tempfile.mkdtemp(prefix=".forecaster-", dir=self.wandb_dir))
+        run = None
+        try:
+            run = wandb.init(mode="offline", dir=str(scratch), **self._init_kwargs(revision, cid))
+            self._write(run, revision, rows)
+            run.finish(exit_code=0)
+            run = None
+            made = [d for d in (scratch / "wandb").iterdir() if d.name.startswith(OFFLINE_PREFIX)]
+            if len(made) != 1:
+                raise TrackerError(f"wandb wrote {len(made)} offline runs for one companion")
+            check = _settled(made[0])
+            if check.exit_code != 0 or not check.series:
+                raise TrackerError(f"offline companion {cid} of {src.label} was not written completely")
+            os.rename(made[0], self.wandb_dir / made[0].name)
+            return cid
+        except Exception as err:  # noqa: BLE001
+            if run is not None:
+                try:
+                    run.finish(exit_code=1)
+                except Exception:  # noqa: BLE001
+                    pass
+            if isinstance(err, (TrackerError, InputError)):
+                raise
+            raise TrackerError(f"writing the offline forecast of {src.label} failed: {_message(err)}") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _delete_offline(self, run: RunInfo, forecast_id: str) -> None:
+        from forecaster_wandb.offline import read_run, run_dirs
+
+        assert self.wandb_dir is not None
+        for d in run_dirs(self.wandb_dir):
+            if not d.name.endswith("-" + forecast_id):
+                continue
+            r = read_run(d)
+            block = _forecast_config(r.config)
+            if r.job_type != JOB_TYPE or block.get("source") != run.id:
+                raise InputError(f"refusing to delete {d}: it is not a forecast companion of {run.label}")
+            shutil.rmtree(d)
+
+    def _load_state(self) -> dict[str, dict[str, str]]:
+        assert self.wandb_dir is not None
+        path = self.wandb_dir / STATE_FILE
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise InputError(f"{path} is not readable JSON; delete it to start the offline state afresh") from None
+        return data if isinstance(data, dict) else {}
+
+    def _set_tags_offline(self, run: RunInfo, tags: Mapping[str, str]) -> None:
+        assert self.wandb_dir is not None
+        state = self._load_state()
+        entry = dict(state.get(run.id, {}))
+        entry.update({k: str(v) for k, v in tags.items()})
+        state[run.id] = entry
+        fd, tmp = tempfile.mkstemp(dir=self.wandb_dir, prefix=".forecaster-state-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.wandb_dir / STATE_FILE)
+
+
+def _settled(run_dir: Path, timeout: float = 30.0) -> Any:
+    """Read an offline run once wandb-core has flushed its exit record (finish() may return first)."""
+    import time
+
+    from forecaster_wandb.offline import read_run
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run = read_run(run_dir)
+        if run.exit_code is not None or time.monotonic() > deadline:
+            return run
+        time.sleep(0.05)
+
+
+def logged_any(run: RunInfo, key: str) -> bool:
+    """True when the run's listing says it logged `key` (an empty scan then means an empty series)."""
+    return key in set(run.extra.get("history_keys") or [])
+
+
+# keep the public names the engine and the docs refer to
+__all__ = ["WandbTracker", "companion_id", "revision_rows", "alert_text", "TAG_KIND", "TAG_SOURCE",
+           "TAG_RUN_ID", "TAG_INPUT"]

@@ -1,0 +1,261 @@
+"""The W&B adapter against the real wandb client: loopback server (online) and offline run folders."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+wandb = pytest.importorskip("wandb")
+
+from forecaster.alerts import Alert  # noqa: E402
+from forecaster.errors import InputError  # noqa: E402
+from forecaster.histories import RunForecast  # noqa: E402
+from forecaster.schedules import from_config  # noqa: E402
+from forecaster.trackers import FINISHED, RUNNING, ForecastRevision, RunGone, TrackerError  # noqa: E402
+from forecaster_wandb.offline import read_run, run_dirs  # noqa: E402
+from forecaster_wandb.tracker import WandbTracker, companion_id  # noqa: E402
+from wandb_server import WandbTestServer, wandb_session_env  # noqa: E402
+
+HF_CONFIG = {"learning_rate": 3e-4, "lr_scheduler_type": "cosine", "warmup_steps": 10, "max_steps": 200}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with WandbTestServer() as srv, wandb_session_env(srv):
+        yield srv
+        assert not srv.unknown, f"client sent requests the test server does not model: {srv.unknown}"
+
+
+@pytest.fixture
+def project(server: WandbTestServer) -> str:
+    return f"ent/p{uuid.uuid4().hex[:8]}"
+
+
+def _loss(n: int, start: int = 0) -> list[float]:
+    return [3.0 * (s + 10) ** -0.3 + 1.0 for s in range(start, start + n)]
+
+
+def _tracker(project: str, tmp_path: Path, **kw) -> WandbTracker:
+    return WandbTracker(experiments=[project], cache_dir=str(tmp_path / "cache"), **kw)
+
+
+def _revision(info, steps, metric="loss", alerts=()) -> ForecastRevision:
+    steps = np.asarray(steps, dtype=np.int64)
+    p50 = 1.5 - 0.001 * (steps - steps[0])
+    fc = RunForecast(info.id, "", steps, np.full(len(steps), 1e-4), p50, p50 - 0.1, p50 + 0.1, law="test")
+    return ForecastRevision(source=info, input=f"in-{info.latest[metric].step}", curves={metric: fc},
+                            tags={"forecast.final": f"{p50[-1]:.4f}"}, alerts=list(alerts))
+
+
+def _seed(server: WandbTestServer, project: str) -> None:
+    e, p = project.split("/")
+    server.add_run(e, p, "hf1", metrics={"loss": _loss(60), "train/learning_rate": [3e-4] * 60},
+                   config=HF_CONFIG, state="running")
+    server.add_run(e, p, "bare", metrics={"loss": _loss(40)}, state="finished")
+    server.add_run(e, p, "nothing", metrics={}, state="crashed")
+
+
+def test_list_runs_reads_state_watermarks_and_config(server, project, tmp_path) -> None:
+    _seed(server, project)
+    with _tracker(project, tmp_path) as tr:
+        runs = {r.id: r for r in tr.list_runs()}
+    assert set(runs) == {"hf1", "bare", "nothing"}
+    assert runs["hf1"].status == RUNNING and runs["bare"].status == FINISHED
+    assert runs["hf1"].latest["loss"].step == 59
+    assert runs["hf1"].latest["loss"].value == pytest.approx(_loss(60)[-1])
+    assert "nothing" in runs and runs["nothing"].latest == {}
+    sched = from_config(runs["hf1"].config)
+    assert sched is not None and sched.lr(np.array([10]))[0] == pytest.approx(3e-4)
+    assert from_config(runs["bare"].config) is None  # a run without config: no schedule, no error
+
+
+def test_histories_are_full_concurrent_and_incremental(server, project, tmp_path) -> None:
+    _seed(server, project)
+    e, p = project.split("/")
+    with _tracker(project, tmp_path, page_size=16) as tr:
+        runs = tr.list_runs()
+        got = {r.id: h for r, h in tr.read_histories(runs, ["loss", "train/learning_rate"])}
+    assert np.array_equal(got["hf1"]["loss"].steps, np.arange(60))
+    assert np.allclose(got["hf1"]["loss"].values, _loss(60))
+    assert "train/learning_rate" not in got["bare"] and got["nothing"] == {}
+
+    # Ten more steps arrive; the next sync (a fresh tracker) scans only from the cached end.
+    run = server.run(e, p, "hf1")
+    for s in range(60, 70):
+        run.history.append({"_step": s, "loss": _loss(70)[s], "train/learning_rate": 2e-4})
+    seen: list[dict] = []
+    server.on("SampledHistoryPage", seen.append)
+    with _tracker(project, tmp_path, page_size=16) as tr:
+        (info,) = [r for r in tr.list_runs() if r.id == "hf1"]
+        ((_, hist),) = list(tr.read_histories([info], ["loss"]))
+    assert np.array_equal(hist["loss"].steps, np.arange(70))
+    assert np.allclose(hist["loss"].values, _loss(70))
+    import json
+    assert min(json.loads(v["spec"])["minStep"] for v in seen) == 59  # started at the watermark
+
+
+def test_cache_is_dropped_when_the_run_was_rewritten(server, project, tmp_path) -> None:
+    e, p = project.split("/")
+    server.add_run(e, p, "rw", metrics={"loss": _loss(30)})
+    with _tracker(project, tmp_path) as tr:
+        list(tr.read_histories(tr.list_runs(), ["loss"]))
+    run = server.run(e, p, "rw")
+    for row in run.history:
+        row["loss"] += 1.0  # rewound and re-logged with other values
+    with _tracker(project, tmp_path) as tr:
+        ((_, hist),) = list(tr.read_histories(tr.list_runs(), ["loss"]))
+    assert np.allclose(hist["loss"].values, np.array(_loss(30)) + 1.0)
+
+
+def test_companion_run_is_written_beside_an_untouched_source(server, project, tmp_path) -> None:
+    _seed(server, project)
+    e, p = project.split("/")
+    src = server.run(e, p, "hf1")
+    before = (list(map(dict, src.history)), dict(src.config), src.state, dict(src.summary))
+    alert = Alert(rule="will_not_beat_best", run="hf1", group="", firing=True, state="firing",
+                  value=0.01, message="P(final < best 1.20) = 1%")
+    with _tracker(project, tmp_path) as tr:
+        info = next(r for r in tr.list_runs() if r.id == "hf1")
+        rev = _revision(info, range(60, 200, 10), alerts=[alert])
+        cid = tr.create_forecast(rev)
+        assert cid == companion_id(project, "hf1", rev.input)
+        assert tr.create_forecast(rev) == cid  # same input: the complete companion is reused
+        tr.set_tags(info, {"forecast.run_id": cid, "forecast.input": rev.input, "forecast.alert": "will_not_beat_best"})
+        again = next(r for r in tr.list_runs() if r.id == "hf1")
+    comp = server.run(e, p, cid)
+    assert comp.job_type == "forecast" and comp.group == "forecast:hf1" and comp.state == "finished"
+    steps, values = comp.metric("loss")
+    assert steps == list(range(60, 200, 10)) and values[0] == pytest.approx(1.5)
+    assert comp.metric("loss.p10")[1][0] == pytest.approx(1.4)
+    assert comp.alerts and "hf1" in comp.alerts[0]["text"] and comp.alerts[0]["severity"] == "WARN"
+    assert server.count("UpsertBucket") >= 1
+    # the source: same history, config and state; our keys added to its summary and tags only
+    assert (list(map(dict, src.history)), dict(src.config), src.state) == before[:3]
+    assert src.summary["forecast"]["run_id"] == cid
+    assert all(src.summary[k] == v for k, v in before[3].items())
+    assert "forecast:will_not_beat_best" in src.tags
+    assert again.forecasts == [cid] and again.tags["forecast.run_id"] == cid
+    assert all(r.id != cid for r in [again])
+
+
+def test_delete_forecast_only_deletes_companions(server, project, tmp_path) -> None:
+    _seed(server, project)
+    e, p = project.split("/")
+    with _tracker(project, tmp_path) as tr:
+        runs = {r.id: r for r in tr.list_runs()}
+        cid = tr.create_forecast(_revision(runs["bare"], range(40, 100, 5)))
+        with pytest.raises(InputError, match="refusing"):
+            tr.delete_forecast(runs["bare"], "hf1")  # a user's run, whatever a tag might say
+        tr.delete_forecast(runs["bare"], cid)
+        tr.delete_forecast(runs["bare"], cid)  # already gone: no error
+    assert server.run(e, p, cid) is None and server.run(e, p, "hf1") is not None
+
+
+def test_run_deleted_mid_sync_is_reported_alone(server, project, tmp_path) -> None:
+    _seed(server, project)
+    e, p = project.split("/")
+    with _tracker(project, tmp_path, workers=2) as tr:
+        runs = tr.list_runs()
+        server.delete_run(e, p, "bare")
+        got = dict((r.id, h) for r, h in tr.read_histories(runs, ["loss"]))
+    assert isinstance(got["bare"], RunGone)
+    assert len(got["hf1"]["loss"]) == 60
+
+
+def test_rate_limits_are_retried_and_hard_errors_are_clear(server, project, tmp_path) -> None:
+    _seed(server, project)
+    server.fail("Runs", status=429, times=1, retry_after=1)
+    before = server.count("Runs")
+    with _tracker(project, tmp_path) as tr:
+        assert len(tr.list_runs()) == 3
+    assert server.count("Runs") - before == 3  # refused once, answered, then the companion listing
+    # A server that keeps failing: wandb-core gives up after its retries (one here, to stay fast).
+    settings = wandb.setup().settings
+    saved = settings.x_graphql_retry_max
+    settings.x_graphql_retry_max = 1
+    try:
+        server.fail("Runs", status=500, times=2)
+        with _tracker(project, tmp_path) as tr, pytest.raises(TrackerError, match="HTTP 500"):
+            tr.list_runs()
+    finally:
+        settings.x_graphql_retry_max = saved
+    server.fail("Runs", status=403, times=1)
+    with _tracker(project, tmp_path) as tr, pytest.raises(TrackerError, match="credentials"):
+        tr.list_runs()
+
+
+def test_bad_options_are_one_line_input_errors(tmp_path) -> None:
+    with pytest.raises(InputError, match="ENTITY/PROJECT"):
+        WandbTracker(experiments=["just-a-project"])
+    with pytest.raises(InputError, match="--project"):
+        WandbTracker()
+    with pytest.raises(InputError, match="JSON"):
+        WandbTracker(experiments=["e/p"], filter="state = running")
+    with pytest.raises(InputError, match="no such directory"):
+        WandbTracker(wandb_dir=str(tmp_path / "missing"))
+
+
+# -- offline ---------------------------------------------------------------------------------------
+def _offline_run(root: Path, run_id: str, n: int, config: dict | None = None, finish: bool = True) -> None:
+    run = wandb.init(mode="offline", dir=str(root), project="offp", entity="ent", id=run_id,
+                     config=config or {}, reinit="create_new",
+                     settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
+    for s, v in enumerate(_loss(n)):
+        run.log({"loss": v}, step=s * 10)
+    run.finish(exit_code=0 if finish else 1)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            out[str(p.relative_to(root))] = "->" + os.readlink(p)
+        elif p.is_file():
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def test_offline_runs_are_read_and_companions_written_as_offline_runs(server, tmp_path) -> None:
+    root = tmp_path / "job"
+    _offline_run(root, "offa", 30, HF_CONFIG)
+    _offline_run(root, "offb", 12, finish=False)
+    wandb.teardown()  # flush the user's runs completely before fingerprinting their files
+    user_runs = {d.name for d in run_dirs(root / "wandb")}
+    before = _digest(root / "wandb")
+
+    with WandbTracker(wandb_dir=str(root)) as tr:
+        runs = {r.id: r for r in tr.list_runs()}
+        assert runs["offa"].status == FINISHED and runs["offb"].status != FINISHED
+        assert from_config(runs["offa"].config) is not None
+        ((_, hist),) = list(tr.read_histories([runs["offa"]], ["loss", "absent"]))
+        assert np.array_equal(hist["loss"].steps, np.arange(0, 300, 10)) and "absent" not in hist
+        rev = _revision(runs["offa"], range(300, 600, 50))
+        cid = tr.create_forecast(rev)
+        assert tr.create_forecast(rev) == cid
+        tr.set_tags(runs["offa"], {"forecast.run_id": cid, "forecast.input": rev.input})
+    with WandbTracker(wandb_dir=str(root / "wandb")) as tr:
+        again = {r.id: r for r in tr.list_runs()}
+    assert set(again) == {"offa", "offb"}  # the companion is not a source
+    assert again["offa"].forecasts == [cid] and again["offa"].tags["forecast.run_id"] == cid
+
+    # The user's runs, their files and the latest-run / debug links are byte-identical.
+    after = _digest(root / "wandb")
+    assert {k: v for k, v in after.items() if k in before} == before
+    (comp_dir,) = [d for d in run_dirs(root / "wandb") if d.name not in user_runs]
+    comp = read_run(comp_dir)
+    assert comp.id == cid and comp.job_type == "forecast" and comp.group == "forecast:offa"
+    assert comp.exit_code == 0 and comp.project == "offp"
+    assert comp.history("loss")[0].tolist() == list(range(300, 600, 50))
+    assert "loss.p90" in comp.series
+    assert not any(p.name.startswith(".forecaster-") and p.is_dir() for p in (root / "wandb").iterdir())
+
+    with WandbTracker(wandb_dir=str(root)) as tr:
+        info = next(r for r in tr.list_runs() if r.id == "offa")
+        tr.delete_forecast(info, cid)
+    assert {d.name for d in run_dirs(root / "wandb")} == user_runs
+    assert {k: v for k, v in _digest(root / "wandb").items() if k in before} == before
