@@ -1,0 +1,151 @@
+"""Accuracy on Luo et al.'s 27 curves (25M/100M/400M x 9 schedules): the authors' split and the backtest.
+
+(a) The authors' split (laws.md 1.2): fit one parameter set per model size on {cosine_24000,
+    constant_24000, wsdcon_9}, then predict the other six curves at every logged step from their LR
+    alone (no observed point of their own). Reported per size: PredE (mean relative error of a
+    curve, averaged over the six), WorstE (each curve's worst point, averaged, as the authors'
+    logs do) and the worst point overall, next to the published multi-power-law numbers.
+(b) docs/evaluation.md's protocol through `forecast backtest`'s code: every curve cut at 25/50/75 %
+    of its steps among its 8 complete siblings; all cases in one Forecaster call; the last-value
+    and schedule-blind power-law baselines scored on the same cases.
+
+Usage: python benchmarks/backtest_luo.py [--data DIR] [--part a|b|both] [--law auto] [--device cpu]
+Writes markdown to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from forecaster import backtest as bt  # noqa: E402
+from forecaster import csvio  # noqa: E402
+from forecaster.batch import build_features  # noqa: E402
+from forecaster.forecast import Forecaster  # noqa: E402
+from forecaster.histories import RunHistory  # noqa: E402
+from forecaster.predict_cli import run_backtest  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "lr_curves" / "luo2025_multipowerlaw"
+SIZES = ("25", "100", "400")
+FIT = ("cosine_24000", "constant_24000", "wsdcon_9")
+TEST = ("constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18")
+# published multi-power-law test errors (Luo et al. 2025; their logs/*.log "Average Prede/Worste")
+PUBLISHED = {"25": (0.11, 0.41), "100": (0.14, 0.58), "400": (0.17, 1.0)}
+
+
+def load(data: Path, size: str) -> dict[str, RunHistory]:
+    """The nine curves of one model size, one group."""
+    hist, _ = csvio.read_histories(data / f"csv_{size}")
+    return {h.run.split("/")[-1]: h for h in hist}
+
+
+def _group_params_predict(fc: Forecaster, row: int,
+                          targets: list[RunHistory]) -> tuple[list[np.ndarray], str, dict[str, float]]:
+    """Predict runs with no points of their own from the group-level parameters of `row`'s group fit.
+
+    `Forecaster` skips runs without observed points, so the joint parameter set the authors use (one
+    set for the whole group; pool made large so per-run deviations vanish) is read off the fit.
+    """
+    fit, rows = fc.fits_[fc.choice_[row]]
+    pos = rows.index(row)
+    gi = int((fit.members == pos).nonzero()[0, 0])
+    p = len(fit.law.params)
+    theta = fit.law.natural(fit.x[gi, :p]).unsqueeze(0)
+    out = []
+    for h in targets:
+        feats = build_features([h], [h.steps], warmup=fc.warmup, device=fc.device_)
+        out.append(fit.law.predict(theta.expand(1, p), feats)[0, : len(h.steps)].cpu().numpy())
+    return out, fit.law.name, {n: float(v) for n, v in zip(fit.law.params, theta[0].cpu().numpy())}
+
+
+def part_a(data: Path, laws: list[str], device: str) -> str:
+    lines = ["### (a) Authors' split: fit on cosine_24000, constant_24000, wsdcon_9; predict 6 curves from LR only",
+             "", "| size | law | PredE mean % | WorstE mean % | worst point % | published PredE / WorstE % | fit s |",
+             "|---|---|---|---|---|---|---|"]
+    details = []
+    for law in laws:
+        for size in SIZES:
+            curves = load(data, size)
+            train = [RunHistory(n, curves[n].steps, curves[n].values, group=f"luo{size}",
+                                lr_steps=curves[n].lr_steps, lr_values=curves[n].lr_values) for n in FIT]
+            t0 = time.perf_counter()
+            fc = Forecaster(law=law, device=device, pool=1e6).fit(train)
+            secs = time.perf_counter() - t0
+            targets = [curves[n] for n in TEST]
+            preds, chosen, params = _group_params_predict(fc, 0, targets)
+            rel = [np.abs(p - h.values) / h.values for p, h in zip(preds, targets)]
+            prede = 100 * np.mean([r.mean() for r in rel])
+            worste = 100 * np.mean([r.max() for r in rel])
+            worst = 100 * max(r.max() for r in rel)
+            pub = PUBLISHED[size]
+            lines.append(f"| {size}M | {law if law != 'auto' else 'auto -> ' + chosen} | {prede:.3f} | "
+                         f"{worste:.3f} | {worst:.3f} | {pub[0]:.2f} / {pub[1]:.2f} | {secs:.1f} |")
+            details.append(f"- {size}M {chosen}: " + ", ".join(f"{n}={v:.4g}" for n, v in params.items())
+                           + "; per curve PredE % " + ", ".join(f"{n} {100 * r.mean():.3f}" for n, r in zip(TEST, rel)))
+    return "\n".join(lines + ["", "Fitted parameters and per-curve errors:", ""] + details)
+
+
+def part_b(data: Path, law: str, device: str, cutoffs: list[float], sizes: list[str]) -> str:
+    hist: list[RunHistory] = []
+    for size in sizes:
+        for h in load(data, size).values():
+            h.group = f"{size}M"
+            hist.append(h)
+    t0 = time.perf_counter()
+    results, info = run_backtest(hist, cutoffs, law=law, device=device)
+    secs = time.perf_counter() - t0
+    lines = [f"### (b) evaluation.md cases: each curve cut at {', '.join(f'{c:g}' for c in cutoffs)} of its steps, "
+             f"siblings complete (law={law})", "",
+             f"{len(results)} cases, {info['histories']} histories in one Forecaster call: {secs:.1f} s "
+             f"on {info.get('device', '?')}.", "",
+             "| size | cutoff | method | cases | final err mean % | final err worst % | unseen err mean % | band coverage % |",
+             "|---|---|---|---|---|---|---|---|"]
+    for size in sizes:
+        sub = [r for r in results if r.case.group == f"{size}M"]
+        for row in bt.summarize(sub, cutoffs):
+            for m, e in row["methods"].items():
+                cov = f"{100 * e['coverage']:.1f}" if "coverage" in e else "-"
+                lines.append(f"| {size}M | {row['cutoff']:g} | {m} | {row['cases']} | {100 * e['final_mean']:.3f} | "
+                             f"{100 * e['final_worst']:.3f} | {100 * e['unseen_mean']:.3f} | {cov} |")
+    lines += ["", "All sizes pooled:", "", bt.markdown(bt.summarize(results, cutoffs))]
+    laws_used: dict[str, int] = {}
+    for r in results:
+        if r.law:
+            laws_used[r.law] = laws_used.get(r.law, 0) + 1
+    skipped = [r for r in results if r.skipped]
+    lines += ["", "Laws chosen: " + ", ".join(f"{k} x{v}" for k, v in sorted(laws_used.items()))]
+    if skipped:
+        lines.append(f"Not scored: {len(skipped)} (e.g. {skipped[0].case.key}: {skipped[0].skipped})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--part", choices=("a", "b", "both"), default="both")
+    ap.add_argument("--laws-a", default="momentum,multipower", help="laws for part (a), comma-separated")
+    ap.add_argument("--law", default="auto", help="law for part (b)")
+    ap.add_argument("--cutoffs", default="0.25,0.5,0.75")
+    ap.add_argument("--sizes", default=",".join(SIZES))
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"data folder not found: {args.data}")
+    print(f"## Backtest on Luo et al. 2025 curves ({args.data.name})\n")
+    print(f"Command: `python benchmarks/backtest_luo.py {' '.join(sys.argv[1:])}`\n")
+    if args.part in ("a", "both"):
+        print(part_a(args.data, args.laws_a.split(","), args.device) + "\n")
+    if args.part in ("b", "both"):
+        print(part_b(args.data, args.law, args.device, [float(c) for c in args.cutoffs.split(",")],
+                     args.sizes.split(",")))
+
+
+if __name__ == "__main__":
+    main()
