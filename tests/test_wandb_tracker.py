@@ -125,7 +125,8 @@ def test_companion_run_is_written_beside_an_untouched_source(server, project, tm
         cid = tr.create_forecast(rev)
         assert cid == companion_id(project, "hf1", rev.input)
         assert tr.create_forecast(rev) == cid  # same input: the complete companion is reused
-        tr.set_tags(info, {"forecast.run_id": cid, "forecast.input": rev.input, "forecast.alert": "will_not_beat_best"})
+        tr.set_tags(info, {"forecast.run_id": cid, "forecast.input": rev.input, "forecast.alert.will_not_beat_best": "firing:ab12",
+                              "forecast.alert.divergence": "ok:cd34", "forecast.final": "1.36"})
         again = next(r for r in tr.list_runs() if r.id == "hf1")
     comp = server.run(e, p, cid)
     assert comp.job_type == "forecast" and comp.group == "forecast:hf1" and comp.state == "finished"
@@ -138,7 +139,8 @@ def test_companion_run_is_written_beside_an_untouched_source(server, project, tm
     assert (list(map(dict, src.history)), dict(src.config), src.state) == before[:3]
     assert src.summary["forecast"]["run_id"] == cid
     assert all(src.summary[k] == v for k, v in before[3].items())
-    assert "forecast:will_not_beat_best" in src.tags
+    assert "forecast:will_not_beat_best" in src.tags and "forecast:divergence" not in src.tags
+    assert src.summary["forecast"]["final"] == 1.36  # a number: sortable in the runs table
     assert again.forecasts == [cid] and again.tags["forecast.run_id"] == cid
     assert all(r.id != cid for r in [again])
 

@@ -57,7 +57,8 @@ from forecaster.trackers import (
 )
 
 JOB_TYPE = KIND_FORECAST  # job_type of companion runs: how they are told apart from the user's
-ALERT_TAG = TAG_PREFIX + "alert"  # the engine's alert tag; mirrored as W&B tags "forecast:<rule>"
+ALERT_TAG_PREFIX = TAG_PREFIX + "alert."  # forecast.alert.<rule> = <state>:<hash>, mirrored as W&B tags
+NUMERIC_TAGS = ("final", "final_p10", "final_p90", "final_step", "eta_step")  # stored as numbers
 WANDB_TAG_PREFIX = "forecast:"
 STATE_FILE = "forecaster-state.json"  # offline mode: source annotations (user runs stay untouched)
 
@@ -120,6 +121,17 @@ def _number(v: Any) -> float | None:
     if isinstance(v, str) and v in ("NaN", "nan", "Infinity", "-Infinity", "inf", "-inf"):
         return float(v.replace("Infinity", "inf"))
     return None
+
+
+def _summary_value(key: str, value: Any) -> Any:
+    """Numbers where the UI should sort and plot them (final value, interval, ETA); text otherwise."""
+    if isinstance(value, str) and key.rsplit(".", 1)[-1] in NUMERIC_TAGS:
+        try:
+            x = float(value)
+        except ValueError:
+            return value
+        return int(x) if x.is_integer() and key.endswith("step") else x
+    return value
 
 
 def _forecast_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -441,7 +453,8 @@ class WandbTracker(Tracker):
                 steps.append(int(row["_step"]))
                 values.append(x)
         except Exception as err:  # noqa: BLE001
-            if _is_gone(err):
+            # wandb-core words a vanished run in several ways: ask the server whether it still exists
+            if _is_gone(err) or self._get_run(f"{run.scope}/{run.id}", fresh=True, quiet=True) is None:
                 raise RunGone(f"run {run.label} was deleted or became unreadable during the sync") from None
             raise _tracker_error(err, f"reading {key!r} of run {run.label}") from None
         new_s = np.asarray(steps, dtype=np.int64)
@@ -581,13 +594,16 @@ class WandbTracker(Tracker):
             block = dict(wrun.summary_metrics.get("forecast") or {})
             rest: dict[str, Any] = {}
             for k, v in tags.items():
-                if k.startswith(TAG_PREFIX):
-                    block[k[len(TAG_PREFIX):]] = v
+                short = k[len(TAG_PREFIX):] if k.startswith(TAG_PREFIX) else None
+                if short is None:
+                    rest[k] = _summary_value(k, v)
+                elif v is None:  # the engine's way of removing a tag
+                    block.pop(short, None)
                 else:
-                    rest[k] = v
+                    block[short] = _summary_value(short, v)
             wrun.summary.update({"forecast": block, **rest})
-            if ALERT_TAG in tags:
-                self._mirror_alert_tags(wrun, tags[ALERT_TAG])
+            if any(k.startswith(ALERT_TAG_PREFIX) for k in tags):
+                self._mirror_alert_tags(wrun, block)
         except Exception as err:  # noqa: BLE001
             if isinstance(err, (TrackerError, RunGone)):
                 raise
@@ -595,10 +611,11 @@ class WandbTracker(Tracker):
                 raise RunGone(f"run {run.label} was deleted during the sync") from None
             raise _tracker_error(err, f"annotating run {run.label}") from None
 
-    def _mirror_alert_tags(self, wrun: Any, value: str) -> None:
-        """Alerts as W&B tags ``forecast:<rule>`` (searchable in the UI); other tags untouched."""
-        wanted = sorted({WANDB_TAG_PREFIX + v.strip() for v in str(value).split(",")
-                         if v.strip() and v.strip() not in ("none", "ok")})
+    def _mirror_alert_tags(self, wrun: Any, block: Mapping[str, Any]) -> None:
+        """Firing alerts as W&B tags ``forecast:<rule>`` (filterable in the UI); other tags untouched."""
+        short = ALERT_TAG_PREFIX[len(TAG_PREFIX):]
+        wanted = sorted(WANDB_TAG_PREFIX + k[len(short):] for k, v in block.items()
+                        if k.startswith(short) and v is not None and not str(v).startswith("ok:"))
         current = list(wrun.tags or [])
         new = [t for t in current if not t.startswith(WANDB_TAG_PREFIX)] + wanted
         if new == current:
