@@ -213,8 +213,14 @@ def run_backtest(histories: list[RunHistory], cutoffs: list[float], law: str = "
               help="Where the batched fit runs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the band sampling.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (summary and per-case records), not a table.")
+@click.option("--early-stop", "early_stop", is_flag=True,
+              help="Instead: replay each group's runs in file order as if trained one after another and "
+                   "score the stop rule P(final beats the best finished run) < 0.05 against Optuna's "
+                   "median, successive-halving and hyperband pruners and a patience rule (compute saved, "
+                   "regret, false-stop rate, best run stopped, calibration). Metric: lower is better.")
 @_one_line_errors
-def backtest(input_path: str, metric: str, cutoffs: str, law: str, device: str, seed: int, as_json: bool) -> None:
+def backtest(input_path: str, metric: str, cutoffs: str, law: str, device: str, seed: int, as_json: bool,
+             early_stop: bool = False) -> None:
     """Hide the tail of finished runs and measure how well the forecaster predicts it.
 
     Each finished run becomes a target in turn, cut at each cutoff (metric blanked after the cut,
@@ -224,6 +230,11 @@ def backtest(input_path: str, metric: str, cutoffs: str, law: str, device: str, 
     unseen points inside the 10-90 % band, next to two baselines: the last observed value and a
     schedule-blind power law E + A*t^-alpha fitted to the target's own prefix.
     """
+    if early_stop:
+        from forecaster.earlystop import cli_early_stop
+
+        cli_early_stop(input_path, metric, law, device, seed, as_json)
+        return
     cuts = _cutoffs(cutoffs)
     histories, report = csvio.read_histories(input_path, metric)
     _warn(report.warnings())

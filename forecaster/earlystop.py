@@ -1,0 +1,449 @@
+"""Early-stopping backtest: replay each group's runs in file order as if trained one after another.
+
+At each checkpoint a stop rule sees only what a live search would have: the prefix of the running
+run and the outcome of the runs before it (finished runs' finals, stopped runs' last values). Our
+rule stops a run when P(final beats the best finished run) < delta (laws.md section 3). The
+forecasts it needs do not depend on earlier decisions (each run is forecast from its own prefix and
+its planned LR), so they are made up front, one batched `Forecaster` call per checkpoint for all
+runs; the decisions then replay sequentially. The group enters through calibration: the forecast
+errors of runs that finished earlier, standardised by their stated band, form the predictive of
+later runs at the same checkpoint (a split-conformal style correction; the band alone is used
+until `min_calibration` runs have finished, and no run is stopped before that).
+
+The same replay drives Optuna's MedianPruner, SuccessiveHalvingPruner and HyperbandPruner through
+its real ask/report/should_prune/tell API on an in-memory study, and a patience rule. Reported per
+method: compute saved, regret, false-stop rate, whether the best run was stopped, calibration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from forecaster.alerts import final_quantiles, prob_final_below
+from forecaster.errors import InputError
+from forecaster.histories import RunForecast, RunHistory
+
+log = logging.getLogger(__name__)
+
+FINAL_POINTS = 3  # a run's outcome = mean of its last 3 evaluated values (docs/evaluation.md)
+MAX_REPORTS = 200  # baselines see at most this many evenly spaced logged steps per run
+BASELINES = ("median", "successive_halving", "hyperband", "patience")
+
+
+@dataclass
+class EarlyStopSettings:
+    """Thresholds of the rule and of the replay (checkpoints, margin, baseline settings)."""
+
+    delta: float = 0.05  # stop when P(final beats the best finished run) < delta
+    margin: float = 0.01  # relative: a run ending within this of the true best counts as near-best
+    min_points: int = 5  # first check after this many observed values
+    first_share: float = 0.1  # ...and not before this share of the run's logged points
+    ratio: float = 1.4  # checkpoints at geometrically spaced shares of each run's logged points
+    min_calibration: int = 5  # finished runs needed before the rule may stop anything
+    patience: int = 5  # patience rule: stop after this many checks without a new best value
+    startup_trials: int = 5  # Optuna pruners' n_startup_trials (median), same warm-up as ours
+    law: str = "auto"
+    device: str | None = None
+    seed: int = 0
+
+
+# -- replay bookkeeping ----------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """One complete run as the replay sees it."""
+
+    history: RunHistory
+    outcome: float  # mean of the last FINAL_POINTS values (truth)
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self.history.steps
+
+    @property
+    def cost(self) -> float:
+        return float(self.history.steps[-1])
+
+
+def _outcome(values: np.ndarray) -> float:
+    return float(np.mean(values[-FINAL_POINTS:]))
+
+
+@dataclass
+class MethodResult:
+    """Decisions of one stop rule over all groups and the scores that follow from them."""
+
+    name: str
+    stops: dict[str, int]  # run -> number of observed points when stopped
+    stated: list[tuple[float, bool]] = field(default_factory=list)  # (P(beat best), beat it?) at checks
+    covered: list[bool] = field(default_factory=list)  # truth inside the stated (calibrated) 90 % interval
+    covered_raw: list[bool] = field(default_factory=list)  # ...inside the core's own 90 % band
+    stop_probs: list[tuple[float, bool]] = field(default_factory=list)  # at each stop
+    seconds: float = 0.0
+
+
+def checkpoints(n: int, s: EarlyStopSettings) -> list[int]:
+    """Numbers of observed points at which a run of `n` logged points is checked (never its last)."""
+    grid, share = [], max(s.first_share, s.min_points / max(n, 1))
+    while True:
+        k = max(s.min_points, int(math.ceil(share * n)))
+        if k >= n:
+            break
+        if not grid or k > grid[-1]:
+            grid.append(k)
+        share *= s.ratio
+    return grid
+
+
+def _share_grid(runs: list[_Run], s: EarlyStopSettings) -> dict[str, list[int]]:
+    return {r.history.run: checkpoints(len(r.steps), s) for r in runs}
+
+
+def _prefix(h: RunHistory, k: int, group: str) -> RunHistory:
+    """The run as seen after k observed points: LR plan kept, horizon = its last logged step."""
+    return RunHistory(h.run, h.steps[:k], h.values[:k], group=group, lr_steps=h.lr_steps, lr_values=h.lr_values,
+                      schedule=h.schedule, horizon=h.steps[-1:], size=h.size, metric=h.metric)
+
+
+def forecast_checkpoints(runs: dict[str, _Run], need: set[tuple[str, int]], grid: dict[str, list[int]],
+                         s: EarlyStopSettings, out: dict[tuple[str, int], RunForecast],
+                         progress: Callable[[str], None] | None = None) -> None:
+    """Forecast the (run, points) prefixes in `need`: one batched Forecaster call per checkpoint index.
+
+    Each prefix is its own fitting group (no run sees another run's future); runs keep their
+    planned LR, so schedule-aware laws know what annealing lies ahead.
+    """
+    from forecaster.forecast import Forecaster
+
+    by_c: dict[int, list[tuple[_Run, int]]] = {}
+    for run, k in sorted(need):
+        by_c.setdefault(grid[run].index(k), []).append((runs[run], k))
+    for c in sorted(by_c):
+        batch = by_c[c]
+        t0 = time.perf_counter()
+        hs = [_prefix(r.history, k, f"{r.history.group}\x1f{r.history.run}\x1f{c}") for r, k in batch]
+        fcs = Forecaster(law=s.law, device=s.device, seed=s.seed).fit(hs).predict()
+        for (r, k), f in zip(batch, fcs):
+            out[(r.history.run, k)] = f
+        if progress:
+            progress(f"checkpoint {c + 1}: {len(batch)} runs forecast in one call, "
+                     f"{time.perf_counter() - t0:.1f} s")
+
+
+def _log_scale(f: RunForecast) -> float:
+    lo, hi = f.final_interval
+    return max((math.log(max(hi, 1e-300)) - math.log(max(lo, 1e-300))) / (2 * 1.2815515655446004), 1e-6)
+
+
+def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int]],
+                         forecasts: dict[tuple[str, int], RunForecast], s: EarlyStopSettings,
+                         missing: set[tuple[str, int]] | None = None) -> MethodResult:
+    """Sequential decisions of our rule from forecasts made so far, with online group calibration.
+
+    A checkpoint a run reaches whose forecast is not in `forecasts` yet is added to `missing`
+    (and the run goes on there), so the caller can forecast exactly the prefixes a replay reaches.
+    """
+    res = MethodResult("forecaster", {})
+    for runs in groups.values():
+        finished: list[float] = []
+        residuals: dict[int, list[float]] = {}  # checkpoint index -> standardised log errors
+        for r in runs:
+            best = min(finished) if finished else None
+            ks = grid[r.history.run]
+            for c, k in enumerate(ks):
+                f = forecasts.get((r.history.run, k))
+                if f is None and missing is not None:
+                    missing.add((r.history.run, k))
+                if f is None or f.skipped or not len(f.p50):
+                    continue
+                cal = np.asarray(residuals.get(c, []))
+                use = cal if len(cal) >= s.min_calibration else None
+                lo, hi = final_quantiles(f, [0.05, 0.95], None)
+                res.covered_raw.append(bool(lo <= r.outcome <= hi))
+                if use is not None:
+                    lo, hi = final_quantiles(f, [0.05, 0.95], use)
+                    res.covered.append(bool(lo <= r.outcome <= hi))
+                if best is None:
+                    continue
+                p = prob_final_below(f, best, use)
+                if not np.isfinite(p):
+                    continue
+                if use is None:
+                    continue  # no run is stopped (nor a probability stated) before calibration exists
+                res.stated.append((p, r.outcome < best))
+                if p < s.delta:
+                    res.stops[r.history.run] = k
+                    res.stop_probs.append((p, r.outcome < best))
+                    break
+            if r.history.run not in res.stops:
+                finished.append(r.outcome)
+                for c, k in enumerate(ks):
+                    f = forecasts.get((r.history.run, k))
+                    if f is None and missing is not None:
+                        missing.add((r.history.run, k))
+                    if f is not None and not f.skipped and len(f.p50) and f.final > 0:
+                        z = (math.log(r.outcome) - math.log(f.final)) / _log_scale(f)
+                        residuals.setdefault(c, []).append(z)
+    return res
+
+
+def _report_points(n: int) -> np.ndarray:
+    """Indices (into a run's points) at which baselines are asked: all, or MAX_REPORTS evenly spaced."""
+    if n <= MAX_REPORTS:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, MAX_REPORTS).round().astype(int))
+
+
+def _pruner(name: str, runs: list[_Run], s: EarlyStopSettings):
+    import optuna
+
+    first = int(np.median([r.steps[min(s.min_points, len(r.steps)) - 1] for r in runs]))
+    longest = int(max(r.steps[-1] for r in runs))
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=s.startup_trials, n_warmup_steps=first)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, first), reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, first), max_resource=max(longest, first + 1),
+                                              reduction_factor=3)
+    raise ValueError(name)
+
+
+def replay_optuna(name: str, groups: dict[str, list[_Run]], s: EarlyStopSettings) -> MethodResult:
+    """Drive one Optuna pruner through ask/report/should_prune/tell, one in-memory study per group."""
+    try:
+        import optuna
+    except ImportError:  # pragma: no cover - optuna is in the dev extra
+        raise InputError("the early-stop baselines need optuna: pip install 'forecaster[dev]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    res = MethodResult(name, {})
+    t0 = time.perf_counter()
+    for g, runs in groups.items():
+        # a fixed study name: Hyperband assigns brackets by hashing it with the trial number
+        study = optuna.create_study(study_name=f"earlystop-{g}", direction="minimize", pruner=_pruner(name, runs, s),
+                                    sampler=optuna.samplers.RandomSampler(seed=s.seed))
+        for r in runs:
+            trial = study.ask()
+            pruned = False
+            for i in _report_points(len(r.steps)):
+                trial.report(float(r.history.values[i]), int(r.steps[i]))
+                if i + 1 < len(r.steps) and trial.should_prune():
+                    res.stops[r.history.run] = int(i + 1)
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    pruned = True
+                    break
+            if not pruned:
+                study.tell(trial, r.outcome)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def replay_patience(groups: dict[str, list[_Run]], s: EarlyStopSettings) -> MethodResult:
+    """Classic patience: stop a run after `patience` checks without a new best value of its own."""
+    res = MethodResult("patience", {})
+    for runs in groups.values():
+        for r in runs:
+            idx = _report_points(len(r.steps))
+            v = r.history.values[idx]
+            best = np.minimum.accumulate(v)
+            improved = np.r_[True, v[1:] < best[:-1]]
+            since = np.arange(len(v)) - np.maximum.accumulate(np.where(improved, np.arange(len(v)), 0))
+            hit = np.nonzero((since >= s.patience) & (idx + 1 < len(r.steps)))[0]
+            if len(hit):
+                res.stops[r.history.run] = int(idx[hit[0]] + 1)
+    return res
+
+
+# -- scores ------------------------------------------------------------------------------------------
+def _calibration(m: MethodResult) -> dict[str, Any] | None:
+    """Coverage of stated 90 % intervals, reliability of stated probabilities, outcome of stops."""
+    if not m.stated and not m.covered_raw:
+        return None
+    p = np.array([a for a, _ in m.stated])
+    y = np.array([b for _, b in m.stated], dtype=float)
+    bins = [0, 0.01, 0.05, 0.2, 0.5, 0.8, 1.0001]
+    rel = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        sel = (p >= lo) & (p < hi)
+        if sel.any():
+            rel.append({"bin": [lo, min(hi, 1.0)], "n": int(sel.sum()), "stated": float(p[sel].mean()),
+                        "observed": float(y[sel].mean())})
+    stops = np.array([b for _, b in m.stop_probs], dtype=float)
+    return {
+        "interval90_coverage": float(np.mean(m.covered)) if m.covered else None,
+        "interval_checks": len(m.covered),
+        "raw_interval90_coverage": float(np.mean(m.covered_raw)) if m.covered_raw else None,
+        "brier": float(np.mean((p - y) ** 2)) if len(p) else None,
+        "checks": int(len(p)),
+        "reliability": rel,
+        "stops_stated_mean": float(np.mean([a for a, _ in m.stop_probs])) if m.stop_probs else None,
+        "stops_would_have_beaten_best": float(stops.mean()) if len(stops) else None,
+    }
+
+
+def score(m: MethodResult, groups: dict[str, list[_Run]], margin: float) -> dict[str, Any]:
+    """Compute saved, regret, false-stop rate, best-run-stopped and calibration of one method."""
+    full = trained = 0.0
+    regrets, near_stopped, stopped, best_hits, per_group = [], 0, 0, 0, []
+    for g, runs in groups.items():
+        outcomes = np.array([r.outcome for r in runs])
+        true_best = float(outcomes.min())
+        best_run = runs[int(outcomes.argmin())].history.run
+        found = []
+        for r in runs:
+            full += r.cost
+            k = m.stops.get(r.history.run)
+            if k is None:
+                trained += r.cost
+                found.append(r.outcome)
+            else:
+                trained += float(r.steps[k - 1])
+                stopped += 1
+                near_stopped += int(r.outcome <= true_best * (1 + margin))
+                found.append(_outcome(r.history.values[:k]))  # the checkpoint a user would still have
+        pick = int(np.argmin(found))
+        got = runs[pick].outcome if runs[pick].history.run not in m.stops else found[pick]
+        regrets.append(got / true_best - 1.0)
+        best_hits += int(best_run in m.stops)
+        per_group.append({"group": g, "runs": len(runs), "best_run": best_run, "best_stopped": best_run in m.stops,
+                          "regret": regrets[-1]})
+    saved = 1.0 - trained / full if full else 0.0
+    return {
+        "compute_saved": saved,
+        "speedup": 1.0 / (1.0 - saved) if saved < 1 else None,
+        "regret": float(np.mean(regrets)),
+        "regret_max": float(np.max(regrets)),
+        "false_stop_rate": near_stopped / stopped if stopped else 0.0,
+        "best_run_stopped": bool(best_hits),
+        "best_runs_stopped": best_hits,
+        "stopped": stopped,
+        "near_best_stopped": near_stopped,
+        "calibration": _calibration(m),
+        "groups": per_group if len(per_group) <= 20 else None,
+    }
+
+
+# -- entry points ------------------------------------------------------------------------------------
+def _groups(histories: list[RunHistory]) -> tuple[dict[str, list[_Run]], list[str]]:
+    """Complete runs by group, in file order; runs that cannot be replayed are named, not dropped."""
+    groups: dict[str, list[_Run]] = {}
+    notes = []
+    for h in histories:
+        if len(h.values) < FINAL_POINTS + 1:
+            notes.append(f"run {h.run!r}: {len(h.values)} values, too few to replay")
+            continue
+        if np.any(h.values <= 0):
+            raise InputError(f"run {h.run!r} has non-positive {h.metric} values: the early-stop replay needs a "
+                             "positive, lower-is-better metric (e.g. error = 1 - accuracy)")
+        groups.setdefault(h.group, []).append(_Run(h, _outcome(h.values)))
+    if not groups:
+        raise InputError("nothing to replay: no run has enough values")
+    return groups, notes
+
+
+def run_early_stop(histories: list[RunHistory], settings: EarlyStopSettings | None = None,
+                   baselines: tuple[str, ...] = BASELINES,
+                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The whole backtest: our rule and each baseline replayed on the same runs; JSON-ready result."""
+    s = settings or EarlyStopSettings()
+    groups, notes = _groups(histories)
+    runs = [r for rs in groups.values() for r in rs]
+    grid = _share_grid(runs, s)
+    t0 = time.perf_counter()
+    by_name = {r.history.run: r for r in runs}
+    fcs: dict[tuple[str, int], RunForecast] = {}
+    # forecast only the prefixes the replay reaches: first checkpoints of all runs, then whatever
+    # the replay with the forecasts so far reaches next, until it needs nothing new
+    need = {(r.history.run, grid[r.history.run][0]) for r in runs if grid[r.history.run]}
+    calls = 0
+    while need:
+        calls += len({grid[run].index(k) for run, k in need})
+        forecast_checkpoints(by_name, need, grid, s, fcs, progress)
+        reached: set[tuple[str, int]] = set()
+        replay_forecast_rule(groups, grid, fcs, s, reached)
+        # a run that got past a checkpoint usually gets past the next ones: forecast them all now
+        need = {(run, k) for run, k0 in reached for k in grid[run] if k >= k0 and (run, k) not in fcs}
+    ours = replay_forecast_rule(groups, grid, fcs, s)
+    ours.seconds = time.perf_counter() - t0
+    skipped = sum(1 for f in fcs.values() if f.skipped)
+    out: dict[str, Any] = score(ours, groups, s.margin)
+    out["seconds"] = ours.seconds
+    base: dict[str, Any] = {}
+    for name in baselines:
+        m = replay_patience(groups, s) if name == "patience" else replay_optuna(name, groups, s)
+        base[name] = score(m, groups, s.margin)
+        base[name]["seconds"] = m.seconds
+    out["baselines"] = base
+    out["runs"] = len(runs)
+    out["group_count"] = len(groups)
+    out["checkpoints"] = sorted({len(g) for g in grid.values()})
+    out["forecasts"] = len(fcs)
+    out["forecaster_calls"] = calls
+    out["forecasts_skipped"] = skipped
+    out["settings"] = {k: getattr(s, k) for k in ("delta", "margin", "min_points", "first_share", "ratio",
+                                                   "min_calibration", "patience", "startup_trials", "law", "seed")}
+    out["notes"] = notes
+    return _clean(out)
+
+
+def _clean(x: Any) -> Any:
+    """NaN/inf -> None so the result is strict JSON."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """A table of the result: one row for our rule, one per baseline."""
+    rows = [("forecaster (P(beat best) < %.2g)" % result["settings"]["delta"], result)]
+    rows += list(result["baselines"].items())
+    head = ("| rule | compute saved | speed-up | regret | false-stop rate | best run stopped | stopped | "
+            "90% interval coverage |\n|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name, r in rows:
+        cal = r.get("calibration") or {}
+        cov = cal.get("interval90_coverage")
+        lines.append(f"| {name} | {r['compute_saved']:.1%} | {r['speedup'] or float('inf'):.2f}x | "
+                     f"{r['regret']:.2%} | {r['false_stop_rate']:.1%} | {r['best_runs_stopped']} | {r['stopped']} | "
+                     f"{'-' if cov is None else f'{cov:.1%}'} |")
+    return "\n".join(lines)
+
+
+def cli_early_stop(input_path: str, metric: str, law: str = "auto", device: str | None = None, seed: int = 0,
+                   as_json: bool = False, settings: EarlyStopSettings | None = None) -> dict[str, Any]:
+    """What `forecast backtest --early-stop` runs: read the CSV, replay, print a table or JSON."""
+    from forecaster import csvio
+
+    s = settings or EarlyStopSettings()
+    s.law, s.seed = law, seed
+    s.device = None if device in (None, "auto") else device
+    histories, report = csvio.read_histories(input_path, metric)
+    for line in report.warnings():
+        print(f"warning: {line}", file=sys.stderr)
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    result = run_early_stop(histories, s, progress=progress)
+    result = {"input": str(input_path), "metric": metric, **result}
+    if as_json:
+        csvio.write_json(result, None)
+    else:
+        print(markdown(result))
+        for n in result["notes"][:5]:
+            print(f"note: {n}", file=sys.stderr)
+    return result

@@ -1,0 +1,128 @@
+"""Early-stop replay: checkpoints, scores, Optuna baselines through their real API, the CLI's JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from forecaster.earlystop import (
+    EarlyStopSettings, MethodResult, _groups, checkpoints, replay_forecast_rule, replay_optuna,
+    replay_patience, run_early_stop, score,
+)
+from forecaster.histories import RunForecast, RunHistory
+
+
+def _curves(n_runs: int = 12, n_points: int = 12, seed: int = 0) -> list[RunHistory]:
+    """pow3 curves c + a*t^-alpha with run-to-run spread in the floor c, small noise, one group."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, n_points + 1)
+    out = []
+    for i in range(n_runs):
+        c = 0.2 + 0.3 * rng.random()
+        v = (c + 0.5 * t ** -0.7) * np.exp(rng.normal(0, 0.004, n_points))
+        out.append(RunHistory(f"r{i:02d}", t, v, group="g", metric="error"))
+    return out
+
+
+def test_checkpoints_are_geometric_and_never_the_last_point():
+    s = EarlyStopSettings(min_points=5, first_share=0.1, ratio=1.4)
+    ks = checkpoints(20, s)
+    assert ks[0] == 5 and ks[-1] < 20 and all(b > a for a, b in zip(ks, ks[1:]))
+    assert len(checkpoints(200, s)) < 12  # geometric, not every point
+    assert checkpoints(5, s) == []
+
+
+def test_scores_follow_from_the_decisions():
+    hs = _curves(6, 10)
+    groups, _ = _groups(hs)
+    runs = groups["g"]
+    order = np.argsort([r.outcome for r in runs])
+    best, second, worst = (runs[i].history.run for i in (order[0], order[1], order[-1]))
+    m = MethodResult("x", {worst: 3})
+    r = score(m, groups, margin=0.01)
+    full = sum(r_.cost for r_ in runs)
+    assert r["compute_saved"] == pytest.approx((10 - 3) / full)
+    assert r["regret"] == 0.0 and r["false_stop_rate"] == 0.0 and not r["best_run_stopped"]
+    r = score(MethodResult("x", {best: 5}), groups, margin=0.01)
+    assert r["best_run_stopped"] and r["false_stop_rate"] == 1.0
+    second_outcome = runs[order[1]].outcome
+    assert r["regret"] == pytest.approx(second_outcome / runs[order[0]].outcome - 1)
+
+
+def test_forecast_rule_stops_hopeless_runs_only_after_calibration():
+    """Hand-made exact forecasts: the rule stops runs whose final is far worse, never the best."""
+    hs = _curves(12, 12, seed=1)
+    groups, _ = _groups(hs)
+    s = EarlyStopSettings(min_points=4, min_calibration=3)
+    grid = {r.history.run: checkpoints(len(r.steps), s) for r in groups["g"]}
+    fcs = {}
+    for r in groups["g"]:
+        for k in grid[r.history.run]:
+            p50 = np.array([r.outcome * 1.01])  # slightly biased: calibration must absorb it
+            fcs[(r.history.run, k)] = RunForecast(r.history.run, "g", r.steps[-1:], np.full(1, np.nan), p50,
+                                                  p50 * 0.97, p50 * 1.03, law="pow3")
+    m = replay_forecast_rule(groups, grid, fcs, s)
+    runs = groups["g"]
+    res = score(m, groups, margin=0.01)
+    assert not res["best_run_stopped"] and res["regret"] == 0.0 and res["false_stop_rate"] == 0.0
+    assert res["stopped"] >= 3 and res["compute_saved"] > 0.2
+    # nothing is stopped before min_calibration runs have finished
+    assert not any(r.history.run in m.stops for r in runs[:s.min_calibration])
+    assert m.stop_probs and all(p < s.delta for p, _ in m.stop_probs)
+    assert res["calibration"]["interval90_coverage"] == 1.0
+
+
+def test_optuna_pruners_and_patience_replay_and_prune_a_late_bloomer():
+    """Equal-step comparisons prune a run that is worse early and best at the end (laws.md 3)."""
+    t = np.arange(1, 41)
+    hs = []
+    for i in range(8):
+        hs.append(RunHistory(f"steady{i}", t, (0.30 + 0.02 * i) + 0.5 * t ** -0.8, group="g"))
+    # a step-decay run: flat and worse until step 30, then drops below everybody
+    late = np.where(t < 30, 0.6 + 0.001 * (t % 2), 0.22 + 0.01 * (40 - t) / 10)
+    hs.append(RunHistory("late", t, late, group="g"))
+    groups, _ = _groups(hs)
+    s = EarlyStopSettings()
+    med = replay_optuna("median", groups, s)
+    assert "late" in med.stops and score(med, groups, 0.01)["best_run_stopped"]
+    for name in ("successive_halving", "hyperband"):
+        m = replay_optuna(name, groups, s)
+        assert isinstance(m.stops, dict) and all(1 <= k < 40 for k in m.stops.values())
+    pat = replay_patience(groups, EarlyStopSettings(patience=3))
+    assert "late" in pat.stops  # flat for many checks before its drop
+
+
+def test_replay_refuses_a_non_positive_metric():
+    from forecaster.errors import InputError
+
+    with pytest.raises(InputError, match="lower-is-better"):
+        run_early_stop([RunHistory("a", np.arange(10), np.linspace(-1, 0.5, 10), group="g")], baselines=())
+
+
+def test_cli_early_stop_json(tmp_path):
+    from forecaster.cli import main
+
+    hs = _curves(10, 12, seed=2)
+    path = tmp_path / "runs.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["run", "group", "step", "error"])
+        for h in hs:
+            for s_, v in zip(h.steps, h.values):
+                w.writerow([h.run, h.group, int(s_), float(v)])
+    res = CliRunner().invoke(main, ["backtest", "--early-stop", "--input", str(path), "--metric", "error", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    for key in ("compute_saved", "regret", "false_stop_rate", "best_run_stopped", "calibration"):
+        assert key in out
+        for b in ("median", "successive_halving", "hyperband", "patience"):
+            assert key in out["baselines"][b]
+    assert 0.0 <= out["compute_saved"] < 1.0 and out["runs"] == 10
+    # batched: one Forecaster call per checkpoint index and replay round, never one per run
+    assert out["forecaster_calls"] < out["forecasts"] or out["forecasts"] <= len(out["checkpoints"])
+    bad = CliRunner().invoke(main, ["backtest", "--early-stop", "--input", str(tmp_path / "nope.csv")])
+    assert bad.exit_code == 2 and "error:" in bad.output
