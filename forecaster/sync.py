@@ -1,0 +1,650 @@
+"""The tracker-agnostic sync: list runs, read what changed, fit per group, write forecasts back.
+
+Data flows one way: `Tracker.list_runs` (one search) -> decide per run from its latest-metric
+watermark and config whether anything changed -> read histories of the groups that changed
+(concurrently) -> one `Forecaster` fit per metric, runs of a group pooled -> alerts -> per run,
+a complete new forecast run, then the source run's ``forecast.*`` tags pointed at it, then the
+superseded forecast runs deleted. Nothing here knows which tracker it talks to.
+
+Idempotence: a run's ``forecast.input`` tag holds a fingerprint of everything its forecast was
+made from (watermarks of the metric and LR keys, the resolved config, the settings, the
+forecaster version); a run whose fingerprint matches is not read and not written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forecaster import __version__
+from forecaster.config import ConfigMapping
+from forecaster.errors import InputError
+from forecaster.histories import RunForecast, RunHistory
+from forecaster.trackers import (
+    FINISHED, TAG_INPUT, TAG_RUN_ID, ForecastRevision, RunGone, RunInfo, Series, Tracker, TrackerError,
+    fingerprint,
+)
+
+log = logging.getLogger("forecaster.sync")
+
+TAG_STATUS = "forecast.status"
+TAG_SKIPPED = "forecast.skipped"
+TAG_WATERMARK = "forecast.watermark"
+TOTAL_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
+SIZE_KEYS = ("num_parameters", "n_params", "num_params", "model_size", "params")
+
+
+class LockBusy(RuntimeError):
+    """Another sync of the same scope holds the lock (cron overlap): exit without touching anything."""
+
+
+@dataclass
+class SyncSettings:
+    """What to read, how to fit and what to write; the CLI and the config file fill it."""
+
+    metrics: tuple[str, ...] = ("loss",)
+    lr_keys: tuple[str, ...] = ("learning_rate", "lr")
+    group_by: str | None = None  # param/config or tag key whose value splits an experiment into groups
+    law: str = "auto"
+    device: str | None = None
+    seed: int = 0
+    include_ended: bool = False  # also forecast finished/failed/killed runs stopped before their plan
+    dry_run: bool = False
+    force: bool = False  # re-forecast even runs whose inputs did not change
+    plots: bool = True
+    max_points: int = 500  # horizon points per run
+    workers: int = 8  # concurrent writes
+    mapping: ConfigMapping = field(default_factory=ConfigMapping)
+    alert_settings: Any = None  # forecaster.alerts.AlertSettings
+    notify_settings: Any = None  # forecaster.notify.NotifySettings
+    forecaster_options: dict[str, Any] = field(default_factory=dict)
+
+    def token(self) -> str:
+        """What of the settings changes a forecast (part of every run's fingerprint)."""
+        target = getattr(self.alert_settings, "target", None)
+        return repr((__version__, self.metrics, self.lr_keys, self.group_by, self.law, self.seed,
+                     self.max_points, target, sorted(self.forecaster_options.items())))
+
+
+@dataclass
+class RunOutcome:
+    """What the sync did with one run."""
+
+    run: RunInfo
+    action: str  # "forecast" | "unchanged" | "skipped" | "context"
+    reason: str | None = None
+    forecast: RunForecast | None = None
+    forecast_id: str | None = None
+    alerts: list[str] = field(default_factory=list)  # firing alert messages
+
+    def line(self) -> str:
+        """The one log line for this run."""
+        who = self.run.label
+        if self.action == "forecast" and self.forecast is not None:
+            lo, hi = self.forecast.final_interval
+            extra = f"; ALERT {'; '.join(self.alerts)}" if self.alerts else ""
+            return (f"{who}: {self.forecast.metric} -> {self.forecast.final:.4g} "
+                    f"[{lo:.4g}, {hi:.4g}] at step {int(self.forecast.steps[-1])} ({self.forecast.law}){extra}")
+        if self.action == "skipped":
+            return f"{who}: skipped: {self.reason}"
+        return f"{who}: {self.action}" + (f" ({self.reason})" if self.reason else "")
+
+
+@dataclass
+class SyncReport:
+    """Counts and timings of one sync (the final summary)."""
+
+    outcomes: list[RunOutcome] = field(default_factory=list)
+    writes: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    dry_run: bool = False
+
+    def by(self, action: str) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.action == action]
+
+    @property
+    def seen(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return {o.run.id: o.reason or "" for o in self.by("skipped")}
+
+    def summary(self) -> str:
+        """One line: runs seen / forecast / unchanged / skipped with reasons / alerts; timings."""
+        reasons = Counter((o.reason or "").split(":")[0] for o in self.by("skipped"))
+        skip = ", ".join(f"{r} x{n}" for r, n in reasons.most_common())
+        alerts = sum(len(o.alerts) for o in self.outcomes)
+        t = self.timings
+        times = ", ".join(f"{k} {v:.2f}s" for k, v in t.items() if k != "total")
+        verb = "would forecast" if self.dry_run else "forecast"
+        return (f"{self.seen} runs seen: {len(self.by('forecast'))} {verb}, {len(self.by('unchanged'))} unchanged, "
+                f"{len(self.by('context'))} ended (context only), {len(self.by('skipped'))} skipped"
+                + (f" ({skip})" if skip else "") + f", {alerts} alerts firing; {self.writes} writes; "
+                f"{t.get('total', 0.0):.2f}s ({times})")
+
+
+# -- locking -----------------------------------------------------------------------------------
+def default_lock_path(scope: str) -> Path:
+    """Per-scope lock file under the user's cache directory."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "forecaster"
+    return base / f"sync-{fingerprint(scope)}.lock"
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold an advisory lock (flock) so overlapping cron invocations never sync the same scope at once."""
+    p = Path(path).expanduser()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "a+") as f:
+        deadline = time.monotonic() + max(0.0, wait_s)
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockBusy(f"another forecast sync holds {p}; not starting a second one") from None
+                time.sleep(0.2)
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# -- per-run decisions (pure) ------------------------------------------------------------------
+def _lookup(run: RunInfo, key: str) -> Any:
+    """A param/config or tag value by name; 'params.x' / 'config.x' / 'tags.x' pick the source."""
+    if key.startswith(("params.", "config.")):
+        return run.config.get(key.split(".", 1)[1])
+    if key.startswith("tags."):
+        return run.tags.get(key[5:])
+    return run.config.get(key, run.tags.get(key))
+
+
+def group_of(run: RunInfo, group_by: str | None) -> str:
+    """The fitting group: the run's experiment, or experiment + the value of `group_by`."""
+    if not group_by:
+        return run.scope
+    v = _lookup(run, group_by)
+    return f"{run.scope}/{group_by}={v}" if v is not None else f"{run.scope}/{group_by}=?"
+
+
+def run_config(run: RunInfo, mapping: ConfigMapping) -> dict[str, Any]:
+    """Params/config plus a ``forecast.schedule`` tag, passed through the config file's mapping."""
+    cfg = dict(run.config)
+    spec = run.tags.get("forecast.schedule")
+    if spec and "forecast.schedule" not in cfg:
+        cfg["forecast.schedule"] = spec
+    return mapping.apply(cfg, run.id, run.name)
+
+
+def _int_of(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
+    for k in keys:
+        v = cfg.get(k)
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(x) and x > 0:
+            return int(x)
+    return None
+
+
+def _float_of(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
+    for k in keys:
+        try:
+            x = float(cfg.get(k))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(x) and x > 0:
+            return x
+    return None
+
+
+@dataclass
+class _Plan:
+    """A run's resolved inputs before any history is read."""
+
+    run: RunInfo
+    group: str
+    config: dict[str, Any]
+    schedule: Any = None
+    total: int | None = None
+    lr_key: str | None = None
+    fp: str = ""
+    reason: str | None = None  # why it cannot be forecast (known without reading)
+    size: float | None = None
+
+
+def plan_run(run: RunInfo, settings: SyncSettings) -> _Plan:
+    """Resolve a run's schedule, planned end and fingerprint from what the listing already holds."""
+    from forecaster import schedules
+
+    cfg = run_config(run, settings.mapping)
+    lr_key = next((k for k in settings.lr_keys if k in run.latest), None)
+    marks = [(k, run.latest[k].token()) for k in (*settings.metrics, *settings.lr_keys) if k in run.latest]
+    p = _Plan(run, group_of(run, settings.group_by), cfg, lr_key=lr_key, size=_float_of(cfg, SIZE_KEYS),
+              fp=fingerprint(settings.token(), marks, sorted((str(k), str(v)) for k, v in cfg.items())))
+    primary = settings.metrics[0]
+    if primary not in run.latest:
+        p.reason = f"no data: metric {primary!r} not logged yet"
+        return p
+    try:
+        p.schedule = schedules.from_config(cfg)
+    except InputError as e:
+        p.reason = f"bad config: {e}"
+        return p
+    if p.schedule is None and lr_key is None:
+        p.reason = (f"no schedule: no LR metric ({', '.join(settings.lr_keys)}) and no usable schedule "
+                    "in the config (HF lr_scheduler_type + max_steps, nanoGPT lr_decay_iters/max_iters, "
+                    "or a forecast.schedule spec)")
+        return p
+    p.total = (p.schedule.total if p.schedule is not None else None) or _int_of(cfg, TOTAL_KEYS)
+    if p.total is None:
+        p.reason = ("no planned end: the LR is logged but the planned last step is unknown "
+                    "(log max_steps or a forecast.schedule spec with total=)")
+        return p
+    if run.latest[primary].step >= p.total:
+        p.reason = f"done: reached its planned last step {p.total}"
+    return p
+
+
+def horizon(steps: np.ndarray, total: int, max_points: int) -> np.ndarray:
+    """Future steps to forecast: the logging interval (coarser when needed) up to and including `total`."""
+    last = int(steps[-1]) if len(steps) else 0
+    if total <= last:
+        return np.zeros(0, dtype=np.int64)
+    interval = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
+    stride = max(1, interval, math.ceil((total - last) / max(1, max_points - 1)))
+    out = np.arange(last + stride, total, stride, dtype=np.int64)
+    return np.append(out, np.int64(total))
+
+
+def build_history(plan: _Plan, metric: str, series: dict[str, Series], target: bool,
+                  settings: SyncSettings) -> RunHistory | None:
+    """A RunHistory from read series: non-finite points dropped but counted; LR from the logged key."""
+    from forecaster import schedules
+
+    s = series.get(metric)
+    if s is None or not len(s):
+        return None
+    ok = np.isfinite(s.values)
+    meta: dict[str, Any] = {"name": plan.run.name}
+    if not ok.all():
+        meta["nonfinite_steps"] = s.steps[~ok].tolist()
+    steps, values = s.steps[ok], s.values[ok]
+    lr_steps = lr_values = None
+    if plan.lr_key and plan.lr_key in series:
+        lr = series[plan.lr_key]
+        good = np.isfinite(lr.values) & (lr.values >= 0)
+        if good.any():
+            lr_steps, lr_values = lr.steps[good], lr.values[good]
+    sched = plan.schedule
+    if sched is None and lr_steps is not None:
+        # no planned shape: the logged LR, held at its last value to the planned end
+        sched = schedules.from_points(lr_steps, lr_values, total=plan.total)
+        meta["lr_assumed_constant_after"] = int(lr_steps[-1])
+    hz = horizon(steps, plan.total, settings.max_points) if target and plan.total else None
+    return RunHistory(plan.run.id, steps, values, group=plan.group, lr_steps=lr_steps, lr_values=lr_values,
+                      schedule=sched, horizon=hz, size=plan.size, metric=metric, meta=meta)
+
+
+# -- the sync ----------------------------------------------------------------------------------
+class _Progress:
+    """tqdm on a terminal, nothing otherwise (per-run lines are logged instead)."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.bar = None
+        if enabled and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="run", leave=False, file=sys.stderr)
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Counted:
+    """Counts the write calls made on a tracker (the report's `writes`)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.n += n
+
+
+def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
+         on_outcome: Any = None) -> SyncReport:
+    """One sync of everything in the tracker's scope; raises TrackerError when the tracker fails.
+
+    `on_outcome(RunOutcome)` is called as each run is settled (the CLI logs one line per run).
+    """
+    if progress is None:
+        progress = sys.stderr.isatty()
+    report = SyncReport(dry_run=settings.dry_run)
+    writes = _Counted()
+    t0 = time.perf_counter()
+    emit = on_outcome or (lambda o: None)
+
+    runs = tracker.list_runs()
+    report.timings["list"] = time.perf_counter() - t0
+    if len(set(settings.metrics)) != len(settings.metrics):
+        raise InputError("the same metric is listed twice")
+
+    plans = {r.id: plan_run(r, settings) for r in runs}
+    targets: list[_Plan] = []
+    outcomes: dict[str, RunOutcome] = {}
+    tag_only: list[tuple[RunInfo, dict[str, str | None]]] = []
+
+    for p in plans.values():
+        r = p.run
+        live = r.tags.get(TAG_RUN_ID)
+        if not (r.active or settings.include_ended):
+            outcomes[r.id] = RunOutcome(r, "context", r.status)
+            continue
+        unchanged = (not settings.force and r.tags.get(TAG_INPUT) == p.fp
+                     and ((r.tags.get(TAG_STATUS) == "ok" and live in r.forecasts)
+                          or r.tags.get(TAG_STATUS) == "skipped"))
+        if unchanged:
+            outcomes[r.id] = RunOutcome(r, "unchanged")
+        elif p.reason is not None:
+            outcomes[r.id] = RunOutcome(r, "skipped", p.reason)
+            tag_only.append((r, _skip_tags(p, p.reason)))
+        else:
+            targets.append(p)
+
+    # forecast runs the tags do not name are left over from a crashed sync: remove them (the
+    # runs being revised now drop all their old forecast runs after the new one is in place)
+    target_ids = {p.run.id for p in targets}
+    cleanup = [(r, f) for r in runs if r.id not in target_ids for f in r.forecasts
+               if f != r.tags.get(TAG_RUN_ID)]
+
+    # pooled fits: every run of a group that has work, with LR information, is read as context
+    groups = {p.group for p in targets}
+    context = [p for p in plans.values() if p.group in groups and p.run.id not in target_ids
+               and settings.metrics[0] in p.run.latest and (p.schedule is not None or p.lr_key is not None)
+               and not (p.reason or "").startswith(("bad config", "no schedule", "no planned end"))]
+    to_read = targets + context
+    keys = list(dict.fromkeys([*settings.metrics, *settings.lr_keys]))
+
+    t1 = time.perf_counter()
+    series: dict[str, dict[str, Series]] = {}
+    bar = _Progress(len(to_read), "reading", progress)
+    try:
+        if to_read:
+            for run, got in tracker.read_histories([p.run for p in to_read], keys):
+                bar.update()
+                if isinstance(got, RunGone):
+                    if run.id in target_ids:
+                        outcomes[run.id] = RunOutcome(run, "skipped", f"gone: run deleted during sync ({got})")
+                    continue
+                series[run.id] = got
+    finally:
+        bar.close()
+    report.timings["read"] = time.perf_counter() - t1
+    targets = [p for p in targets if p.run.id in series]
+
+    # fit: one Forecaster per metric over all groups with work
+    t2 = time.perf_counter()
+    curves: dict[str, dict[str, RunForecast]] = {p.run.id: {} for p in targets}
+    primary_hist: dict[str, RunHistory] = {}
+    histories_by_metric: dict[str, list[RunHistory]] = {}
+    for metric in settings.metrics:
+        hist, is_target = [], []
+        for p in [*targets, *[c for c in context if c.run.id in series]]:
+            tgt = p.run.id in curves
+            h = build_history(p, metric, series[p.run.id], tgt, settings)
+            if h is None:
+                continue
+            hist.append(h)
+            is_target.append(tgt)
+        histories_by_metric[metric] = hist
+        if not any(is_target):
+            continue
+        fcs = _fit(hist, settings)
+        for h, fc, tgt in zip(hist, fcs, is_target):
+            if tgt:
+                curves[h.run][metric] = fc
+                if metric == settings.metrics[0]:
+                    primary_hist[h.run] = h
+    report.timings["fit"] = time.perf_counter() - t2
+
+    ready: list[_Plan] = []
+    for p in targets:
+        fc = curves[p.run.id].get(settings.metrics[0])
+        if fc is None:
+            reason = f"no data: metric {settings.metrics[0]!r} has no finite values"
+        elif fc.skipped:
+            reason = f"not fitted: {fc.skipped}"
+        else:
+            reason = None
+        if reason:
+            outcomes[p.run.id] = RunOutcome(p.run, "skipped", reason)
+            tag_only.append((p.run, _skip_tags(p, reason)))
+            continue
+        for m in list(curves[p.run.id]):
+            if curves[p.run.id][m].skipped:
+                del curves[p.run.id][m]
+        ready.append(p)
+
+    # alerts, then writes
+    t3 = time.perf_counter()
+    alert_tags, alert_sent, firing = _alerts(ready, primary_hist, curves,
+                                             histories_by_metric.get(settings.metrics[0], []), plans, settings)
+    for p in ready:
+        fc = curves[p.run.id][settings.metrics[0]]
+        outcomes[p.run.id] = RunOutcome(p.run, "forecast", forecast=fc, alerts=firing.get(p.run.id, []))
+
+    if not settings.dry_run:
+        _write_all(tracker, settings, ready, curves, primary_hist, alert_tags, alert_sent, tag_only,
+                   cleanup, outcomes, writes, progress)
+    report.timings["write"] = time.perf_counter() - t3
+    report.writes = writes.n
+    report.outcomes = [outcomes[r.id] for r in runs if r.id in outcomes]
+    for o in report.outcomes:
+        emit(o)
+    report.timings["total"] = time.perf_counter() - t0
+    return report
+
+
+def _fit(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
+    from forecaster.forecast import Forecaster
+
+    fc = Forecaster(law=settings.law, device=settings.device, seed=settings.seed, **settings.forecaster_options)
+    return fc.fit(hist).predict()
+
+
+def _skip_tags(p: _Plan, reason: str) -> dict[str, str | None]:
+    """Tags recording why a run was skipped (with its fingerprint, so the next sync stays quiet)."""
+    tags: dict[str, str | None] = {TAG_STATUS: "skipped", TAG_SKIPPED: reason, TAG_INPUT: p.fp}
+    return {k: v for k, v in tags.items() if p.run.tags.get(k) != v}
+
+
+def _alerts(ready: list[_Plan], hist: dict[str, RunHistory], curves: dict[str, dict[str, RunForecast]],
+            all_hist: list[RunHistory],
+            plans: dict[str, _Plan], settings: SyncSettings
+            ) -> tuple[dict[str, dict[str, str]], dict[str, list], dict[str, list[str]]]:
+    """Evaluate alert rules on the forecast runs; deliver webhooks (not in a dry run); tags to write."""
+    if not ready:
+        return {}, {}, {}
+    try:
+        from forecaster import alerts as al
+        from forecaster import notify
+    except ImportError:  # pragma: no cover - alerting not built in this checkout
+        return {}, {}, {}
+    finished = {rid for rid, p in plans.items() if p.run.status == FINISHED}
+    ctx = al.group_context(all_hist, finished=finished)
+    by_run, tags_by_run, firing = {}, {}, {}
+    for p in ready:
+        h = hist[p.run.id]
+        fc = curves[p.run.id][settings.metrics[0]]
+        a = al.evaluate_alerts(h, fc, ctx.get(p.group), settings.alert_settings)
+        by_run[p.run.id] = a
+        tags_by_run[p.run.id] = p.run.tags
+        firing[p.run.id] = [f"{x.rule}: {x.message}" for x in a if x.firing]
+    if settings.dry_run:
+        return {}, {}, firing
+    outcome = notify.process_alerts(by_run, tags_by_run, settings.notify_settings)
+    tags = {rid: o.tags for rid, o in outcome.items()}
+    sent = {rid: o.sent for rid, o in outcome.items()}
+    # ETA to target as a plain tag when a target is set
+    for rid, alerts in by_run.items():
+        for x in alerts:
+            if x.rule == al.ETA_TO_TARGET and x.value is not None:
+                tags[rid]["forecast.eta_step"] = str(int(x.value))
+    return tags, sent, firing
+
+
+def _source_tags(p: _Plan, fc: RunForecast, curves: dict[str, RunForecast], h: RunHistory,
+                 settings: SyncSettings) -> dict[str, str | None]:
+    """The forecast.* summary on the source run (everything but the forecast run id)."""
+    lo, hi = fc.final_interval
+    marks = ",".join(f"{k}@{p.run.latest[k].step}" for k in settings.metrics if k in p.run.latest)
+    tags: dict[str, str | None] = {
+        TAG_STATUS: "ok", TAG_INPUT: p.fp, TAG_WATERMARK: marks, "forecast.metric": fc.metric,
+        "forecast.final": f"{fc.final:.6g}", "forecast.final_p10": f"{lo:.6g}", "forecast.final_p90": f"{hi:.6g}",
+        "forecast.final_step": str(int(fc.steps[-1])), "forecast.law": fc.law or "",
+        "forecast.updated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "forecast.version": __version__,
+    }
+    if h.schedule is not None:
+        with contextlib.suppress(Exception):
+            spec = h.schedule.spec()
+            tags["forecast.schedule_used"] = spec if len(spec) <= 500 else spec[:497] + "..."
+    for m, c in curves.items():
+        if m != fc.metric:
+            a, b = c.final_interval
+            tags[f"forecast.{m}.final"] = f"{c.final:.6g}"
+            tags[f"forecast.{m}.final_p10"] = f"{a:.6g}"
+            tags[f"forecast.{m}.final_p90"] = f"{b:.6g}"
+    if TAG_SKIPPED in p.run.tags:
+        tags[TAG_SKIPPED] = None
+    return tags
+
+
+def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
+               curves: dict[str, dict[str, RunForecast]], hist: dict[str, RunHistory],
+               alert_tags: dict[str, dict[str, str]], alert_sent: dict[str, list], tag_only: list,
+               cleanup: list[tuple[RunInfo, str]], outcomes: dict[str, RunOutcome], writes: _Counted,
+               progress: bool) -> None:
+    """Revisions in a thread pool (each: create -> tag -> delete old); stop at the first TrackerError."""
+    from forecaster.plotting import forecast_png
+
+    stop = threading.Event()
+
+    def revise(p: _Plan) -> None:
+        if stop.is_set():
+            return
+        r = p.run
+        fc = curves[r.id][settings.metrics[0]]
+        h = hist[r.id]
+        tags = _source_tags(p, fc, curves[r.id], h, settings)
+        tags.update(alert_tags.get(r.id, {}))
+        lr_steps = lr_values = None
+        if p.lr_key and h.schedule is not None:
+            lr_steps = fc.steps
+            lr_values = np.asarray(h.schedule.lr(fc.steps), dtype=float)
+        png = None
+        if settings.plots:
+            try:
+                png = forecast_png(h, fc, title=f"{r.name} ({r.id[:8]})")
+            except Exception as e:  # noqa: BLE001 - a plot must never block a forecast
+                log.warning("%s: plot failed: %s", r.label, e)
+        rev = ForecastRevision(
+            source=r, input=p.fp, curves=curves[r.id], lr_key=p.lr_key, lr_steps=lr_steps, lr_values=lr_values,
+            plot_png=png, alerts=list(alert_sent.get(r.id, [])), name=f"{r.name} forecast",
+            tags={k: v for k, v in tags.items() if v is not None and k not in (TAG_INPUT,)
+                  and not k.startswith("forecast.alert")})
+        try:
+            cid = tracker.create_forecast(rev)
+            writes.add()
+            try:
+                tracker.set_tags(r, {**tags, TAG_RUN_ID: cid})
+                writes.add()
+            except RunGone:
+                with contextlib.suppress(Exception):
+                    tracker.delete_forecast(r, cid)
+                raise
+            outcomes[r.id].forecast_id = cid
+            for old in r.forecasts:
+                if old != cid:
+                    tracker.delete_forecast(r, old)
+                    writes.add()
+        except RunGone as e:
+            outcomes[r.id] = RunOutcome(r, "skipped", f"gone: run deleted during sync ({e})")
+        except TrackerError:
+            stop.set()
+            raise
+
+    def tag(item: tuple[RunInfo, dict]) -> None:
+        if stop.is_set():
+            return
+        r, tags = item
+        if not tags:
+            return
+        try:
+            tracker.set_tags(r, tags)
+            writes.add()
+        except RunGone as e:
+            outcomes[r.id] = RunOutcome(r, "skipped", f"gone: run deleted during sync ({e})")
+        except TrackerError:
+            stop.set()
+            raise
+
+    def clean(item: tuple[RunInfo, str]) -> None:
+        if stop.is_set():
+            return
+        tracker.delete_forecast(*item)
+        writes.add()
+
+    jobs = [(revise, p) for p in ready] + [(tag, t) for t in tag_only] + [(clean, c) for c in cleanup]
+    if not jobs:
+        return
+    bar = _Progress(len(jobs), "writing", progress)
+    with ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="forecast-write") as pool:
+        futures = [pool.submit(fn, arg) for fn, arg in jobs]
+        try:
+            for fut in futures:
+                fut.add_done_callback(lambda f: bar.update())
+            wait(futures, return_when=FIRST_EXCEPTION)
+            stop_err = next((f.exception() for f in futures if f.done() and f.exception() is not None), None)
+            if stop_err is not None:
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                raise stop_err
+            wait(futures)
+            for f in futures:
+                if f.exception() is not None:
+                    raise f.exception()
+        finally:
+            bar.close()

@@ -1,0 +1,309 @@
+"""MLflow adapter for `forecast sync`: reads runs with MlflowClient, writes forecasts as child runs.
+
+Every call names its run explicitly through `MlflowClient`; the fluent API (`mlflow.start_run`,
+`mlflow.log_*`) is never used, because resuming a user's run rewrites its end time and status.
+Source runs only ever receive tags (`log_batch` with tags leaves status and end time alone). The
+forecast lives in a child run (``mlflow.parentRunId``) that logs the predicted curve under the
+source's metric keys at future steps, so the experiment's charts overlay it on the real curve.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+import numpy as np
+
+from forecaster.errors import InputError
+from forecaster.trackers import (
+    FAILED, FINISHED, KILLED, KIND_FORECAST, RUNNING, TAG_KIND, TAG_SOURCE, ForecastRevision, RunGone,
+    RunInfo, Series, Tracker, TrackerError, TrackerOption, Watermark, clean_series,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MlflowTracker"]
+
+PARENT_TAG = "mlflow.parentRunId"
+_STATUS = {"RUNNING": RUNNING, "SCHEDULED": RUNNING, "FINISHED": FINISHED, "FAILED": FAILED,
+           "KILLED": KILLED}
+# MLflow retries a refused connection 7 times with a 2 s backoff factor by default (minutes):
+# a cron job should fail within seconds and try again at its next tick. Users may override.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+PAGE = 1000
+MAX_TAG_VALUE = 5000  # MLflow 2.x rejects longer tag values (3.x: 8000)
+
+
+def _is_gone(err: BaseException) -> bool:
+    """True when MLflow refused because the run is deleted or does not exist."""
+    code = getattr(err, "error_code", "")
+    text = str(err)
+    return code == "RESOURCE_DOES_NOT_EXIST" or "must be in the 'active' state" in text or (
+        "not found" in text.lower() and "run" in text.lower())
+
+
+class MlflowTracker(Tracker):
+    """MLflow experiments as the sync engine sees them (`--tracking-uri`, else $MLFLOW_TRACKING_URI)."""
+
+    name = "mlflow"
+    options = ()
+
+    def __init__(self, *, uri: str | None = None, experiments: Sequence[str] = (), filter: str | None = None,
+                 workers: int = 8, **options: Any) -> None:  # noqa: A002
+        super().__init__(uri=uri, experiments=experiments, filter=filter, **options)
+        if options:
+            raise InputError(f"mlflow tracker: unknown option(s) {', '.join(sorted(options))}")
+        if not self.experiments:
+            raise InputError("mlflow tracker: give at least one --experiment (name or id)")
+        for k, v in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(k, v)
+        import mlflow  # noqa: F401 - lazy: the CLI loads adapter classes without their clients
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+        if not self.uri:
+            raise InputError("mlflow tracker: give --tracking-uri or set MLFLOW_TRACKING_URI")
+        self.workers = max(1, int(workers))
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="mlflow-read")
+        self._exp_ids: list[str] | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    def describe(self) -> str:
+        return f"mlflow {_safe_uri(self.uri)} experiments={','.join(self.experiments)}"
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        """Run one client call; map refusals to RunGone and everything else to one clear TrackerError."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as e:
+            if _is_gone(e):
+                raise RunGone(f"{what}: {_first_line(e)}") from None
+            unreachable = _unreachable(str(e))
+            if unreachable:
+                raise TrackerError(f"cannot reach MLflow at {_safe_uri(self.uri)} ({what}): {unreachable}") from None
+            raise TrackerError(f"MLflow at {_safe_uri(self.uri)} failed on {what}: {_first_line(e)}") from None
+        except OSError as e:  # requests' ConnectionError is an OSError
+            raise TrackerError(f"cannot reach MLflow at {_safe_uri(self.uri)} ({what}): {_first_line(e)}") from None
+
+    def experiment_ids(self) -> list[str]:
+        """The experiments in scope as ids (names resolved once per sync)."""
+        if self._exp_ids is None:
+            ids = []
+            for ref in self.experiments:
+                exp = self._call(f"looking up experiment {ref!r}", self._lookup, ref)
+                if exp is None:
+                    raise InputError(f"mlflow: experiment {ref!r} not found at {_safe_uri(self.uri)}")
+                ids.append(exp.experiment_id)
+            self._exp_ids = ids
+        return self._exp_ids
+
+    def _lookup(self, ref: str):
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(ref)
+        if exp is None and ref.isdigit():
+            try:
+                exp = self.client.get_experiment(ref)
+            except MlflowException as e:
+                if getattr(e, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+        return exp
+
+    def _search(self, filter_string: str) -> list:
+        from mlflow.entities import ViewType
+
+        out, token = [], None
+        while True:
+            page = self._call("searching runs", self.client.search_runs, self.experiment_ids(),
+                              filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
+                              max_results=PAGE, page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        if self.uri and self.uri.startswith(("http://", "https://")):
+            return f"{_safe_uri(self.uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return None
+
+    # -- reading ---------------------------------------------------------------------------
+    def list_runs(self) -> list[RunInfo]:
+        """One paged search of the experiments (two when a user filter would hide forecast runs)."""
+        runs = self._search(self.filter or "")
+        if self.filter:
+            runs += self._search(f"tags.`{TAG_KIND}` = '{KIND_FORECAST}'")
+        sources: dict[str, RunInfo] = {}
+        children: list[tuple[str, str]] = []
+        seen = set()
+        for r in runs:
+            rid = r.info.run_id
+            if rid in seen:
+                continue
+            seen.add(rid)
+            tags = dict(r.data.tags)
+            if tags.get(TAG_KIND) == KIND_FORECAST:
+                src = tags.get(TAG_SOURCE) or tags.get(PARENT_TAG)
+                if src:
+                    children.append((src, rid))
+                continue
+            latest = {m.key: Watermark(int(m.step), int(m.timestamp), float(m.value))
+                      for m in r.data._metric_objs}
+            sources[rid] = RunInfo(
+                id=rid, name=r.info.run_name or rid, scope=r.info.experiment_id,
+                status=_STATUS.get(r.info.status, FAILED), latest=latest, config=dict(r.data.params),
+                tags=tags, url=self.run_url(r.info.experiment_id, rid),
+                extra={"end_time": r.info.end_time})
+        for src, rid in children:
+            if src in sources:
+                sources[src].forecasts.append(rid)
+        return list(sources.values())
+
+    def _read_one(self, run: RunInfo, keys: Sequence[str]) -> dict[str, Series]:
+        out = {}
+        for key in keys:
+            if key not in run.latest:
+                continue
+            rows = self._call(f"reading {key} of run {run.id}", self.client.get_metric_history, run.id, key)
+            n = len(rows)
+            steps = np.fromiter((m.step for m in rows), dtype=np.int64, count=n)
+            values = np.fromiter((m.value for m in rows), dtype=np.float64, count=n)
+            stamps = np.fromiter((m.timestamp for m in rows), dtype=np.int64, count=n)
+            out[key] = clean_series(steps, values, stamps)
+        return out
+
+    def read_histories(self, runs: Sequence[RunInfo], keys: Sequence[str]
+                       ) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
+        futures = {self._pool.submit(self._read_one, r, keys): r for r in runs}
+        try:
+            for fut in as_completed(futures):
+                run = futures[fut]
+                try:
+                    yield run, fut.result()
+                except RunGone as e:
+                    yield run, e
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    # -- writing ---------------------------------------------------------------------------
+    def create_forecast(self, revision: ForecastRevision) -> str:
+        """Create the child run, log every point (and the PNG), then mark the CHILD finished."""
+        from mlflow.entities import Metric, RunTag
+
+        src = revision.source
+        tags = {PARENT_TAG: src.id, TAG_KIND: KIND_FORECAST, TAG_SOURCE: src.id,
+                "forecast.input": revision.input, "mlflow.note.content":
+                f"Forecast of run {src.name} ({src.id}) made by forecaster; superseded revisions are deleted."}
+        tags.update({k: _clip(v) for k, v in revision.tags.items()})
+        child = self._call(f"creating the forecast run of {src.id}", self.client.create_run, src.scope,
+                           tags=tags, run_name=revision.name or f"{src.name} forecast")
+        cid = child.info.run_id
+        try:
+            now = int(time.time() * 1000)
+            metrics = []
+            for key, fc in revision.curves.items():
+                lo_key, hi_key = revision.band_keys(key)
+                steps = [int(s) for s in fc.steps]
+                for k, arr in ((key, fc.p50), (lo_key, fc.p10), (hi_key, fc.p90)):
+                    metrics.extend(Metric(k, float(v), now, s) for s, v in zip(steps, arr))
+            if revision.lr_key and revision.lr_steps is not None and len(revision.lr_steps):
+                metrics.extend(Metric(revision.lr_key, float(v), now, int(s))
+                               for s, v in zip(revision.lr_steps, revision.lr_values) if np.isfinite(v))
+            for i in range(0, len(metrics), 1000):
+                self._call(f"logging the forecast of {src.id}", self.client.log_batch, cid,
+                           metrics=metrics[i:i + 1000])
+            if revision.plot_png:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = os.path.join(tmp, revision.plot_name)
+                    with open(path, "wb") as f:
+                        f.write(revision.plot_png)
+                    self._call(f"uploading the plot of {src.id}", self.client.log_artifact, cid, path)
+            self._call(f"finishing the forecast run of {src.id}", self.client.set_terminated, cid, "FINISHED")
+        except BaseException:
+            # best effort: an unfinished child must not linger beside the live forecast
+            try:
+                self.client.delete_run(cid)
+            except Exception:  # noqa: BLE001 - the tracker may be gone; the next sync removes it
+                log.debug("could not remove the unfinished forecast run %s", cid)
+            raise
+        return cid
+
+    def set_tags(self, run: RunInfo, tags: Mapping[str, str | None]) -> None:
+        """Upsert tags with log_batch (status and end time stay); a None value deletes the tag."""
+        from mlflow.entities import RunTag
+
+        put = [RunTag(k, _clip(v)) for k, v in tags.items() if v is not None]
+        for i in range(0, len(put), 100):
+            self._call(f"tagging run {run.id}", self.client.log_batch, run.id, tags=put[i:i + 100])
+        for k, v in tags.items():
+            if v is None and k in run.tags:
+                try:
+                    self._call(f"untagging run {run.id}", self.client.delete_tag, run.id, k)
+                except RunGone:
+                    raise
+                except TrackerError as e:
+                    if "No tag with name" not in str(e):
+                        raise
+
+    def delete_forecast(self, run: RunInfo, forecast_id: str) -> None:
+        try:
+            self._call(f"deleting forecast run {forecast_id}", self.client.delete_run, forecast_id)
+        except RunGone:
+            pass  # already gone: the goal state
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_NET_ERRORS = (("Connection refused", "connection refused"), ("Name or service not known", "unknown host"),
+               ("nodename nor servname", "unknown host"), ("timed out", "timed out"),
+               ("Read timed out", "timed out"), ("RemoteDisconnected", "connection closed by the server"),
+               ("Connection reset", "connection reset"), ("Max retries exceeded", "no answer after retries"),
+               ("503", "service unavailable (503)"), ("502", "bad gateway (502)"))
+
+
+def _unreachable(text: str) -> str | None:
+    """A short reason when an MLflow error is a transport failure (after MLflow's own retries)."""
+    for needle, reason in _NET_ERRORS:
+        if needle in text:
+            return reason
+    return None
+
+
+def _clip(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= MAX_TAG_VALUE else s[: MAX_TAG_VALUE - 3] + "..."
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _safe_uri(uri: str | None) -> str:
+    """The tracking URI without credentials (user:password@ or a token in the query)."""
+    if not uri:
+        return "?"
+    if "@" not in uri and "?" not in uri:
+        return uri
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        p = urlsplit(uri)
+    except ValueError:
+        return "***"
+    netloc = p.hostname or ""
+    if p.port:
+        netloc += f":{p.port}"
+    return urlunsplit((p.scheme, netloc, p.path, "", ""))

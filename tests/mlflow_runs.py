@@ -1,0 +1,68 @@
+"""Runs logged to MLflow the way Hugging Face's Trainer logs them (for the sync tests and benchmark)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+# -- logging runs the way Hugging Face's Trainer does -----------------------------------------
+def cosine_lr(steps: np.ndarray, peak: float, warmup: int, total: int) -> np.ndarray:
+    """HF get_cosine_schedule_with_warmup."""
+    s = np.asarray(steps, dtype=float)
+    prog = np.clip((s - warmup) / max(1, total - warmup), 0, 1)
+    return np.where(s < warmup, peak * s / max(1, warmup), peak * 0.5 * (1 + np.cos(np.pi * prog)))
+
+
+def synthetic_loss(steps: np.ndarray, lr: np.ndarray, scale: float = 1.0, seed: int = 0,
+                   noise: float = 0.004) -> np.ndarray:
+    """A loss that falls with the LR area and drops further as the LR anneals (multi-power-like)."""
+    s = np.asarray(steps)
+    full = np.zeros(int(s.max()) + 1)
+    full[: len(full)] = np.interp(np.arange(len(full)), s, lr)
+    area = np.cumsum(full)[s]
+    peak = max(lr.max(), 1e-12)
+    anneal = (peak - lr) / peak
+    base = 2.0 * scale + 3.0 * (1.0 + area / 0.05) ** -0.5 - 0.15 * anneal
+    rng = np.random.default_rng(seed)
+    return base * np.exp(noise * rng.standard_normal(len(s)))
+
+
+def log_hf_run(client, experiment_id: str, name: str, *, total: int = 1000, upto: int | None = None,
+               every: int = 20, peak: float = 3e-4, warmup: int = 100, log_lr: bool = True,
+               params: dict | None = None, status: str = "FINISHED", scale: float = 1.0, seed: int = 0,
+               loss_override: np.ndarray | None = None) -> str:
+    """Create a run logged like HF Trainer (loss, learning_rate; TrainingArguments params) via the client."""
+    from mlflow.entities import Metric, Param
+
+    upto = total if upto is None else upto
+    steps = np.arange(every, upto + 1, every)
+    lr = cosine_lr(steps, peak, warmup, total)
+    loss = synthetic_loss(steps, lr, scale, seed) if loss_override is None else loss_override
+    run = client.create_run(experiment_id, run_name=name)
+    rid = run.info.run_id
+    base = {"learning_rate": str(peak), "lr_scheduler_type": "cosine", "warmup_steps": str(warmup),
+            "max_steps": str(total), "num_train_epochs": "3.0", "per_device_train_batch_size": "8"}
+    if params is not None:
+        base = {k: v for k, v in {**base, **params}.items() if v is not None}
+    t0 = 1_700_000_000_000
+    metrics = [Metric("loss", float(v), t0 + int(s), int(s)) for s, v in zip(steps, loss)]
+    if log_lr:
+        metrics += [Metric("learning_rate", float(v), t0 + int(s), int(s)) for s, v in zip(steps, lr)]
+    client.log_batch(rid, metrics=metrics, params=[Param(k, str(v)) for k, v in base.items()])
+    if status != "RUNNING":
+        client.set_terminated(rid, status)
+    return rid
+
+
+def add_points(client, run_id: str, start: int, stop: int, every: int = 20, total: int = 1000,
+               peak: float = 3e-4, warmup: int = 100, seed: int = 1) -> None:
+    """Log more points to a running run (as training goes on)."""
+    from mlflow.entities import Metric
+
+    steps = np.arange(start, stop + 1, every)
+    lr = cosine_lr(steps, peak, warmup, total)
+    full = np.arange(every, stop + 1, every)
+    loss = synthetic_loss(full, cosine_lr(full, peak, warmup, total), seed=seed)[-len(steps):]
+    t0 = 1_700_000_000_000
+    client.log_batch(run_id, metrics=[Metric("loss", float(v), t0 + int(s), int(s)) for s, v in zip(steps, loss)]
+                     + [Metric("learning_rate", float(v), t0 + int(s), int(s)) for s, v in zip(steps, lr)])

@@ -1,0 +1,296 @@
+"""`forecast sync` against a real `mlflow server` (SQLite, loopback) and a plain sqlite:/// store.
+
+One experiment is synced once per module and inspected by several tests; the failure cases get
+their own experiments (and, for the server going away, their own server).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+
+from click.testing import CliRunner  # noqa: E402
+from mlflow.entities import ViewType  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow_runs import add_points, log_hf_run  # noqa: E402
+
+from forecaster import trackers  # noqa: E402
+from forecaster.cli import main  # noqa: E402
+from forecaster.sync import SyncSettings, exclusive_lock, sync  # noqa: E402
+
+LAW = "multipower"  # one law keeps the suite fast; law choice is the core's to test
+
+
+def _state(client: MlflowClient, rid: str) -> dict:
+    """Everything of a user's run that a sync must not change."""
+    run = client.get_run(rid)
+    hist = {k: [(m.step, repr(m.value), m.timestamp) for m in client.get_metric_history(rid, k)]
+            for k in run.data.metrics}
+    return {"status": run.info.status, "end_time": run.info.end_time, "metrics": hist,
+            "params": dict(run.data.params), "lifecycle": run.info.lifecycle_stage}
+
+
+def _children(client: MlflowClient, exp_id: str, rid: str, view=ViewType.ACTIVE_ONLY) -> list:
+    return [r for r in client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{rid}'", run_view_type=view)]
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, ["sync", *args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def scenario(mlflow_server, tmp_path_factory):
+    """An experiment logged like HF Trainer, synced once through the CLI with a config file."""
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.create_experiment("sync-main")
+    ids = {
+        "done_a": log_hf_run(client, exp, "done_a", seed=1, scale=1.00),
+        "done_b": log_hf_run(client, exp, "done_b", seed=2, scale=1.02),
+        "failed": log_hf_run(client, exp, "failed", upto=300, seed=3, status="FAILED"),
+        "live": log_hf_run(client, exp, "live", upto=400, seed=4, status="RUNNING"),
+        # no LR metric at all: the schedule comes from the TrainingArguments params
+        "nolr": log_hf_run(client, exp, "nolr", upto=400, seed=5, status="RUNNING", log_lr=False),
+        # neither LR nor a usable config: skipped with a reason, the others go on
+        "noconf": log_hf_run(client, exp, "noconf", upto=400, seed=6, status="RUNNING", log_lr=False,
+                             params={"lr_scheduler_type": None, "max_steps": None, "warmup_steps": None}),
+        # the user's own param names, mapped by the config file
+        "mapped": log_hf_run(client, exp, "mapped", upto=350, seed=7, status="RUNNING", log_lr=False,
+                             params={"max_steps": None, "my_total_steps": "1000"}),
+    }
+    # NaN points in the middle of a live run (a logged inf/nan loss)
+    nan_loss = None
+    ids["nanlive"] = log_hf_run(client, exp, "nanlive", upto=450, seed=8, status="RUNNING")
+    from mlflow.entities import Metric
+
+    client.log_batch(ids["nanlive"], metrics=[Metric("loss", float("nan"), 1_700_000_000_000 + 10**6, 200)])
+    before = {k: _state(client, v) for k, v in ids.items()}
+    tags_before = {k: dict(client.get_run(v).data.tags) for k, v in ids.items()}
+    cfg = tmp_path_factory.mktemp("cfg") / "forecast.toml"
+    cfg.write_text('[sync]\nlaw = "%s"\n\n[config.rename]\nmy_total_steps = "max_steps"\n' % LAW)
+    res = _cli("--tracker", "mlflow", "--tracking-uri", mlflow_server.uri, "--experiment", "sync-main",
+               "--config", str(cfg), "--lock-file", str(cfg.parent / "lock"))
+    return {"client": client, "exp": exp, "ids": ids, "before": before, "tags_before": tags_before,
+            "first": res, "cfg": cfg, "uri": mlflow_server.uri, "nan_loss": nan_loss}
+
+
+def test_first_sync_forecasts_active_runs_into_child_runs(scenario) -> None:
+    res, client, ids, exp = scenario["first"], scenario["client"], scenario["ids"], scenario["exp"]
+    assert res.exit_code == 0, res.output
+    assert "8 runs seen: 4 forecast" in res.output
+    for name in ("live", "nolr", "nanlive", "mapped"):
+        tags = client.get_run(ids[name]).data.tags
+        assert tags["forecast.status"] == "ok", (name, tags)
+        (child,) = _children(client, exp, ids[name])
+        assert tags["forecast.run_id"] == child.info.run_id
+        assert child.info.status == "FINISHED" and child.data.tags["forecast.kind"] == "forecast"
+        hist = client.get_metric_history(child.info.run_id, "loss")
+        steps = sorted(m.step for m in hist)
+        last_obs = max(m.step for m in client.get_metric_history(ids[name], "loss"))
+        assert steps[0] > last_obs and steps[-1] == 1000  # future steps up to the planned end
+        p50 = {m.step: m.value for m in hist}
+        p10 = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "loss.p10")}
+        p90 = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "loss.p90")}
+        assert set(p10) == set(p50) == set(p90)
+        assert all(p10[s] <= p50[s] <= p90[s] for s in p50)
+        assert float(tags["forecast.final"]) == pytest.approx(p50[1000], rel=1e-5)
+        assert tags["forecast.watermark"] == f"loss@{last_obs}"
+        arts = [a.path for a in client.list_artifacts(child.info.run_id)]
+        assert "forecast.png" in arts
+
+
+def test_user_runs_keep_status_end_time_and_metrics(scenario) -> None:
+    client, ids, before = scenario["client"], scenario["ids"], scenario["before"]
+    for name, rid in ids.items():
+        after = _state(client, rid)
+        assert after == before[name], name  # RUNNING stays RUNNING; no point under the user's keys
+    assert client.get_run(ids["live"]).info.status == "RUNNING"
+
+
+def test_finished_runs_are_not_written_at_all(scenario) -> None:
+    client, ids, exp = scenario["client"], scenario["ids"], scenario["exp"]
+    for name in ("done_a", "done_b", "failed"):
+        assert dict(client.get_run(ids[name]).data.tags) == scenario["tags_before"][name]
+        assert _children(client, exp, ids[name], ViewType.ALL) == []
+
+
+def test_schedule_from_params_when_no_lr_is_logged(scenario) -> None:
+    client, ids = scenario["client"], scenario["ids"]
+    tags = client.get_run(ids["nolr"]).data.tags
+    assert tags["forecast.schedule_used"].startswith("cosine(peak=3e-4, warmup=100, total=1000")
+    # the config file's rename supplied max_steps for the run that logs it as my_total_steps
+    assert "total=1000" in client.get_run(ids["mapped"]).data.tags["forecast.schedule_used"]
+
+
+def test_run_without_schedule_is_skipped_with_reason(scenario) -> None:
+    client, ids, exp = scenario["client"], scenario["ids"], scenario["exp"]
+    tags = client.get_run(ids["noconf"]).data.tags
+    assert tags["forecast.status"] == "skipped"
+    assert tags["forecast.skipped"].startswith("no schedule:")
+    assert _children(client, exp, ids["noconf"]) == []
+    assert "skipped: no schedule" in scenario["first"].output
+
+
+def test_nan_points_are_dropped_for_fitting_and_raise_divergence(scenario) -> None:
+    tags = scenario["client"].get_run(scenario["ids"]["nanlive"]).data.tags
+    assert tags["forecast.status"] == "ok" and np.isfinite(float(tags["forecast.final"]))
+    assert tags["forecast.alert.divergence"].startswith("nonfinite:")
+    assert "divergence" in tags["forecast.alerts"]
+
+
+def test_second_sync_writes_nothing_then_a_revision_replaces_the_child(scenario) -> None:
+    client, ids, exp, uri = scenario["client"], scenario["ids"], scenario["exp"], scenario["uri"]
+    snapshot = {k: dict(client.get_run(v).data.tags) for k, v in ids.items()}
+    n_runs = len(client.search_runs([exp], run_view_type=ViewType.ALL))
+
+    counted = _Counting(uri=uri, experiments=["sync-main"])
+    with counted:
+        rep = sync(counted, SyncSettings(law=LAW, mapping=_mapping()), progress=False)
+    assert counted.calls == {"list_runs": 1}  # one search, no history read, no write
+    assert rep.writes == 0 and len(rep.by("unchanged")) == 5
+    assert {k: dict(client.get_run(v).data.tags) for k, v in ids.items()} == snapshot
+    assert len(client.search_runs([exp], run_view_type=ViewType.ALL)) == n_runs
+
+    # the live run trains on: only it gets a new forecast run; the old one is deleted after
+    old_child = snapshot["live"]["forecast.run_id"]
+    add_points(client, ids["live"], 420, 500, seed=4)
+    counted = _Counting(uri=uri, experiments=["sync-main"])
+    with counted:
+        rep = sync(counted, SyncSettings(law=LAW, mapping=_mapping()), progress=False)
+    assert [o.run.name for o in rep.by("forecast")] == ["live"]
+    assert counted.calls["create_forecast"] == 1 and counted.calls["delete_forecast"] == 1
+    tags = client.get_run(ids["live"]).data.tags
+    (child,) = _children(client, exp, ids["live"])
+    assert tags["forecast.run_id"] == child.info.run_id != old_child
+    assert client.get_run(old_child).info.lifecycle_stage == "deleted"
+    assert tags["forecast.watermark"] == "loss@500"
+    assert client.get_run(ids["live"]).info.status == "RUNNING"
+    for name in ("nolr", "nanlive", "mapped"):
+        assert client.get_run(ids[name]).data.tags["forecast.run_id"] == snapshot[name]["forecast.run_id"]
+
+
+def _mapping():
+    from forecaster.config import ConfigMapping
+
+    return ConfigMapping(rename={"my_total_steps": "max_steps"})
+
+
+class _Counting(trackers.load("mlflow")):  # type: ignore[misc]
+    """The real MLflow adapter, counting the calls the engine makes."""
+
+    def __init__(self, *a, hooks=None, **kw):
+        super().__init__(*a, **kw)
+        self.calls: dict[str, int] = {}
+        self.hooks = hooks or {}
+
+    def _count(self, name, *args):
+        self.calls[name] = self.calls.get(name, 0) + 1
+        if name in self.hooks:
+            self.hooks[name](*args)
+
+    def list_runs(self):
+        self._count("list_runs")
+        return super().list_runs()
+
+    def read_histories(self, runs, keys):
+        self._count("read_histories", runs)
+        return super().read_histories(runs, keys)
+
+    def create_forecast(self, revision):
+        self._count("create_forecast", revision)
+        return super().create_forecast(revision)
+
+    def set_tags(self, run, tags):
+        self._count("set_tags", run)
+        return super().set_tags(run, tags)
+
+    def delete_forecast(self, run, fid):
+        self._count("delete_forecast", run)
+        return super().delete_forecast(run, fid)
+
+
+def test_run_deleted_mid_sync_is_skipped_and_others_proceed(mlflow_server) -> None:
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.create_experiment("sync-deleted")
+    keep = log_hf_run(client, exp, "keep", upto=400, seed=11, status="RUNNING")
+    gone_at_read = log_hf_run(client, exp, "gone-at-read", upto=400, seed=12, status="RUNNING")
+    gone_at_write = log_hf_run(client, exp, "gone-at-write", upto=400, seed=13, status="RUNNING")
+
+    def before_read(runs):
+        client.delete_run(gone_at_read)
+
+    def before_write(rev):
+        if rev.source.id == gone_at_write:
+            client.delete_run(gone_at_write)
+
+    t = _Counting(uri=mlflow_server.uri, experiments=["sync-deleted"],
+                  hooks={"read_histories": before_read, "create_forecast": before_write})
+    with t:
+        rep = sync(t, SyncSettings(law=LAW, workers=1), progress=False)
+    assert rep.by("forecast")[0].run.id == keep and len(rep.by("forecast")) == 1
+    assert rep.skipped[gone_at_read].startswith("gone:") and rep.skipped[gone_at_write].startswith("gone:")
+    assert client.get_run(keep).data.tags["forecast.status"] == "ok"
+    # the child written for the run deleted under us was removed again
+    assert _children(client, exp, gone_at_write) == []
+    assert len(_children(client, exp, keep)) == 1
+
+
+def test_server_going_away_mid_sync_leaves_consistent_state(tmp_path, fast_mlflow_failures) -> None:
+    from conftest import start_mlflow_server
+
+    srv = start_mlflow_server(tmp_path / "srv")
+    try:
+        client = MlflowClient(srv.uri)
+        exp = client.create_experiment("sync-crash")
+        ids = [log_hf_run(client, exp, f"r{i}", upto=300 + 50 * i, seed=20 + i, status="RUNNING") for i in range(3)]
+        t = _Counting(uri=srv.uri, experiments=["sync-crash"],
+                      hooks={"set_tags": lambda run: srv.stop()})  # dies after the first child is complete
+        with pytest.raises(trackers.TrackerError, match="MLflow at http://127.0.0.1"):
+            with t:
+                sync(t, SyncSettings(law=LAW, workers=1), progress=False)
+    finally:
+        srv.stop()
+
+    # read the same store directly (no server): no source run names a forecast run that is not complete
+    direct = MlflowClient(srv.db_uri)
+    for rid in ids:
+        run = direct.get_run(rid)
+        assert run.info.status == "RUNNING"
+        assert "forecast.run_id" not in run.data.tags
+    # the next sync (here on the plain sqlite:/// URI) cleans up and forecasts everything once
+    t = trackers.load("mlflow")(uri=srv.db_uri, experiments=["sync-crash"])
+    with t:
+        rep = sync(t, SyncSettings(law=LAW, plots=False), progress=False)
+    assert len(rep.by("forecast")) == 3
+    for rid in ids:
+        (child,) = _children(direct, exp, rid)
+        assert direct.get_run(rid).data.tags["forecast.run_id"] == child.info.run_id
+        assert child.info.status == "FINISHED"
+        assert direct.get_run(rid).info.status == "RUNNING"
+
+
+def test_unreachable_tracker_is_one_line_and_exit_1(fast_mlflow_failures, tmp_path) -> None:
+    from conftest import free_port
+
+    res = CliRunner().invoke(main, ["sync", "--tracking-uri", f"http://127.0.0.1:{free_port()}", "-e", "x",
+                                    "--lock-file", str(tmp_path / "l")])
+    assert res.exit_code == 1
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach MLflow at http://127.0.0.1:")
+    assert "Traceback" not in res.output
+
+
+def test_overlapping_sync_exits_75_without_touching_the_tracker(tmp_path) -> None:
+    lock = tmp_path / "sync.lock"
+    with exclusive_lock(lock):
+        res = CliRunner().invoke(main, ["sync", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "-e", "x",
+                                        "--lock-file", str(lock)])
+    assert res.exit_code == 75 and "another forecast sync holds" in res.output
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_unknown_experiment_is_input_error(tmp_path) -> None:
+    res = CliRunner().invoke(main, ["sync", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "-e", "nope",
+                                    "--lock-file", str(tmp_path / "l")])
+    assert res.exit_code == 2 and "experiment 'nope' not found" in res.output
