@@ -16,8 +16,9 @@ import pytest
 
 wandb = pytest.importorskip("wandb")
 
+pytest.importorskip("forecaster.sync")
+
 from click.testing import CliRunner  # noqa: E402
-from mlflow_runs import cosine_lr, synthetic_loss  # noqa: E402
 
 from forecaster.cli import main  # noqa: E402
 from forecaster.sync import SyncSettings, sync  # noqa: E402
@@ -30,6 +31,24 @@ ENTITY = "lab"
 HF = {"learning_rate": 3e-4, "lr_scheduler_type": "cosine", "warmup_steps": 100, "max_steps": 2000,
       "num_train_epochs": 3.0, "per_device_train_batch_size": 8}
 LOSS, LR = "train/loss", "train/learning_rate"  # what the HF W&B callback logs
+
+
+def cosine_lr(steps: np.ndarray, peak: float, warmup: int, total: int) -> np.ndarray:
+    """HF get_cosine_schedule_with_warmup."""
+    s = np.asarray(steps, dtype=float)
+    prog = np.clip((s - warmup) / max(1, total - warmup), 0, 1)
+    return np.where(s < warmup, peak * s / max(1, warmup), peak * 0.5 * (1 + np.cos(np.pi * prog)))
+
+
+def synthetic_loss(steps: np.ndarray, lr: np.ndarray, scale: float = 1.0, seed: int = 0,
+                   noise: float = 0.004) -> np.ndarray:
+    """A loss that falls with the LR area and drops further as the LR anneals (multi-power-like)."""
+    s = np.asarray(steps)
+    full = np.interp(np.arange(int(s.max()) + 1), s, lr)
+    area = np.cumsum(full)[s]
+    anneal = (lr.max() - lr) / max(lr.max(), 1e-12)
+    base = 2.0 * scale + 3.0 * (1.0 + area / 0.05) ** -0.5 - 0.15 * anneal
+    return base * np.exp(noise * np.random.default_rng(seed).standard_normal(len(s)))
 
 
 def _hf_metrics(upto: int, seed: int, scale: float = 1.0, log_lr: bool = True, every: int = 20,

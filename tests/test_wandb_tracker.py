@@ -122,6 +122,7 @@ def test_companion_run_is_written_beside_an_untouched_source(server, project, tm
     with _tracker(project, tmp_path) as tr:
         info = next(r for r in tr.list_runs() if r.id == "hf1")
         rev = _revision(info, range(60, 200, 10), alerts=[alert])
+        rev.plot_png = b"\x89PNG\r\n\x1a\n fake image bytes"
         cid = tr.create_forecast(rev)
         assert cid == companion_id(project, "hf1", rev.input)
         assert tr.create_forecast(rev) == cid  # same input: the complete companion is reused
@@ -133,6 +134,7 @@ def test_companion_run_is_written_beside_an_untouched_source(server, project, tm
     steps, values = comp.metric("loss")
     assert steps == list(range(60, 200, 10)) and values[0] == pytest.approx(1.5)
     assert comp.metric("loss.p10")[1][0] == pytest.approx(1.4)
+    assert comp.files.get("forecast.png", b"").startswith(b"\x89PNG")
     assert comp.alerts and "hf1" in comp.alerts[0]["text"] and comp.alerts[0]["severity"] == "WARN"
     assert server.count("UpsertBucket") >= 1
     # the source: same history, config and state; our keys added to its summary and tags only

@@ -498,7 +498,8 @@ class WandbTracker(Tracker):
         entity, _, project = src.scope.partition("/")
         settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, x_disable_meta=True,
                                   x_disable_machine_info=True, disable_git=True, save_code=False,
-                                  disable_job_creation=True, x_save_requirements=False)
+                                  disable_job_creation=True, x_save_requirements=False,
+                                  **({"base_url": self.uri} if self.uri else {}))
         return dict(entity=entity or None, project=project or None, id=cid,
                     name=revision.name or f"{src.name or src.id} forecast",
                     group=f"forecast:{src.id}", job_type=JOB_TYPE, tags=[KIND_FORECAST],
