@@ -9,6 +9,7 @@ warning line, never silently dropped. Plain csv module and numpy: pandas is not 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
@@ -58,23 +59,27 @@ def _names(runs: Iterable[str], limit: int = 5) -> str:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def _table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of one CSV file (cells stripped); errors for a missing or empty file."""
+def _table(path: Path) -> tuple[list[str], list[list[str]], np.ndarray, bool]:
+    """Header, non-blank rows, their line numbers, and whether cells may need stripping."""
     if not path.exists():
         raise InputError(f"input file not found: {path}")
     if not path.is_file():
         raise InputError(f"input is not a file: {path}")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+        text = path.read_text(encoding="utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text CSV file") from None
     except csv.Error as exc:
         raise InputError(f"{path}: malformed CSV ({exc})") from None
-    if not rows:
+    keep = [i for i, r in enumerate(rows) if r and (len(r) > 1 or r[0].strip())]
+    if not keep:
         raise InputError(f"{path}: empty input (no header, no rows)")
-    header = [c.strip() for c in rows[0]]
-    return header, rows[1:]
+    header = [c.strip() for c in rows[keep[0]]]
+    data = [rows[i] for i in keep[1:]] if len(keep) < len(rows) else rows[1:]
+    # line numbers as an editor shows them (exact unless quoted cells span lines)
+    lines = np.asarray(keep[1:], dtype=np.int64) + 1
+    return header, data, lines, (" " in text or "\t" in text)
 
 
 def _numbers(cells: np.ndarray, column: str, path: Path, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +101,7 @@ def _numbers(cells: np.ndarray, column: str, path: Path, lines: np.ndarray) -> t
 def _read_file(path: Path, metric: str, run_default: str, group_default: str,
                report: ReadReport) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Parse one CSV into per-row arrays, validated; returns one record of columns per file."""
-    header, rows = _table(path)
+    header, rows, lines, spaced = _table(path)
     missing = [c for c in ("step", metric) if c not in header]
     if missing:
         have = ", ".join(header) if any(header) else "none"
@@ -106,9 +111,12 @@ def _read_file(path: Path, metric: str, run_default: str, group_default: str,
         raise InputError(f"{path}: empty input (a header and no data rows)")
     width = len(header)
     # ragged rows: pad short ones (empty cells), which csv files exported by hand often have
-    grid = np.array([(r + [""] * width)[:width] for r in rows], dtype=str)
-    grid = np.char.strip(grid)
-    lines = np.arange(2, len(rows) + 2)
+    if all(len(r) == width for r in rows):
+        grid = np.array(rows, dtype=str)
+    else:
+        grid = np.array([(r + [""] * width)[:width] for r in rows], dtype=str)
+    if spaced:  # stripping is costly on big files; only when some cell may carry blanks
+        grid = np.char.strip(grid)
     col = {name: grid[:, i] for i, name in enumerate(header)}
     report.files += 1
     report.rows += len(rows)
@@ -162,6 +170,15 @@ def _last_per_key(code: np.ndarray, step: np.ndarray, order: np.ndarray) -> np.n
     return idx[last]
 
 
+def _factorize(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unique labels in order of first appearance, index of each first row, code of every row)."""
+    seen: dict[str, int] = {}
+    code = np.fromiter((seen.setdefault(x, len(seen)) for x in labels.tolist()), dtype=np.int64, count=len(labels))
+    first = np.full(len(seen), len(code), dtype=np.int64)
+    np.minimum.at(first, code, np.arange(len(code)))
+    return np.array(list(seen), dtype=str), first, code
+
+
 def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHistory], ReadReport]:
     """Histories from a CSV file, or from a folder where each CSV file is one run (group = its folder).
 
@@ -206,11 +223,12 @@ def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHist
         raise InputError(f"{path}: empty input (no usable rows)")
     order = np.arange(len(step))
 
-    names, first, code = np.unique(runs, return_index=True, return_inverse=True)
+    names, first, code = _factorize(runs)
     # one group per run
-    gcodes = np.unique(np.stack([code, np.unique(groups, return_inverse=True)[1]]), axis=1)
-    if gcodes.shape[1] != len(names):
-        dup = np.flatnonzero(np.bincount(gcodes[0], minlength=len(names)) > 1)[0]
+    gcode = _factorize(groups)[2]
+    clash = gcode != gcode[first][code]
+    if clash.any():
+        dup = code[np.argmax(clash)]
         raise InputError(f"run {str(names[dup])!r} appears in more than one group "
                          f"({', '.join(sorted(set(groups[code == dup])))}); a run belongs to one group")
 
@@ -289,12 +307,15 @@ def write_forecasts(forecasts: list[RunForecast], out: IO[str]) -> int:
     for f in forecasts:
         if f.skipped or not len(f.steps):
             continue
-        cols = [np.asarray(c, dtype=np.float64) for c in (f.lr, f.p50, f.p10, f.p90)]
-        w.writerows(
-            (f.run, int(s), _fmt(a), _fmt(b), _fmt(c), _fmt(d))
-            for s, a, b, c, d in zip(f.steps, *(c.tolist() for c in cols))
-        )
-        n += len(f.steps)
+        cols = np.stack([np.asarray(c, dtype=np.float64) for c in (f.lr, f.p50, f.p10, f.p90)], 1)
+        steps = np.asarray(f.steps).tolist()
+        if np.isfinite(cols).all() and "," not in f.run and '"' not in f.run and "\n" not in f.run:
+            # one format per row: writing is a visible share of a 1,000-run call
+            out.write("".join(f"{f.run},{s},{a:.8g},{b:.8g},{c:.8g},{d:.8g}\n"
+                              for s, (a, b, c, d) in zip(steps, cols.tolist())))
+        else:  # quoting and empty cells for non-finite values (no LR known)
+            w.writerows((f.run, s, *(_fmt(x) for x in row)) for s, row in zip(steps, cols.tolist()))
+        n += len(steps)
     return n
 
 

@@ -67,6 +67,7 @@ def test_other_metric_column(tmp_path):
     ("step,lr,loss\n1,0.1,2\n2,-0.1,2\n", ":3: negative learning rate"),
     ("run,group,step,loss\na,g1,1,2\na,g2,2,2\n", "more than one group"),
     ("run,step,loss\n,1,2\n", "empty run name"),
+    ("step,loss\n\n1, 2 \n2,abc\n", ":4: column 'loss' has 'abc'"),  # editor line numbers
 ])
 def test_bad_input_is_one_clear_error(tmp_path, content, needle):
     p = tmp_path / "in.csv"
@@ -141,6 +142,12 @@ def test_write_forecasts_exact_columns_and_skips():
     assert rows[0] == ["run", "step", "lr", "p50", "p10", "p90"]
     assert n == 3 and len(rows) == 4
     assert rows[1] == ["a", "10", "0.001", "2", "1.9", "2.1"]
+    # names that need quoting and unknown LR (schedule-free laws) still give a valid CSV
+    f = _forecast("x,y", 1)
+    f.lr[:] = np.nan
+    buf = io.StringIO()
+    csvio.write_forecasts([f], buf)
+    assert list(csv.reader(io.StringIO(buf.getvalue())))[1] == ["x,y", "10", "", "2", "1.9", "2.1"]
 
 
 def test_summary_json_structure(tmp_path):
