@@ -1,0 +1,275 @@
+"""`fit_scaling`: one pure function from points to a fitted scaling law with bootstrap intervals.
+
+The point fit and all bootstrap replicates are rows of one batched torch program. Parameters are
+reported in the caller's units (A and B refer to N / units["N"] and D / units["D"]); derived
+quantities (compute-optimal N and D, tokens per parameter) are in raw units.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from forecaster.device import pick_device
+from forecaster.errors import InputError
+from forecaster.scaling import bootstrap as bs
+from forecaster.scaling import chinchilla as ch
+from forecaster.scaling import downstream as dsl
+from forecaster.scaling import overtrain as ot
+from forecaster.scaling.points import ScalingPoints, validate
+
+LAWS: dict[str, tuple[str, ...]] = {"chinchilla": ch.PARAMS, "overtrain": ot.PARAMS, "downstream": dsl.PARAMS}
+OBJECTIVES = ("huber-log", "mse")
+DEFAULT_OBJECTIVE = {"chinchilla": "huber-log", "overtrain": "mse", "downstream": "mse"}
+
+
+@dataclass
+class ScalingFit:
+    """A fitted cross-run law: point estimates, bootstrap intervals and what was derived from them."""
+
+    law: str
+    objective: str
+    params: dict[str, float]
+    intervals: dict[str, list[float]]
+    stderr: dict[str, float]
+    level: float
+    n_points: int
+    n_boot: int
+    units: dict[str, float]
+    objective_value: float
+    rss: float
+    derived: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    samples: np.ndarray | None = None  # (n_boot, n_params) bootstrap parameter rows
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Point-estimate parameters in the law's order."""
+        return np.array([self.params[k] for k in LAWS[self.law]])
+
+    def _rows(self) -> np.ndarray:
+        return self.samples if self.samples is not None and len(self.samples) else self.theta[None]
+
+    def _band(self, values: np.ndarray, point: float) -> dict[str, float | None]:
+        lo, hi, se = bs.summarize(values[:, None], self.level) if len(values) > 1 else ([math.nan],) * 3
+        return {"value": float(point), "lo": _num(lo[0]), "hi": _num(hi[0]), "stderr": _num(se[0])}
+
+    def predict(self, N: float | None = None, D: float | None = None, loss: float | None = None
+                ) -> dict[str, float | None]:
+        """Loss at (N, D) (error at `loss` for the downstream law), with the bootstrap interval."""
+        if self.law == "downstream":
+            if loss is None:
+                raise InputError("the downstream law predicts error from a loss: give --loss")
+            return self._band(dsl.predict(self._rows(), loss), dsl.predict(self.theta, loss))
+        if N is None or D is None or N <= 0 or D <= 0:
+            raise InputError("predict needs positive N and D")
+        n, d = N / self.units["N"], D / self.units["D"]
+        fn = ch.predict if self.law == "chinchilla" else ot.predict
+        return self._band(fn(self._rows(), n, d), fn(self.theta, n, d))
+
+    def compute_optimal(self, C: float) -> dict[str, dict[str, float | None]]:
+        """Compute-optimal N, D, tokens per parameter and loss for budget C = 6ND (raw FLOPs)."""
+        if self.law == "downstream":
+            raise InputError("the downstream law has no compute-optimal split")
+        if not C > 0:
+            raise InputError("the compute budget must be positive")
+        return _optimal(self.law, self.theta[None], self._rows() if self.samples is not None else None,
+                        C, self.units, self.level)
+
+    def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        """JSON-ready dict; bootstrap samples included so `predict` can give intervals later."""
+        out = asdict(self)
+        out.pop("samples")
+        if samples and self.samples is not None:
+            out["samples"] = {k: self.samples[:, i].tolist() for i, k in enumerate(LAWS[self.law])}
+        return _clean(out)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScalingFit":
+        """Rebuild from `to_dict` output (e.g. a --json file)."""
+        try:
+            law = d["law"]
+            names = LAWS[law]
+            samples = None
+            if d.get("samples"):
+                samples = np.array([d["samples"][k] for k in names], dtype=np.float64).T
+            return cls(
+                law=law, objective=d["objective"],
+                params={k: float(d["params"][k]) for k in names},
+                intervals=d.get("intervals", {}), stderr=d.get("stderr", {}),
+                level=float(d.get("level", 0.95)), n_points=int(d.get("n_points", 0)),
+                n_boot=int(d.get("n_boot", 0)), units=d.get("units", {"N": 1.0, "D": 1.0}),
+                objective_value=float(d.get("objective_value", math.nan)), rss=float(d.get("rss", math.nan)),
+                derived=d.get("derived", {}), notes=d.get("notes", []), seconds=float(d.get("seconds", 0.0)),
+                samples=samples,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"not a scaling fit: missing or bad field {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ScalingFit":
+        """Read a fit saved with `forecast scaling fit --json`."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"fit file not found: {path}")
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path} is not JSON: {exc.msg} (line {exc.lineno})") from None
+
+
+def _num(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _clean(obj: Any) -> Any:
+    """Non-finite floats -> None so the JSON is standard."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return _num(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _optimal(law: str, theta: np.ndarray, rows: np.ndarray | None, C: float, units: dict[str, float],
+             level: float) -> dict[str, dict[str, float | None]]:
+    uN, uD = units["N"], units["D"]
+    split = ch.compute_optimal if law == "chinchilla" else ot.compute_optimal
+    loss = ch.predict if law == "chinchilla" else ot.predict
+    base = C / (uN * uD)
+
+    def derive(t: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            n, d = split(t, base)
+            return np.stack((n * uN, d * uD, d * uD / (n * uN), loss(t, n, d)), -1)
+
+    point = derive(theta)[0]
+    names = ("N_opt", "D_opt", "tokens_per_param", "loss")
+    if rows is None or len(rows) < 2:
+        return {k: {"value": _num(point[i]), "lo": None, "hi": None, "stderr": None} for i, k in enumerate(names)}
+    lo, hi, se = bs.summarize(derive(rows), level)
+    return {k: {"value": _num(point[i]), "lo": _num(lo[i]), "hi": _num(hi[i]), "stderr": _num(se[i])}
+            for i, k in enumerate(names)}
+
+
+def fit_scaling(
+    points: ScalingPoints,
+    law: str = "chinchilla",
+    objective: str | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    units: tuple[float, float] = (1.0, 1.0),
+    budgets: Sequence[float] = (),
+) -> ScalingFit:
+    """Fit `law` to the points by `objective` with `n_boot` bootstrap refits in the same batch.
+
+    Per-point loss sigma (points.sigma) weights the fit (inverse variance) and is redrawn in each
+    bootstrap replicate, so forecast uncertainty of unfinished runs flows into the intervals.
+    """
+    if law not in LAWS:
+        raise InputError(f"unknown law {law!r}: choose from {', '.join(LAWS)}")
+    objective = objective or DEFAULT_OBJECTIVE[law]
+    if objective not in OBJECTIVES:
+        raise InputError(f"unknown objective {objective!r}: choose from {', '.join(OBJECTIVES)}")
+    if law == "downstream" and objective != "mse":
+        raise InputError("the downstream law is fitted by squared error: use --objective mse")
+    if n_boot < 0:
+        raise InputError("the number of bootstrap replicates must be >= 0")
+    if not 0.0 < level < 1.0:
+        raise InputError("the interval level must be between 0 and 1")
+    if units[0] <= 0 or units[1] <= 0:
+        raise InputError("units for N and D must be positive")
+    names = LAWS[law]
+    validate(points, law, len(names))
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    n = len(points)
+    w = bs.replicate_weights(n, n_boot, seed, dev)
+    if law == "downstream":
+        if points.sigma is not None:
+            notes.append("sigma ignored: the downstream law takes loss as its input")
+        err = bs.jitter(points.error, None, n_boot, seed, dev)
+        theta, obj = dsl.fit(points.loss, err, w)
+        theta_np = theta.cpu().numpy()
+        resid = points.error - dsl.predict(theta_np[0], points.loss)
+    else:
+        sw = bs.sigma_weights(points.sigma, points.loss if objective == "huber-log" else None)
+        if sw is not None:
+            w = w * torch.as_tensor(sw, device=dev)
+        y = bs.jitter(points.loss, points.sigma, n_boot, seed, dev)
+        data = ch.make_data(points.N / units[0], points.D / units[1], y, w)
+        if law == "chinchilla":
+            theta, obj = ch.varpro_mse(data) if objective == "mse" else ch.fit_huber_log(data)
+            fn = ch.predict
+        else:
+            theta, obj = ot.fit(data, objective)
+            fn = ot.predict
+        theta_np = theta.cpu().numpy()
+        resid = points.loss - fn(theta_np[0], points.N / units[0], points.D / units[1])
+    seconds = time.perf_counter() - t0
+    point = theta_np[0]
+    samples = theta_np[1:] if n_boot > 0 else None
+    intervals: dict[str, list[float]] = {}
+    stderr: dict[str, float] = {}
+    if samples is not None and n_boot >= 2:
+        lo, hi, se = bs.summarize(samples, level)
+        intervals = {k: [float(lo[i]), float(hi[i])] for i, k in enumerate(names)}
+        stderr = {k: float(se[i]) for i, k in enumerate(names)}
+    notes += _identifiability_notes(law, point, names)
+    fit = ScalingFit(
+        law=law, objective=objective, params={k: float(point[i]) for i, k in enumerate(names)},
+        intervals=intervals, stderr=stderr, level=level, n_points=n, n_boot=n_boot,
+        units={"N": float(units[0]), "D": float(units[1])}, objective_value=float(obj[0]),
+        rss=float(np.sum(resid * resid)), notes=notes, seconds=seconds, samples=samples,
+    )
+    if law != "downstream":
+        fit.derived["exponents"] = _exponents(law, point, samples, level)
+        fit.derived["compute_optimal"] = [{"C": float(C), **fit.compute_optimal(C)} for C in budgets]
+    return fit
+
+
+def _exponents(law: str, point: np.ndarray, samples: np.ndarray | None, level: float) -> dict[str, Any]:
+    """N_opt ~ C^a and D_opt ~ C^b with a = beta/(alpha+beta), b = alpha/(alpha+beta)."""
+    def ab(t: np.ndarray) -> np.ndarray:
+        t = ot.to_chinchilla(t) if law == "overtrain" else t
+        s = t[..., 3] + t[..., 4]
+        return np.stack((t[..., 4] / s, t[..., 3] / s), -1)
+
+    p = ab(point)
+    out: dict[str, Any] = {"a": {"value": float(p[0])}, "b": {"value": float(p[1])}}
+    if samples is not None and len(samples) >= 2:
+        lo, hi, se = bs.summarize(ab(samples), level)
+        for i, k in enumerate(("a", "b")):
+            out[k].update(lo=float(lo[i]), hi=float(hi[i]), stderr=float(se[i]))
+    return out
+
+
+def _identifiability_notes(law: str, point: np.ndarray, names: Sequence[str]) -> list[str]:
+    """Say when the optimum sits on a constraint: that parameter is not identified by the data."""
+    notes = []
+    for i, k in enumerate(names):
+        if k in ("E", "A", "B", "a", "b", "k") and point[i] <= 1e-7:
+            notes.append(f"{k} is at its bound 0: the data do not identify it")
+        if k in ("alpha", "beta") and (point[i] <= 2e-4 or point[i] >= 2 * ch.EXP_HI - 1e-6):
+            notes.append(f"{k} is at the edge of the searched range: the data do not identify it")
+        if k == "eta" and (point[i] <= 1e-4 or point[i] >= ch.EXP_HI - 1e-6):
+            notes.append("eta is at the edge of the searched range: the data do not identify it")
+        if k == "gamma" and (point[i] <= 2e-6 or point[i] >= 4 * dsl.GAMMA_HI - 1e-6):
+            notes.append("gamma is at the edge of the searched range: the data do not identify it")
+    return notes
