@@ -28,12 +28,6 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except InputError as exc:
             click.echo(f"error: {_one_line(exc)}", err=True)
             sys.exit(2)
-        except RuntimeError as exc:
-            # device resolution (e.g. --device cuda without CUDA) is the user's choice, not a bug
-            if "CUDA" not in str(exc) and "device" not in str(exc):
-                raise
-            click.echo(f"error: {_one_line(exc)}", err=True)
-            sys.exit(2)
 
     return wrapper
 
@@ -62,9 +56,8 @@ def _forecaster(law: str, device: str, seed: int):
     return Forecaster(law=law, device=device, seed=seed)
 
 
-def apply_plan(histories: list[RunHistory], schedule_spec: str | None, until: int | None) -> list[str]:
-    """Give runs without future rows a horizon up to `until` and the planned schedule; returns notes."""
-    notes: list[str] = []
+def apply_plan(histories: list[RunHistory], schedule_spec: str | None, until: int | None) -> None:
+    """Give runs without future rows a horizon up to `until` and the planned schedule."""
     sched = None
     if schedule_spec is not None:
         from forecaster import schedules
@@ -86,7 +79,6 @@ def apply_plan(histories: list[RunHistory], schedule_spec: str | None, until: in
             extended += int(len(h.horizon) > 0)
     if until is not None and extended == 0:
         raise InputError(f"--until {until} is not after the last row of any run without future rows")
-    return notes
 
 
 def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> list[RunForecast]:
@@ -143,8 +135,18 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     if not any(h.horizon is not None and len(h.horizon) for h in histories):
         raise InputError("nothing to forecast: no run has rows after its last observed value "
                          "(add future rows with an lr and an empty metric, or give --until STEP)")
+    n_groups = len({h.group for h in histories})
+    if sys.stderr.isatty():  # progress for a person watching; logs get only the final line
+        _info(f"read {report.rows} rows: {len(histories)} runs in {n_groups} group{'s' * (n_groups != 1)}; "
+              "fitting ...")
     fc = _forecaster(law, device, seed).fit(histories)
     forecasts = _output_order(histories, fc.predict())
+    wanted = [f for h, f in zip(histories, forecasts) if h.horizon is not None and len(h.horizon)]
+    if all(f.skipped for f in wanted):
+        f = wanted[0]
+        if summary_path:
+            csvio.write_json(csvio.summary(histories, forecasts, warnings=report.warnings()), summary_path)
+        raise InputError(f"no run could be forecast: {len(wanted)} skipped (e.g. run {f.run!r}: {f.skipped})")
     if output:
         with open(output, "w", newline="") as fh:
             n = csvio.write_forecasts(forecasts, fh)

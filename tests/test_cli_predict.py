@@ -180,6 +180,7 @@ BAD = [
     ("done.csv", "step,loss\n1,3\n2,2.5\n3,2.4\n4,2.3\n5,2.2\n", [], "nothing to forecast"),
     ("spec.csv", "step,loss\n1,3\n2,2.5\n", ["--schedule", "cosine(peak=oops)"], "bad schedule spec"),
     ("until.csv", "step,loss\n1,3\n2,2.5\n", ["--until", "2"], "--until 2 is not after"),
+    ("few.csv", "step,loss\n1,3\n2,2.5\n3,\n", [], "no run could be forecast: 1 skipped (e.g. run 'few': too few"),
 ]
 
 
