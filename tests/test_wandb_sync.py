@@ -22,6 +22,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from forecaster.cli import main  # noqa: E402
 from forecaster.sync import SyncSettings, sync  # noqa: E402
+from forecaster.trackers import TrackerError  # noqa: E402
 from forecaster_wandb import WandbTracker  # noqa: E402
 from forecaster_wandb.offline import read_run, run_dirs  # noqa: E402
 from wandb_server import WandbTestServer, wandb_session_env  # noqa: E402
@@ -212,6 +213,25 @@ def test_api_errors_are_one_line_and_exit_1(server, tmp_path) -> None:
     assert res.exit_code == 1
     assert res.output.strip().startswith("error: W&B refused the credentials") and "\n" not in res.output.strip()
     assert not _companions(server, project, "r")
+
+
+def test_failed_revision_keeps_the_previous_complete_forecast(server, tmp_path) -> None:
+    project = "write-fails"
+    run = _add(server, project, "r", upto=800, seed=41)
+    assert len(_sync(project, tmp_path).by("forecast")) == 1
+    (old,) = _companions(server, project, "r")
+    steps, metrics = _hf_metrics(900, seed=41, start=800)
+    for i, s in enumerate(steps):
+        run.history.append({"_step": s, LOSS: metrics[LOSS][i], LR: metrics[LR][i]})
+    run.summary.update({"_step": steps[-1], LOSS: metrics[LOSS][-1]})
+    server.fail("UpsertBucket", status=403, times=1)  # the new companion cannot be created
+    with pytest.raises(TrackerError, match="refused"):
+        _sync(project, tmp_path)
+    assert [c.name for c in _companions(server, project, "r")] == [old.name]
+    assert run.summary["forecast"]["run_id"] == old.name  # still names a complete forecast
+    assert len(_sync(project, tmp_path).by("forecast")) == 1  # the next tick recovers
+    (new,) = _companions(server, project, "r")
+    assert new.name != old.name and run.summary["forecast"]["run_id"] == new.name
 
 
 def test_unknown_project_is_input_error(server, tmp_path) -> None:
