@@ -13,7 +13,7 @@ import torch
 
 from forecaster.batch import build_features, lr_per_step
 from forecaster.device import DTYPE
-from forecaster.fit import GroupFit, predict_groups
+from forecaster.fit import GroupFit
 from forecaster.histories import RunForecast, RunHistory
 
 # Scale on the Laplace covariance, set by backtests on held-out curves (docs/benchmarks.md):
@@ -35,88 +35,87 @@ def noise_scale(values: np.ndarray) -> float:
 
 
 def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict[int, RunForecast]:
-    """Forecasts for the fitted `rows` listed in `targets` (indices into fc.histories_)."""
-    hist = [fc.histories_[r] for r in rows]
-    horizons = [h.horizon if h.horizon is not None else np.zeros(0, dtype=np.int64) for h in hist]
-    feats = build_features(hist, [np.asarray(x) for x in horizons], warmup=fc.warmup, device=fc.device_)
-    G, M = fit.members.shape
-    point = predict_groups(fit, feats)  # (G, M, P)
+    """Forecasts for the fitted `rows` listed in `targets` (indices into fc.histories_).
+
+    Only the targets are evaluated: their per-run parameters are gathered from the group vectors
+    (and from each sampled group vector), then the law runs once on (samples x targets) rows.
+    """
+    if not targets:
+        return {}
+    dev = fit.x.device
+    members = fit.members.cpu().numpy()
+    slots = [tuple(map(int, np.argwhere(members == rows.index(r))[0])) for r in targets]
+    gi = torch.as_tensor([s[0] for s in slots], device=dev)
+    mi = torch.as_tensor([s[1] for s in slots], device=dev)
+    hist = [fc.histories_[r] for r in targets]
+    horizons = [np.asarray(h.horizon if h.horizon is not None else np.zeros(0), dtype=np.int64) for h in hist]
+    feats = build_features(hist, horizons, warmup=fc.warmup, device=dev)
+    T, P = feats.t.shape
+    law = fit.law
+    point = law.predict(law.natural(fit.run_params()[gi, mi]), feats)  # (T, P)
+
     gen = torch.Generator(device="cpu").manual_seed(fc.seed)
-    n = fc.samples
-    P = point.shape[-1]
     q = fit.x.shape[-1]
-    chol = torch.linalg.cholesky(fit.cov * INFLATION**2 + 1e-12 * torch.eye(q, dtype=DTYPE, device=fit.x.device))
-    per = max(1, CHUNK // max(1, G * M * P))
+    chol = torch.linalg.cholesky(fit.cov * INFLATION**2 + 1e-12 * torch.eye(q, dtype=DTYPE, device=dev))
+    n = fc.samples
+    per = max(1, CHUNK // max(1, T * P * max(1, feats.drop.shape[1])))
     draws = []
     for start in range(0, n, per):
         k = min(per, n - start)
-        z = torch.randn(k, G, q, generator=gen, dtype=DTYPE).to(fit.x.device)
-        xs = fit.x + (chol @ z.unsqueeze(-1)).squeeze(-1)
-        draws.append(predict_groups(fit, feats, xs))
-    samples = torch.log(torch.cat(draws).clamp_min(1e-12))  # (n, G, M, P)
-    nh = torch.as_tensor([len(x) for x in horizons], device=fit.x.device)[fit.members.clamp_min(0)]  # (G, M)
-    unknown = _unidentified_gain(fit, feats, samples, nh, gen)
-    if unknown is not None:
-        samples, which = unknown
-        point = torch.where(which[:, None, None], samples.median(0).values.exp(), point)
-    noise = torch.as_tensor([noise_scale(h.values) for h in hist], dtype=DTYPE, device=fit.x.device)
-    member_noise = noise[fit.members.clamp_min(0)]  # (G, M)
-    eps = torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(fit.x.device)
-    samples = samples + eps * member_noise[None, :, :, None]
-    qs = torch.quantile(samples, torch.as_tensor([fc.quantiles[0], fc.quantiles[2]], dtype=DTYPE,
-                                                 device=fit.x.device), dim=0).exp()
-    point_np, lo_np, hi_np = point.cpu().numpy(), qs[0].cpu().numpy(), qs[1].cpu().numpy()
-    finals = samples[..., :].cpu().numpy()
-    theta = fit.theta().cpu().numpy()
-    members = fit.members.cpu().numpy()
+        z = torch.randn(k, *fit.x.shape, generator=gen, dtype=DTYPE).to(dev)
+        xs = fit.x + (chol @ z.unsqueeze(-1)).squeeze(-1)  # (k, G, q)
+        u = fit.run_params(xs)[:, gi, mi]  # (k, T, p)
+        draws.append(law.predict(law.natural(u.reshape(k * T, -1)), feats.rows(torch.arange(T, device=dev).repeat(k)))
+                     .reshape(k, T, P))
+    samples = torch.log(torch.cat(draws).clamp_min(1e-12))  # (n, T, P)
+    nh = torch.as_tensor([len(x) for x in horizons], device=dev)
+    unknown = fit.evidence[gi] < EVIDENCE_MIN if law.amplitude else torch.zeros(T, dtype=torch.bool, device=dev)
+    if bool(unknown.any()):
+        samples = _unidentified_gain(fit, gi, mi, feats, samples, nh, unknown, gen)
+        point = torch.where(unknown[:, None], samples.median(0).values.exp(), point)
+    noise = torch.as_tensor([noise_scale(h.values) for h in hist], dtype=DTYPE, device=dev)
+    samples = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * noise[None, :, None]
+    levels = torch.as_tensor([fc.quantiles[0], fc.quantiles[2]], dtype=DTYPE, device=dev)
+    qs = torch.quantile(samples, levels, dim=0).exp().cpu().numpy()
+    point_np = point.cpu().numpy()
+    samples_np = samples.cpu().numpy()
+    theta = law.natural(fit.run_params()[gi, mi]).cpu().numpy()
     out = {}
-    for r in targets:
-        k = rows.index(r)
-        gi, mi = map(int, np.argwhere(members == k)[0])
-        h = fc.histories_[r]
-        hz = horizons[k]
-        nh = len(hz)
-        p50 = point_np[gi, mi, :nh]
-        lr = lr_per_step(h, int(hz.max()) if nh else h.last_step, fc.warmup)
-        lr_h = lr[hz] if (lr is not None and nh) else np.full(nh, np.nan)
-        params = {name: float(v) for name, v in zip(fit.law.params, theta[gi, mi])}
-        final_samples = np.exp(finals[:, gi, mi, nh - 1]) if nh else None
+    for k, (r, h, hz) in enumerate(zip(targets, hist, horizons)):
+        m = len(hz)
+        p50 = point_np[k, :m]
+        lr = lr_per_step(h, int(hz.max()) if m else h.last_step, fc.warmup)
+        if m and not (np.all(np.isfinite(p50)) and np.all(p50 > 1e-9)):
+            out[r] = RunForecast.skip(h.run, h.group, f"the {law.name} fit diverged (non-positive forecast)", h.metric)
+            continue
         notes = []
-        if unknown is not None and bool(unknown[1][gi]):
+        if bool(unknown[k]):
             notes.append(f"annealing response not identifiable: no run in the group has decayed its LR yet; "
                          f"the band spans 0-{MAX_GAIN:.0%} gain from the planned decay")
         out[r] = RunForecast(
-            run=h.run, group=h.group, steps=np.asarray(hz), lr=lr_h, p50=p50,
-            p10=np.minimum(lo_np[gi, mi, :nh], p50), p90=np.maximum(hi_np[gi, mi, :nh], p50),
-            law=fit.law.name, params=params, metric=h.metric, final_samples=final_samples, notes=notes,
+            run=h.run, group=h.group, steps=hz, lr=lr[hz] if (lr is not None and m) else np.full(m, np.nan),
+            p50=p50, p10=np.minimum(qs[0, k, :m], p50), p90=np.maximum(qs[1, k, :m], p50),
+            law=law.name, params={name: float(v) for name, v in zip(law.params, theta[k])}, metric=h.metric,
+            final_samples=np.exp(samples_np[:, k, m - 1]) if m else None, notes=notes,
         )
     return out
 
 
-def _unidentified_gain(fit: GroupFit, feats, samples: torch.Tensor, nh: torch.Tensor, gen):
-    """Redraw the annealing gain of groups whose data cannot identify it; None when none such."""
+def _unidentified_gain(fit: GroupFit, gi, mi, feats, samples, nh, unknown, gen) -> torch.Tensor:
+    """Redraw the annealing gain of targets whose group's data cannot identify it."""
     law = fit.law
-    if law.amplitude is None:
-        return None
-    which = fit.evidence < EVIDENCE_MIN
-    if not bool(which.any()):
-        return None
-    p = len(law.params)
-    theta = law.natural(fit.x[:, :p]).clone()
+    theta = law.natural(fit.run_params()[gi, mi]).clone()  # (T, p)
     for name, v in law.shape_prior.items():
         theta[:, law.params.index(name)] = v
     amp = law.params.index(law.amplitude)
-    theta[:, amp] = 1e-30
-    x_off = fit.x.clone()
-    x_off[:, :p] = law.unconstrained(theta)
+    theta[:, amp] = 0.0
+    off = law.predict(theta, feats)
     theta[:, amp] = 1.0
-    x_one = fit.x.clone()
-    x_one[:, :p] = law.unconstrained(theta)
-    shape = predict_groups(fit, feats, x_off) - predict_groups(fit, feats, x_one)  # (G, M, P), gain per unit
-    last = (nh - 1).clamp_min(0)
-    at_end = torch.gather(shape, 2, last[..., None]).clamp_min(1e-30)
-    level = torch.gather(samples.exp().median(0).values, 2, last[..., None])
-    rel = (shape / at_end).clamp_min(0) * level  # gain in loss units per unit share
-    phi = torch.rand(samples.shape[0], 1, 1, 1, generator=gen, dtype=DTYPE).to(samples.device) * MAX_GAIN
+    shape = off - law.predict(theta, feats)  # (T, P): annealing gain per unit amplitude
+    last = (nh - 1).clamp_min(0)[:, None]
+    at_end = torch.gather(shape, 1, last).clamp_min(1e-30)
+    level = torch.gather(samples.exp().median(0).values, 1, last)
+    rel = (shape / at_end).clamp_min(0) * level  # gain in loss units for the whole share
+    phi = torch.rand(samples.shape[0], 1, 1, generator=gen, dtype=DTYPE).to(samples.device) * MAX_GAIN
     redrawn = torch.log((samples.exp() - phi * rel).clamp_min(1e-12))
-    return torch.where(which[None, :, None, None], redrawn, samples), which
+    return torch.where(unknown[None, :, None], redrawn, samples)

@@ -106,7 +106,7 @@ def build_features(
     *,
     warmup: str = "linear",
     lam: float = MOMENTUM_LAMBDA,
-    max_blocks: int = 64,
+    max_blocks: int = 32,
     device: torch.device | None = None,
 ) -> Features:
     """Features of each run at its evaluation steps `points[i]` (any steps, past or future)."""

@@ -101,7 +101,8 @@ def fit_groups(
     dev, dt = y.device, y.dtype
     G, M = members.shape
     p = len(law.params)
-    local = [i for i, n in enumerate(law.params) if n not in law.annealing]
+    # with one run per group there is nothing to deviate from: no deviation parameters
+    local = [i for i, n in enumerate(law.params) if n not in law.annealing] if members.shape[1] > 1 else []
     q = p + M * len(local)
     valid = members >= 0
     rows = members.clamp_min(0)
@@ -116,7 +117,8 @@ def fit_groups(
     S = s0.shape[1]
     u0 = law.unconstrained(s0)[rows]  # (G, M, S, p)
     w = valid.to(dt)[..., None, None]
-    big = torch.where(valid[..., None, None], u0, torch.nan)
+    informative = valid & (mask.reshape(G, M, -1).sum(-1) >= 3)
+    big = torch.where(informative[..., None, None], u0, torch.nan)
     ug0 = torch.nan_to_num(torch.nanmedian(big, dim=1).values)  # (G, S, p)
     # shared (annealing) parameters start from the member that showed the most LR decay: the
     # others' starts for them are arbitrary
@@ -159,6 +161,7 @@ def fit_groups(
     r = resid(x)
     cost = cost_of(r, x)
     h = 1e-6
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
     for _ in range(max_iter):
         # Jacobian of the data residuals: group-level columns by forward differences; a member's
         # deviation column equals the group column restricted to that member's rows
@@ -182,13 +185,14 @@ def fit_groups(
         xn = x + step
         rn = resid(xn)
         cn = cost_of(rn, xn)
-        better = cn < cost
+        better = (cn < cost) & ~done  # a converged group stays put: its result must not depend on its batch
         x = torch.where(better[:, None], xn, x)
         r = torch.where(better[:, None], rn, r)
         rel = (cost - cn).clamp_min(0) / cost.clamp_min(1e-300)
         cost = torch.where(better, cn, cost)
-        mu = torch.where(better, mu / 3.0, mu * 4.0).clamp(1e-12, 1e12)
-        if bool(((rel < 1e-10) & better | (mu >= 1e12)).all()):
+        mu = torch.where(better, mu / 3.0, torch.where(done, mu, mu * 4.0)).clamp(1e-12, 1e12)
+        done |= (better & (rel < 1e-9)) | (mu >= 1e10)
+        if bool(done.all()):
             break
 
     # best start per group

@@ -57,7 +57,7 @@ class Forecaster:
         quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9),
         warmup: str = "linear",
         pool: float = 1e-2,
-        max_points: int = 256,
+        max_points: int = 128,
         holdout: float = HOLDOUT,
         samples: int = 200,
     ) -> None:
@@ -79,8 +79,11 @@ class Forecaster:
         self.device_ = pick_device(self.device)
         self.histories_ = list(histories)
         self.skipped_: dict[int, str] = {}
+        fittable_groups = {h.group for h in self.histories_ if len(h.steps) >= MIN_POINTS and h.has_lr}
         for i, h in enumerate(self.histories_):
-            if len(h.steps) < MIN_POINTS:
+            # a short run with LR can still be forecast from the laws its group shares
+            if len(h.steps) < MIN_POINTS and not (h.has_lr and h.group in fittable_groups
+                                                  and self.law in ("auto", "momentum", "multipower")):
                 self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
             elif np.any(h.values <= 0):
                 self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"

@@ -66,7 +66,7 @@ def test_band_orders_and_final_samples():
 
 def test_too_few_points_and_nonpositive_values_are_skipped_with_reason():
     good = _run("good", cosine_lr(FULL, 1e-3, TOTAL), cut=2000)[0]
-    short = RunHistory("short", STEPS[:3], np.array([3.0, 2.9, 2.8]), lr_steps=FULL,
+    short = RunHistory("short", STEPS[:3], np.array([3.0, 2.9, 2.8]), group="alone", lr_steps=FULL,
                        lr_values=cosine_lr(FULL, 1e-3, TOTAL), horizon=STEPS[3:10])
     neg = RunHistory("neg", STEPS[:10], np.linspace(1, -1, 10), lr_steps=FULL,
                      lr_values=cosine_lr(FULL, 1e-3, TOTAL), horizon=STEPS[10:20])
@@ -82,3 +82,13 @@ def test_runs_without_lr_use_schedule_free_laws():
     fc = Forecaster().fit([h]).predict()[0]
     assert fc.law in ("pow3", "exponential", "logpower")
     assert abs(fc.p50[-1] - y[-1]) / y[-1] < 0.02
+
+
+def test_short_run_is_forecast_from_its_group():
+    lr = cosine_lr(FULL, 1e-3, TOTAL)
+    sibling = _run("full", lr, seed=4)[0]
+    y = curve("momentum", TRUTH, STEPS, lr, noise=0, seed=5)
+    short = RunHistory("new", STEPS[:2], y[:2], group="g", lr_steps=FULL, lr_values=lr, horizon=STEPS[2:])
+    fc = Forecaster(law="momentum").fit([sibling, short]).predict()[1]
+    assert fc.skipped is None
+    assert abs(fc.p50[-1] - y[-1]) / y[-1] < 0.01
