@@ -96,8 +96,10 @@ def varpro_mse(data: FitData, tied: bool = False, weights: torch.Tensor | None =
     w = data.w if weights is None else weights
     k = 1 if tied else 2
     axis = torch.arange(EXP_LO + grid_step, EXP_HI + 1e-9, grid_step)
-    res = varpro(basis(data.lN, data.lD, tied), [axis] * k, data.y, w, nonneg=(True, True, True),
-                 lo=[1e-4] * k, hi=[2 * EXP_HI] * k)
+    lN, lD = data.lN, data.lD
+    sep = None if tied else (lambda a: torch.exp(-a[..., None] * lN), lambda b: torch.exp(-b[..., None] * lD))
+    res = varpro(basis(lN, lD, tied), [axis] * k, data.y, w, nonneg=(True, True, True),
+                 lo=[1e-4] * k, hi=[2 * EXP_HI] * k, separable=sep)
     exps = res.nl if not tied else res.nl.expand(-1, 2)
     return to_natural(res.coef, exps, data), res.rss
 
