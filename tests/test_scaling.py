@@ -177,3 +177,11 @@ def test_bad_points_raise_input_error():
         fit_scaling(good, law="kaplan")
     with pytest.raises(InputError, match="error column"):
         fit_scaling(good, law="downstream")
+
+
+def test_fit_scaling_accepts_plain_arrays_with_sigma():
+    pts = synthetic()
+    fit = fit_scaling({"N": pts.N, "C": pts.C, "loss": pts.loss, "sigma": np.full(len(pts), 0.01)},
+                      objective="mse", n_boot=5, device="cpu")
+    assert abs(fit.params["alpha"] - TRUTH["alpha"]) < 1e-3
+    assert fit.samples.shape == (5, 5)

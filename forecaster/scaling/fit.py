@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -166,7 +166,7 @@ def _optimal(law: str, theta: np.ndarray, rows: np.ndarray | None, C: float, uni
 
 
 def fit_scaling(
-    points: ScalingPoints,
+    points: ScalingPoints | Mapping[str, Any],
     law: str = "chinchilla",
     objective: str | None = None,
     n_boot: int = 1000,
@@ -178,9 +178,13 @@ def fit_scaling(
 ) -> ScalingFit:
     """Fit `law` to the points by `objective` with `n_boot` bootstrap refits in the same batch.
 
-    Per-point loss sigma (points.sigma) weights the fit (inverse variance) and is redrawn in each
-    bootstrap replicate, so forecast uncertainty of unfinished runs flows into the intervals.
+    `points` is a ScalingPoints or a mapping of arrays for `ScalingPoints.from_arrays` (N, loss and
+    one of D, C, M; optional sigma, error). Per-point loss sigma weights the fit (inverse variance)
+    and is redrawn in each bootstrap replicate, so forecast uncertainty of unfinished runs flows
+    into the intervals.
     """
+    if not isinstance(points, ScalingPoints):
+        points = ScalingPoints.from_arrays(**points)
     if law not in LAWS:
         raise InputError(f"unknown law {law!r}: choose from {', '.join(LAWS)}")
     objective = objective or DEFAULT_OBJECTIVE[law]
