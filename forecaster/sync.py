@@ -629,7 +629,8 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
     if not jobs:
         return
     bar = _Progress(len(jobs), "writing", progress)
-    with ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="forecast-write") as pool:
+    n_workers = max(1, min(settings.workers, getattr(tracker, "max_write_workers", None) or settings.workers))
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="forecast-write") as pool:
         futures = [pool.submit(fn, arg) for fn, arg in jobs]
         try:
             for fut in futures:

@@ -191,6 +191,9 @@ class Tracker(abc.ABC):
         self.experiments = list(experiments)
         self.filter = filter
         self.extra_options = options
+        # how many revisions may be written at once (None: the engine's choice); an embedded
+        # single-file store (SQLite) sets 1 rather than fail with "database is locked"
+        self.max_write_workers: int | None = None
 
     def describe(self) -> str:
         """One line naming what is synced, free of secrets (for logs and the lock file name)."""

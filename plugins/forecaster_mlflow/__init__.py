@@ -70,6 +70,8 @@ class MlflowTracker(Tracker):
         if not self.uri:
             raise InputError("mlflow tracker: give --tracking-uri or set MLFLOW_TRACKING_URI")
         self.workers = max(1, int(workers))
+        if not self.uri.startswith(("http://", "https://", "databricks")):
+            self.max_write_workers = 1  # a local store (sqlite:///, file:) takes one writer at a time
         self.client = MlflowClient(tracking_uri=self.uri)
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="mlflow-read")
         self._exp_ids: list[str] | None = None
