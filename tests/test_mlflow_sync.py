@@ -294,3 +294,20 @@ def test_unknown_experiment_is_input_error(tmp_path) -> None:
     res = CliRunner().invoke(main, ["sync", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "-e", "nope",
                                     "--lock-file", str(tmp_path / "l")])
     assert res.exit_code == 2 and "experiment 'nope' not found" in res.output
+
+
+def test_dry_run_writes_nothing_and_skip_tags_are_written_once(mlflow_server, tmp_path) -> None:
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.create_experiment("sync-dry")
+    rid = log_hf_run(client, exp, "bare", upto=300, seed=31, status="RUNNING", log_lr=False,
+                     params={"lr_scheduler_type": None, "max_steps": None})
+    before = dict(client.get_run(rid).data.tags)
+    args = ["--tracking-uri", mlflow_server.uri, "-e", "sync-dry", "--lock-file", str(tmp_path / "l")]
+    res = _cli(*args, "--dry-run")
+    assert res.exit_code == 0 and "[dry run]" in res.output and "0 writes" in res.output
+    assert dict(client.get_run(rid).data.tags) == before
+    res = _cli(*args)
+    assert "1 writes" in res.output
+    assert client.get_run(rid).data.tags["forecast.skipped"].startswith("no schedule:")
+    res = _cli(*args)
+    assert "1 unchanged" in res.output and "0 writes" in res.output
