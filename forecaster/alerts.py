@@ -117,7 +117,10 @@ def prob_final_below(forecast: RunForecast, value: float, residuals: np.ndarray 
         s = _log_scale(forecast)
         # Silverman bandwidth: the kernel keeps the tail probability from dropping to exactly 0
         h = 1.06 * max(np.std(r), 0.3) * len(r) ** -0.2
-        return float(np.mean(norm.cdf((lv - med - s * r) / (s * h))))
+        n = len(r)
+        # conformal: the run is one more exchangeable draw, so the probability of the far tail is
+        # at least 1/(n+1) (with n residuals nothing is ever below that)
+        return float((n * np.mean(norm.cdf((lv - med - s * r) / (s * h))) + 1) / (n + 1))
     if forecast.final_samples is not None and len(forecast.final_samples):
         fs = np.asarray(forecast.final_samples, dtype=float)
         fs = fs[np.isfinite(fs)]
@@ -134,9 +137,12 @@ def final_quantiles(forecast: RunForecast, qs: np.ndarray, residuals: np.ndarray
     if residuals is not None and len(residuals) >= 3:
         r = np.asarray(residuals, dtype=float)
         h = 1.06 * max(np.std(r), 0.3) * len(r) ** -0.2
-        # quantiles of the kernel-smoothed mixture by sampling it deterministically
+        # quantiles of the kernel-smoothed mixture by sampling it deterministically, at the
+        # split-conformal levels (q(n+1)-1)/n below the median and q(n+1)/n above it
+        n = len(r)
         grid = (r[:, None] + h * norm.ppf((np.arange(64) + 0.5) / 64)[None, :]).ravel()
-        return np.exp(med + s * np.quantile(grid, qs))
+        levels = np.where(qs < 0.5, (qs * (n + 1) - 1) / n, qs * (n + 1) / n).clip(0.0, 1.0)
+        return np.exp(med + s * np.quantile(grid, levels))
     if forecast.final_samples is not None and len(forecast.final_samples):
         return np.quantile(np.asarray(forecast.final_samples, dtype=float), qs)
     return np.exp(med + s * norm.ppf(qs))

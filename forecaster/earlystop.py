@@ -7,8 +7,9 @@ forecasts it needs do not depend on earlier decisions (each run is forecast from
 its planned LR), so they are made up front, one batched `Forecaster` call per checkpoint for all
 runs; the decisions then replay sequentially. The group enters through calibration: the forecast
 errors of runs that finished earlier, standardised by their stated band, form the predictive of
-later runs at the same checkpoint (a split-conformal style correction; the band alone is used
-until `min_calibration` runs have finished, and no run is stopped before that).
+later runs at the same checkpoint (split-conformal: the stated probability is never below
+1/(n+1) with n earlier finished runs, so with delta 0.05 no run is stopped before about 20 runs
+have finished; intervals use the conformal quantile levels).
 
 The same replay drives Optuna's MedianPruner, SuccessiveHalvingPruner and HyperbandPruner through
 its real ask/report/should_prune/tell API on an in-memory study, and a patience rule. Reported per
