@@ -44,7 +44,8 @@ def _adapter_options(f):
 
 @click.command("sync")
 @click.option("--tracker", "tracker", default=None,
-              help="Tracker adapter (installed: see `forecast sync --help` footer); default mlflow.")
+              help=f"Tracker adapter: {', '.join(sorted(trackers.available())) or 'none installed'} "
+                   "(default mlflow; more via the forecaster.trackers entry-point group).")
 @click.option("--tracking-uri", "tracking_uri", default=None,
               help="Tracker address, e.g. http://host:5000 or sqlite:///mlflow.db (MLflow also reads "
                    "$MLFLOW_TRACKING_URI).")
