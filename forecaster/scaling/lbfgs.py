@@ -24,7 +24,7 @@ def _value_and_grad(fun: Objective, x: torch.Tensor, rows: torch.Tensor | None =
 
 
 def lbfgs(fun: Objective, x0: torch.Tensor, max_iter: int = 2000, memory: int = 10,
-          gtol: float = 1e-9, ftol: float = 1e-12, backtracks: int = 40, c1: float = 1e-4
+          gtol: float = 1e-9, ftol: float = 1e-12, backtracks: int = 25, c1: float = 1e-4
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Minimise each row of x0 (B, p) independently; returns (x, f, iterations used per row)."""
     x = x0.detach().clone()
@@ -64,7 +64,9 @@ def lbfgs(fun: Objective, x0: torch.Tensor, max_iter: int = 2000, memory: int = 
         d = torch.where(bad[:, None], -g, d)
         gd = torch.where(bad, -(g * g).sum(-1), gd)
         gnorm = g.abs().sum(-1).clamp_min(1e-300)
-        t = torch.where(no_mem | bad, torch.clamp(1.0 / gnorm, max=1.0), torch.ones_like(f))
+        # without curvature information take a unit-length (L1) step: in Huber's linear regime the
+        # gradient is tiny and a step proportional to it would crawl
+        t = torch.where(no_mem | bad, 1.0 / gnorm, torch.ones_like(f))
         # Armijo backtracking, each row on its own; only rows still searching are evaluated
         has = torch.zeros(B, device=dev, dtype=torch.bool)
         pending = active.clone()
@@ -77,7 +79,7 @@ def lbfgs(fun: Objective, x0: torch.Tensor, max_iter: int = 2000, memory: int = 
                 ok = (ft <= f[rows] + c1 * t[rows] * gd[rows]) & torch.isfinite(ft)
                 has[rows[ok]] = True
                 pending[rows[ok]] = False
-                t[rows[~ok]] *= 0.5
+                t[rows[~ok]] *= 0.25
         x_new = torch.where(has[:, None], x + t[:, None] * d, x)
         f_new, g_new = f.clone(), g.clone()
         moved = has.nonzero().squeeze(1)
