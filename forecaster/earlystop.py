@@ -2,7 +2,8 @@
 
 At each checkpoint a stop rule sees only what a live search would have: the prefix of the running
 run and the outcome of the runs before it (finished runs' finals, stopped runs' last values). Our
-rule stops a run when P(final beats the best finished run) < delta (laws.md section 3). The
+rule stops a run when P(final ends below the best finished run * (1 + margin)) < delta (laws.md
+section 3; the margin is the one the false-stop rate counts). The
 forecasts it needs do not depend on earlier decisions (each run is forecast from its own prefix and
 its planned LR), so they are made up front, one batched `Forecaster` call per checkpoint for all
 runs; the decisions then replay sequentially. The group enters through calibration: the forecast
@@ -42,7 +43,7 @@ BASELINES = ("median", "successive_halving", "hyperband", "patience")
 class EarlyStopSettings:
     """Thresholds of the rule and of the replay (checkpoints, margin, baseline settings)."""
 
-    delta: float = 0.05  # stop when P(final beats the best finished run) < delta
+    delta: float = 0.05  # stop when P(final < best finished run * (1 + margin)) < delta
     margin: float = 0.01  # relative: a run ending within this of the true best counts as near-best
     min_points: int = 5  # first check after this many observed values
     first_share: float = 0.1  # ...and not before this share of the run's logged points
@@ -172,15 +173,17 @@ def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int
                     res.covered.append(bool(lo <= r.outcome <= hi))
                 if best is None:
                     continue
-                p = prob_final_below(f, best, use)
+                # "could still end within the margin of the best": what a false stop would lose
+                bar = best * (1.0 + s.margin)
+                p = prob_final_below(f, bar, use)
                 if not np.isfinite(p):
                     continue
                 if use is None:
                     continue  # no run is stopped (nor a probability stated) before calibration exists
-                res.stated.append((p, r.outcome < best))
+                res.stated.append((p, r.outcome < bar))
                 if p < s.delta:
                     res.stops[r.history.run] = k
-                    res.stop_probs.append((p, r.outcome < best))
+                    res.stop_probs.append((p, r.outcome < bar))
                     break
             if r.history.run not in res.stops:
                 finished.append(r.outcome)
