@@ -413,7 +413,8 @@ def _clean(x: Any) -> Any:
 
 def markdown(result: dict[str, Any]) -> str:
     """A table of the result: one row for our rule, one per baseline."""
-    rows = [("forecaster (P(beat best) < %.2g)" % result["settings"]["delta"], result)]
+    st = result["settings"]
+    rows = [(f"forecaster (P(final < best x {1 + st['margin']:g}) < {st['delta']:g})", result)]
     rows += list(result["baselines"].items())
     head = ("| rule | compute saved | speed-up | regret | false-stop rate | best run stopped | stopped | "
             "90% interval coverage |\n|---|---|---|---|---|---|---|---|")
