@@ -8,6 +8,8 @@ run's own point-to-point scatter. Quantiles come from the samples; the median is
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -18,7 +20,11 @@ from forecaster.histories import RunForecast, RunHistory
 
 # Scale on the Laplace covariance, set by backtests on held-out curves (docs/benchmarks.md):
 # Laplace bands of a misspecified law are too narrow when extrapolating far.
-INFLATION = 3.0
+INFLATION = float(os.environ.get("FORECASTER_INFLATION", 3.0))
+# log-space error per unit log(LR area past the data), from the same backtests
+EXTRAPOLATION = float(os.environ.get("FORECASTER_EXTRAPOLATION", 0.002))
+# the fit's robust (MAD) residual scale understates a law's systematic misfit by about this factor
+MISFIT = float(os.environ.get("FORECASTER_MISFIT", 2.5))
 CHUNK = 2_000_000
 # When no run of a group has decayed its LR, the annealing gain is drawn uniformly between none and
 # this share of the loss at the run's end (LLM cooldowns typically gain 2-8 %): an honest, wide band.
@@ -74,7 +80,14 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
         samples = _unidentified_gain(fit, gi, mi, feats, samples, nh, unknown, gen)
         point = torch.where(unknown[:, None], samples.median(0).values.exp(), point)
     noise = torch.as_tensor([noise_scale(h.values) for h in hist], dtype=DTYPE, device=dev)
-    samples = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * noise[None, :, None]
+    # a law extrapolated far past its data errs more than its parameter spread says: an error
+    # growing with the log of how far (in LR area, the laws' clock) the point lies past the data
+    last = build_features(hist, [[h.last_step] for h in hist], warmup=fc.warmup, device=dev).s1[:, :1]
+    extra = EXTRAPOLATION * torch.log(feats.s1 / last).clamp_min(0.0)
+    # the group fit's own residual scale stands for the law's misfit, which does not average out
+    misfit = MISFIT * fit.sigma[gi][:, None]
+    spread = torch.sqrt(noise[:, None] ** 2 + misfit**2 + extra**2)
+    samples = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * spread[None]
     levels = torch.as_tensor([fc.quantiles[0], fc.quantiles[2]], dtype=DTYPE, device=dev)
     qs = torch.quantile(samples, levels, dim=0).exp().cpu().numpy()
     point_np = point.cpu().numpy()

@@ -217,16 +217,3 @@ def fit_groups(
     return GroupFit(law=law, members=members, x=x, cov=cov, sigma=sigma,
                     cost=cost[G_idx, best], local=local, n_points=n,
                     evidence=torch.where(valid, annealing_evidence(feats)[rows], 0.0).amax(1))
-
-
-def predict_groups(fit: GroupFit, feats: Features, x: torch.Tensor | None = None) -> torch.Tensor:
-    """Law values at `feats` rows laid out like fit.members: x (..., G, q) -> (..., G, M, P)."""
-    x = fit.x if x is None else x
-    G, M = fit.members.shape
-    lead = x.shape[:-2]
-    u = fit.run_params(x)  # (..., G, M, p)
-    n_lead = int(np.prod(lead)) if lead else 1
-    rows = fit.members.clamp_min(0).reshape(-1)
-    f = feats.rows(rows.repeat(n_lead))
-    pred = fit.law.predict(fit.law.natural(u.reshape(-1, u.shape[-1])), f)
-    return pred.reshape(*lead, G, M, -1)

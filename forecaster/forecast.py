@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 MIN_POINTS = 5
 HOLDOUT = 0.2
+SIMPLER_MARGIN = 0.8
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Forecaster:
         seed: int = 0,
         quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9),
         warmup: str = "linear",
-        pool: float = 1e-2,
+        pool: float = 0.1,
         max_points: int = 128,
         holdout: float = HOLDOUT,
         samples: int = 200,
@@ -79,11 +80,8 @@ class Forecaster:
         self.device_ = pick_device(self.device)
         self.histories_ = list(histories)
         self.skipped_: dict[int, str] = {}
-        fittable_groups = {h.group for h in self.histories_ if len(h.steps) >= MIN_POINTS and h.has_lr}
         for i, h in enumerate(self.histories_):
-            # a short run with LR can still be forecast from the laws its group shares
-            if len(h.steps) < MIN_POINTS and not (h.has_lr and h.group in fittable_groups
-                                                  and self.law in ("auto", "momentum", "multipower")):
+            if len(h.steps) < MIN_POINTS:
                 self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
             elif np.any(h.values <= 0):
                 self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
@@ -119,7 +117,8 @@ class Forecaster:
             if self.law != "auto":
                 cands = [self.law]
             else:
-                cands = laws.available(needs_lr=True) if has_lr else laws.available(needs_lr=False)
+                names = laws.available(needs_lr=True) if has_lr else laws.available(needs_lr=False)
+                cands = sorted(names, key=lambda n: (len(laws.get(n).params), n))
             out.append(_Plan(rows=idx, groups=list(by_group.values()), candidates=cands))
         return out
 
@@ -173,7 +172,7 @@ class Forecaster:
                     self.validation_.setdefault(r, {})[name] = float(errs[-1])
                 score = np.mean(errs) if errs else float(fit.cost[gi])
                 scores[gi, c] = score if np.isfinite(score) else np.inf
-        return {g: plan.candidates[int(np.argmin(scores[g]))] for g in range(len(plan.groups))}
+        return {g: plan.candidates[_prefer_simple(scores[g])] for g in range(len(plan.groups))}
 
     # -- forecasting -------------------------------------------------------------------------
     def predict(self) -> list[RunForecast]:
@@ -191,10 +190,14 @@ class Forecaster:
         return out
 
 
-def _slot(fit: GroupFit, row: int) -> tuple[int, int]:
-    """(group, member) slot of a fitted row."""
-    where = (fit.members == row).nonzero()
-    return int(where[0, 0]), int(where[0, 1])
+def _prefer_simple(scores: np.ndarray) -> int:
+    """Index of the law to use: a law with more parameters must forecast the held-back tail
+    clearly better (by SIMPLER_MARGIN) than the simpler ones, since a short tail is a noisy judge."""
+    best = 0
+    for c in range(1, len(scores)):
+        if scores[c] < SIMPLER_MARGIN * scores[best]:
+            best = c
+    return best
 
 
 def _predict_rows(fit: GroupFit, rows, gi: int, mi: int, hist: list[RunHistory], steps: np.ndarray, fc) -> np.ndarray:

@@ -107,11 +107,14 @@ def sync(**kw: Any) -> None:
 
 
 def _logging(quiet: bool) -> None:
-    if not log.handlers:
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(h)
-        log.propagate = False
+    # bind to the stderr of this invocation: a handler kept from an earlier one (same process,
+    # e.g. an embedding program or a test runner) would write to a stream that is gone
+    for old in list(log.handlers):
+        log.removeHandler(old)
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(h)
+    log.propagate = False
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     # the tracker clients' HTTP retries warn on every attempt; the one-line error says it all
     logging.getLogger("urllib3").setLevel(logging.ERROR)

@@ -83,12 +83,3 @@ def test_runs_without_lr_use_schedule_free_laws():
     assert fc.law in ("pow3", "exponential", "logpower")
     assert abs(fc.p50[-1] - y[-1]) / y[-1] < 0.02
 
-
-def test_short_run_is_forecast_from_its_group():
-    lr = cosine_lr(FULL, 1e-3, TOTAL)
-    sibling = _run("full", lr, seed=4)[0]
-    y = curve("momentum", TRUTH, STEPS, lr, noise=0, seed=5)
-    short = RunHistory("new", STEPS[:2], y[:2], group="g", lr_steps=FULL, lr_values=lr, horizon=STEPS[2:])
-    fc = Forecaster(law="momentum").fit([sibling, short]).predict()[1]
-    assert fc.skipped is None
-    assert abs(fc.p50[-1] - y[-1]) / y[-1] < 0.01
