@@ -57,11 +57,11 @@ def seed(store: Path, runs: int, points: int, total: int) -> None:
     (store / "seeded.json").write_text(json.dumps({"runs": runs, "points": points, "total": total}))
 
 
-def timed_sync(uri: str, **settings) -> tuple[object, float]:
+def timed_sync(uri: str, filter_: str | None = None, **settings) -> tuple[object, float]:
     from forecaster import trackers
     from forecaster.sync import SyncSettings, sync
 
-    t = trackers.load("mlflow")(uri=uri, experiments=[EXPERIMENT])
+    t = trackers.load("mlflow")(uri=uri, experiments=[EXPERIMENT], filter=filter_)
     start = time.perf_counter()
     with t:
         rep = sync(t, SyncSettings(**settings), progress=False)
@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--total", type=int, default=10000, help="planned last step of every run")
     ap.add_argument("--store", type=Path, default=Path("/tmp/forecaster-bench-mlflow"))
     ap.add_argument("--device", default=None)
+    ap.add_argument("--law", default="auto")
+    ap.add_argument("--filter", default=None, help="sync only matching runs, e.g. \"attributes.run_name LIKE 'run-0%%'\"")
     args = ap.parse_args()
     meta = {"runs": args.runs, "points": args.points, "total": args.total}
     marker = args.store / "seeded.json"
@@ -93,16 +95,19 @@ def main() -> None:
         shutil.rmtree(work)
     shutil.copytree(args.store, work)
     srv = start_mlflow_server(work)  # reuses work/mlflow.db
-    out = {"runs": args.runs, "points": args.points, "cpu_count": os.cpu_count()}
+    out = {"runs": args.runs, "points": args.points, "filter": args.filter, "law": args.law,
+           "cpu_count": os.cpu_count()}
     try:
-        rep, wall = timed_sync(srv.uri, device=args.device)
-        assert len(rep.by("forecast")) == args.runs, rep.summary()
+        rep, wall = timed_sync(srv.uri, args.filter, device=args.device, law=args.law)
+        n = len(rep.outcomes)
+        out["synced_runs"] = n
+        assert len(rep.by("forecast")) == n, rep.summary()
         t = rep.timings
         out["first"] = {"wall_s": round(wall, 2), **{k: round(v, 2) for k, v in t.items()},
                         "read_share": round(t["read"] / t["total"], 3), "fit_share": round(t["fit"] / t["total"], 3),
                         "write_share": round(t["write"] / t["total"], 3), "writes": rep.writes}
-        rep, wall = timed_sync(srv.uri, device=args.device)
-        assert rep.writes == 0 and len(rep.by("unchanged")) == args.runs, rep.summary()
+        rep, wall = timed_sync(srv.uri, args.filter, device=args.device, law=args.law)
+        assert rep.writes == 0 and len(rep.by("unchanged")) == n, rep.summary()
         out["noop"] = {"wall_s": round(wall, 3), "list_s": round(rep.timings["list"], 3), "writes": rep.writes}
         # 10 runs train on for 100 steps: only their group is read again and only they are rewritten
         from mlflow.entities import Metric
@@ -110,12 +115,13 @@ def main() -> None:
 
         client = MlflowClient(srv.uri)
         src = [r for r in client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id],
-                                             max_results=1000) if r.data.tags.get("forecast.kind") != "forecast"][:10]
+                                             args.filter or "", max_results=1000)
+               if r.data.tags.get("forecast.kind") != "forecast"][:10]
         for r in src:
             s0 = max(m.step for m in r.data._metric_objs) + 1
             client.log_batch(r.info.run_id, metrics=[Metric("loss", 3.0, 1_800_000_000_000 + s, s)
                                                      for s in range(s0, s0 + 100)])
-        rep, wall = timed_sync(srv.uri, device=args.device)
+        rep, wall = timed_sync(srv.uri, args.filter, device=args.device, law=args.law)
         out["incremental_10_runs"] = {"wall_s": round(wall, 2), **{k: round(v, 2) for k, v in rep.timings.items()},
                                       "forecast": len(rep.by("forecast")), "writes": rep.writes}
     finally:
