@@ -87,11 +87,24 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     # the group fit's own residual scale stands for the law's misfit, which does not average out
     misfit = MISFIT * fit.sigma[gi][:, None]
     spread = torch.sqrt(noise[:, None] ** 2 + misfit**2 + extra**2)
-    samples = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * spread[None]
     levels = torch.as_tensor([fc.quantiles[0], fc.quantiles[2]], dtype=DTYPE, device=dev)
-    qs = torch.quantile(samples, levels, dim=0).exp().cpu().numpy()
+    # Gaussian in log space around the point fit: parameter spread plus the terms above ...
+    z = torch.distributions.Normal(0.0, 1.0).icdf(levels)
+    sd = torch.sqrt(samples.var(0) + spread**2)
+    qs = torch.exp(torch.log(point)[None] + z[:, None, None] * sd[None])
+    if bool(unknown.any()):
+        # ... except where the annealing gain was drawn from its range: those quantiles come
+        # from the draws themselves, which are far from Gaussian
+        sub = samples[:, unknown] + torch.randn(samples[:, unknown].shape, generator=gen,
+                                                 dtype=DTYPE).to(dev) * spread[unknown][None]
+        qs[:, unknown] = torch.quantile(sub, levels, dim=0).exp()
+    qs = qs.cpu().numpy()
     point_np = point.cpu().numpy()
-    samples_np = samples.cpu().numpy()
+    last_i = (nh - 1).clamp_min(0)
+    rows_i = torch.arange(T, device=dev)
+    finals = samples[:, rows_i, last_i] + torch.randn(samples.shape[0], T, generator=gen, dtype=DTYPE).to(dev) \
+        * spread[rows_i, last_i][None]
+    samples_np = finals.cpu().numpy()
     theta = law.natural(fit.run_params()[gi, mi]).cpu().numpy()
     out = {}
     for k, (r, h, hz) in enumerate(zip(targets, hist, horizons)):
@@ -109,7 +122,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
             run=h.run, group=h.group, steps=hz, lr=lr[hz] if (lr is not None and m) else np.full(m, np.nan),
             p50=p50, p10=np.minimum(qs[0, k, :m], p50), p90=np.maximum(qs[1, k, :m], p50),
             law=law.name, params={name: float(v) for name, v in zip(law.params, theta[k])}, metric=h.metric,
-            final_samples=np.exp(samples_np[:, k, m - 1]) if m else None, notes=notes,
+            final_samples=np.exp(samples_np[:, k]) if m else None, notes=notes,
         )
     return out
 

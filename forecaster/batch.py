@@ -28,6 +28,7 @@ class Features:
     t: torch.Tensor  # (R, P) steps
     lr: torch.Tensor  # (R, P) LR at each point
     s1: torch.Tensor  # (R, P) forward area, warmup included per the warmup mode
+    log_s1: torch.Tensor  # (R, P) its log: laws raise S1 to fitted powers as exp(-alpha*log S1)
     s2: torch.Tensor  # (R, P) momentum-law annealing area
     mask: torch.Tensor  # (R, P) bool, real points
     drop: torch.Tensor  # (R, K) LR decrease in each block (0 for padding)
@@ -158,6 +159,6 @@ def build_features(
         return torch.as_tensor(a, dtype=dtype, device=device)
 
     return Features(
-        t=tt(t), lr=tt(lr_at), s1=tt(s1), s2=tt(s2), mask=tt(mask, torch.bool),
+        t=tt(t), lr=tt(lr_at), s1=tt(s1), log_s1=tt(np.log(s1)), s2=tt(s2), mask=tt(mask, torch.bool),
         drop=tt(drop), eta_k=tt(eta_k), s1_k=tt(s1_k), peak=tt(peak), has_lr=tt(has_lr, torch.bool),
     )

@@ -20,6 +20,7 @@ from forecaster.batch import Features
 from forecaster.laws.base import Law
 
 HUBER_DELTA = 1e-3
+PRUNE_AT = 6
 
 
 @dataclass
@@ -87,7 +88,7 @@ def fit_groups(
     *,
     pool: float = 1e-2,
     starts: int = 3,
-    max_iter: int = 80,
+    max_iter: int = 60,
     delta: float = HUBER_DELTA,
     prior_sd: float = 3.0,
 ) -> GroupFit:
@@ -138,6 +139,7 @@ def fit_groups(
     logyB = logy.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     maskB = mask.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     P = logyB.shape[-1]
+    maskF = maskB.to(dt)
     pen_w = torch.zeros(q, dtype=dt, device=dev)
     pen_w[p:] = pool
     # a prior's weight in Huber units (L1 regime at a nominal 1% noise) only breaks ties
@@ -146,11 +148,9 @@ def fit_groups(
     def resid(xb: torch.Tensor) -> torch.Tensor:
         u = _expand(xb, law, local, M).reshape(-1, p)
         pred = law.predict(law.natural(u), fB)
-        r = torch.log(pred.clamp_min(1e-12)) - logyB
-        r = torch.where(maskB & torch.isfinite(r), r, torch.zeros_like(r))
-        bad = ~torch.isfinite(pred) | (pred <= 0)
-        r = torch.where(maskB & bad, torch.full_like(r, 10.0), r)
-        return r.reshape(B, M * P)
+        # a non-positive or NaN prediction (NaN fails the comparison) costs a large fixed residual
+        r = torch.where(pred > 0, torch.log(pred.clamp(1e-12, 1e12)) - logyB, 10.0)
+        return (r * maskF).reshape(B, M * P)
 
     def cost_of(r: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         return (_huber(r, delta).sum(-1) + 0.5 * (pen_w * xb * xb).sum(-1)
@@ -162,7 +162,14 @@ def fit_groups(
     cost = cost_of(r, x)
     h = 1e-6
     done = torch.zeros(B, dtype=torch.bool, device=dev)
-    for _ in range(max_iter):
+    for it in range(max_iter):
+        if it == PRUNE_AT and S > 1:
+            # multi-start pays off early: after a few steps only each group's best start goes on
+            keep = torch.arange(G, device=dev) * S + cost.reshape(G, S).argmin(1)
+            x, r, cost, mu, done, prior = (t[keep] for t in (x, r, cost, mu, done, prior))
+            sel = (keep[:, None] * M + torch.arange(M, device=dev)).reshape(-1)
+            fB, logyB, maskB, maskF = fB.rows(sel), logyB[sel], maskB[sel], maskF[sel]
+            B, S = G, 1
         # Jacobian of the data residuals: group-level columns by forward differences; a member's
         # deviation column equals the group column restricted to that member's rows
         Jg = _jacobian(resid, x, h, cols=p, r0=r)  # (B, M*P, p)
@@ -191,7 +198,7 @@ def fit_groups(
         rel = (cost - cn).clamp_min(0) / cost.clamp_min(1e-300)
         cost = torch.where(better, cn, cost)
         mu = torch.where(better, mu / 3.0, torch.where(done, mu, mu * 4.0)).clamp(1e-12, 1e12)
-        done |= (better & (rel < 1e-9)) | (mu >= 1e10)
+        done |= (better & (rel < 1e-8)) | (mu >= 1e10)
         if bool(done.all()):
             break
 

@@ -58,7 +58,7 @@ class Forecaster:
         quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9),
         warmup: str = "linear",
         pool: float = 0.1,
-        max_points: int = 128,
+        max_points: int = 512,
         holdout: float = HOLDOUT,
         samples: int = 200,
     ) -> None:

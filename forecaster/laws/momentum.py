@@ -25,7 +25,7 @@ class MomentumLaw(Law):
 
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         L0, A, alpha, C = theta.unbind(-1)
-        return L0[:, None] + A[:, None] * f.s1 ** (-alpha[:, None]) - C[:, None] * f.s2
+        return L0[:, None] + A[:, None] * torch.exp(-alpha[:, None] * f.log_s1) - C[:, None] * f.s2
 
     def starts(self, f: Features, y: torch.Tensor, n: int = 3) -> torch.Tensor:
         grid = torch.exp(torch.linspace(-3.5, 0.7, 24, dtype=y.dtype, device=y.device))

@@ -42,7 +42,7 @@ class MultiPowerLaw(Law):
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         L0, A, alpha, B, C, beta, gamma = theta.unbind(-1)
         ld = self.loss_drop(f, C, beta, gamma)
-        return L0[:, None] + A[:, None] * f.s1 ** (-alpha[:, None]) - B[:, None] * ld
+        return L0[:, None] + A[:, None] * torch.exp(-alpha[:, None] * f.log_s1) - B[:, None] * ld
 
     def starts(self, f: Features, y: torch.Tensor, n: int = 3) -> torch.Tensor:
         R = y.shape[0]
