@@ -77,8 +77,10 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     nh = torch.as_tensor([len(x) for x in horizons], device=dev)
     unknown = fit.evidence[gi] < EVIDENCE_MIN if law.amplitude else torch.zeros(T, dtype=torch.bool, device=dev)
     if bool(unknown.any()):
-        samples = _unidentified_gain(fit, gi, mi, feats, samples, nh, unknown, gen)
-        point = torch.where(unknown[:, None], samples.median(0).values.exp(), point)
+        idx = unknown.nonzero().squeeze(1)
+        drawn = _unidentified_gain(fit, gi[idx], mi[idx], feats.rows(idx), samples[:, idx], nh[idx], gen)
+        samples[:, idx] = drawn
+        point[idx] = drawn.median(0).values.exp()
     noise = torch.as_tensor([noise_scale(h.values) for h in hist], dtype=DTYPE, device=dev)
     # a law extrapolated far past its data errs more than its parameter spread says: an error
     # growing with the log of how far (in LR area, the laws' clock) the point lies past the data
@@ -127,8 +129,8 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     return out
 
 
-def _unidentified_gain(fit: GroupFit, gi, mi, feats, samples, nh, unknown, gen) -> torch.Tensor:
-    """Redraw the annealing gain of targets whose group's data cannot identify it."""
+def _unidentified_gain(fit: GroupFit, gi, mi, feats, samples, nh, gen) -> torch.Tensor:
+    """Draws of targets whose group's data cannot identify the annealing gain, the gain redrawn."""
     law = fit.law
     theta = law.natural(fit.run_params()[gi, mi]).clone()  # (T, p)
     for name, v in law.shape_prior.items():
@@ -143,5 +145,4 @@ def _unidentified_gain(fit: GroupFit, gi, mi, feats, samples, nh, unknown, gen) 
     level = torch.gather(samples.exp().median(0).values, 1, last)
     rel = (shape / at_end).clamp_min(0) * level  # gain in loss units for the whole share
     phi = torch.rand(samples.shape[0], 1, 1, generator=gen, dtype=DTYPE).to(samples.device) * MAX_GAIN
-    redrawn = torch.log((samples.exp() - phi * rel).clamp_min(1e-12))
-    return torch.where(unknown[None, :, None], redrawn, samples)
+    return torch.log((samples.exp() - phi * rel).clamp_min(1e-12))

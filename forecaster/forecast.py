@@ -60,7 +60,7 @@ class Forecaster:
         pool: float = 0.1,
         max_points: int = 512,
         holdout: float = HOLDOUT,
-        samples: int = 200,
+        samples: int = 100,
     ) -> None:
         self.law = law
         self.device = device
