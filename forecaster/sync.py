@@ -36,11 +36,12 @@ from forecaster.config import ConfigMapping
 from forecaster.errors import InputError
 from forecaster.histories import RunForecast, RunHistory
 from forecaster.trackers import (
-    FINISHED, TAG_INPUT, TAG_RUN_ID, ForecastRevision, RunGone, RunInfo, Series, Tracker, TrackerError,
+    FINISHED, TAG_INPUT, TAG_RUN_ID, TAG_STOP, ForecastRevision, RunGone, RunInfo, Series, Tracker, TrackerError,
     fingerprint,
 )
 
 log = logging.getLogger("forecaster.sync")
+_TAG_KIND = "forecast.kind"  # forecaster.trackers.TAG_KIND
 
 TAG_STATUS = "forecast.status"
 TAG_SKIPPED = "forecast.skipped"
@@ -73,6 +74,7 @@ class SyncSettings:
     alert_settings: Any = None  # forecaster.alerts.AlertSettings
     notify_settings: Any = None  # forecaster.notify.NotifySettings
     forecaster_options: dict[str, Any] = field(default_factory=dict)
+    scaling: Any = None  # forecaster.scaling.sync.ScalingSettings: also fit the experiment's scaling law
 
     def token(self) -> str:
         """What of the settings changes a forecast (part of every run's fingerprint)."""
@@ -91,6 +93,7 @@ class RunOutcome:
     forecast: RunForecast | None = None
     forecast_id: str | None = None
     alerts: list[str] = field(default_factory=list)  # firing alert messages
+    stop: str | None = None  # what was done about a stop request (only with --stop-runs)
 
     def line(self) -> str:
         """The one log line for this run."""
@@ -98,6 +101,7 @@ class RunOutcome:
         if self.action == "forecast" and self.forecast is not None:
             lo, hi = self.forecast.final_interval
             extra = f"; ALERT {'; '.join(self.alerts)}" if self.alerts else ""
+            extra += f"; STOP {self.stop}" if self.stop else ""
             return (f"{who}: {self.forecast.metric} -> {self.forecast.final:.4g} "
                     f"[{lo:.4g}, {hi:.4g}] at step {int(self.forecast.steps[-1])} ({self.forecast.law}){extra}")
         if self.action == "skipped":
@@ -113,6 +117,7 @@ class SyncReport:
     writes: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     dry_run: bool = False
+    scaling: list = field(default_factory=list)  # forecaster.scaling.sync.ScalingOutcome per scope
 
     def by(self, action: str) -> list[RunOutcome]:
         return [o for o in self.outcomes if o.action == action]
@@ -130,12 +135,14 @@ class SyncReport:
         reasons = Counter((o.reason or "").split(":")[0] for o in self.by("skipped"))
         skip = ", ".join(f"{r} x{n}" for r, n in reasons.most_common())
         alerts = sum(len(o.alerts) for o in self.outcomes)
+        stops = sum(1 for o in self.outcomes if o.stop)
         t = self.timings
         times = ", ".join(f"{k} {v:.2f}s" for k, v in t.items() if k != "total")
         verb = "would forecast" if self.dry_run else "forecast"
         return (f"{self.seen} runs seen: {len(self.by('forecast'))} {verb}, {len(self.by('unchanged'))} unchanged, "
                 f"{len(self.by('context'))} ended (context only), {len(self.by('skipped'))} skipped"
-                + (f" ({skip})" if skip else "") + f", {alerts} alerts firing; {self.writes} writes; "
+                + (f" ({skip})" if skip else "") + f", {alerts} alerts firing"
+                + (f", {stops} stop requests" if stops else "") + f"; {self.writes} writes; "
                 f"{t.get('total', 0.0):.2f}s ({times})")
 
 
@@ -354,7 +361,13 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     t0 = time.perf_counter()
     emit = on_outcome or (lambda o: None)
 
+    if settings.scaling is not None and not settings.dry_run and not tracker.supports_summaries:
+        raise InputError(f"sync --scaling: summary runs are not supported by the "
+                         f"{tracker.name or type(tracker).__name__} tracker")
     runs = tracker.list_runs()
+    # summary runs (any forecast.kind, e.g. the scaling fit) are the engine's own, never sources
+    summaries = [r for r in runs if r.tags.get(_TAG_KIND)]
+    runs = [r for r in runs if not r.tags.get(_TAG_KIND)]
     report.timings["list"] = time.perf_counter() - t0
     if len(set(settings.metrics)) != len(settings.metrics):
         raise InputError("the same metric is listed twice")
@@ -457,22 +470,47 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
 
     # alerts, then writes
     t3 = time.perf_counter()
-    alert_tags, alert_sent, firing = _alerts(ready, primary_hist, curves,
-                                             histories_by_metric.get(settings.metrics[0], []), plans, settings)
+    alert_tags, alert_sent, firing, stops = _alerts(ready, primary_hist, curves,
+                                                    histories_by_metric.get(settings.metrics[0], []), plans,
+                                                    settings)
     for p in ready:
         fc = curves[p.run.id][settings.metrics[0]]
-        outcomes[p.run.id] = RunOutcome(p.run, "forecast", forecast=fc, alerts=firing.get(p.run.id, []))
+        outcomes[p.run.id] = RunOutcome(p.run, "forecast", forecast=fc, alerts=firing.get(p.run.id, []),
+                                        stop="would ask the tracker to stop this run" if (
+                                            settings.dry_run and p.run.id in stops) else None)
 
     if not settings.dry_run:
         _write_all(tracker, settings, ready, curves, primary_hist, alert_tags, alert_sent, tag_only,
-                   cleanup, outcomes, writes, progress)
+                   cleanup, outcomes, writes, progress, stops)
     report.timings["write"] = time.perf_counter() - t3
     report.writes = writes.n
     report.outcomes = [outcomes[r.id] for r in runs if r.id in outcomes]
     for o in report.outcomes:
         emit(o)
+    if settings.scaling is not None:
+        t4 = time.perf_counter()
+        report.scaling = _scaling(tracker, settings, runs, summaries, plans, outcomes, writes)
+        report.writes = writes.n
+        report.timings["scaling"] = time.perf_counter() - t4
     report.timings["total"] = time.perf_counter() - t0
     return report
+
+
+def _scaling(tracker: Tracker, settings: SyncSettings, runs: list[RunInfo], summaries: list[RunInfo],
+             plans: dict[str, _Plan], outcomes: dict[str, RunOutcome], writes: _Counted) -> list:
+    """The experiment's scaling law from final / forecast final values (no history is read for it)."""
+    from forecaster.scaling.sync import sync_scaling
+
+    fresh = {}
+    for rid, o in outcomes.items():
+        if o.action == "forecast" and o.forecast is not None:
+            lo, hi = o.forecast.final_interval
+            fresh[rid] = (float(o.forecast.final), float(lo), float(hi))
+    gone = {rid for rid, o in outcomes.items() if (o.reason or "").startswith("gone")}
+    return sync_scaling(tracker, settings.scaling, [r for r in runs if r.id not in gone], summaries,
+                        {rid: p.config for rid, p in plans.items()}, fresh, settings.metrics[0],
+                        dry_run=settings.dry_run, force=settings.force, plots=settings.plots,
+                        device=settings.device, on_write=writes.add)
 
 
 def _fit(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
@@ -491,15 +529,19 @@ def _skip_tags(p: _Plan, reason: str) -> dict[str, str | None]:
 def _alerts(ready: list[_Plan], hist: dict[str, RunHistory], curves: dict[str, dict[str, RunForecast]],
             all_hist: list[RunHistory],
             plans: dict[str, _Plan], settings: SyncSettings
-            ) -> tuple[dict[str, dict[str, str]], dict[str, list], dict[str, list[str]]]:
-    """Evaluate alert rules on the forecast runs; deliver webhooks (not in a dry run); tags to write."""
+            ) -> tuple[dict[str, dict[str, str]], dict[str, list], dict[str, list[str]], set[str]]:
+    """Evaluate alert rules on the forecast runs; deliver webhooks (not in a dry run); tags to write.
+
+    The last item: running runs to ask the tracker to stop (opt-in `stop_runs` only; a run whose
+    ``forecast.stop_requested`` tag is set was asked before and is never asked twice).
+    """
     if not ready:
-        return {}, {}, {}
+        return {}, {}, {}, set()
     try:
         from forecaster import alerts as al
         from forecaster import notify
     except ImportError:  # pragma: no cover - alerting not built in this checkout
-        return {}, {}, {}
+        return {}, {}, {}, set()
     finished = {rid for rid, p in plans.items() if p.run.status == FINISHED}
     ctx = al.group_context(all_hist, finished=finished)
     by_run, tags_by_run, firing = {}, {}, {}
@@ -510,8 +552,16 @@ def _alerts(ready: list[_Plan], hist: dict[str, RunHistory], curves: dict[str, d
         by_run[p.run.id] = a
         tags_by_run[p.run.id] = p.run.tags
         firing[p.run.id] = [f"{x.rule}: {x.message}" for x in a if x.firing]
+    ns = settings.notify_settings
+    stops: set[str] = set()
+    if ns is not None and ns.stop_runs:
+        for p in ready:
+            asked = str(p.run.tags.get(TAG_STOP, "")).strip().lower() in ("true", "1", "yes")
+            wanted = any(x.firing and x.rule in ns.stop_rules for x in by_run[p.run.id])
+            if wanted and p.run.active and not asked and not notify.silenced(p.run.tags, "stop"):
+                stops.add(p.run.id)
     if settings.dry_run:
-        return {}, {}, firing
+        return {}, {}, firing, stops
     outcome = notify.process_alerts(by_run, tags_by_run, settings.notify_settings)
     tags = {rid: o.tags for rid, o in outcome.items()}
     sent = {rid: o.sent for rid, o in outcome.items()}
@@ -520,7 +570,7 @@ def _alerts(ready: list[_Plan], hist: dict[str, RunHistory], curves: dict[str, d
         for x in alerts:
             if x.rule == al.ETA_TO_TARGET and x.value is not None:
                 tags[rid]["forecast.eta_step"] = str(int(x.value))
-    return tags, sent, firing
+    return tags, sent, firing, stops
 
 
 def _source_tags(p: _Plan, fc: RunForecast, curves: dict[str, RunForecast], h: RunHistory,
@@ -550,11 +600,27 @@ def _source_tags(p: _Plan, fc: RunForecast, curves: dict[str, RunForecast], h: R
     return tags
 
 
+def _request_stop(tracker: Tracker, r: RunInfo, outcome: RunOutcome, writes: _Counted) -> dict[str, str]:
+    """Ask the tracker to stop `r` (opt-in); the tag that records it, or {} so the next sync retries."""
+    try:
+        outcome.stop = tracker.stop_run(r)
+        writes.add()
+    except NotImplementedError as e:
+        outcome.stop = f"not stopped: {e}"
+        log.warning("%s: %s", r.label, outcome.stop)
+        return {}
+    except TrackerError as e:  # the forecast still gets written; the stop is retried next sync
+        outcome.stop = f"stop request failed (retried next sync): {e}"
+        log.warning("%s: %s", r.label, outcome.stop)
+        return {}
+    return {TAG_STOP: "true"}
+
+
 def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
                curves: dict[str, dict[str, RunForecast]], hist: dict[str, RunHistory],
                alert_tags: dict[str, dict[str, str]], alert_sent: dict[str, list], tag_only: list,
                cleanup: list[tuple[RunInfo, str]], outcomes: dict[str, RunOutcome], writes: _Counted,
-               progress: bool) -> None:
+               progress: bool, stops: set[str] | frozenset[str] = frozenset()) -> None:
     """Revisions in a thread pool (each: create -> tag -> delete old); stop at the first TrackerError."""
     from forecaster.plotting import forecast_png
 
@@ -586,6 +652,8 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
         try:
             cid = tracker.create_forecast(rev)
             writes.add()
+            if r.id in stops:
+                tags.update(_request_stop(tracker, r, outcomes[r.id], writes))
             try:
                 tracker.set_tags(r, {**tags, TAG_RUN_ID: cid})
                 writes.add()

@@ -20,7 +20,7 @@ log = logging.getLogger("forecaster.sync")
 
 _GENERIC = ("tracker", "tracking_uri", "experiment", "filter", "metric", "lr_key", "group_by", "law", "device",
             "target", "include_ended", "plots", "dry_run", "force", "lock_file", "lock_wait", "quiet", "seed",
-            "max_points", "workers")
+            "max_points", "workers", "stop_runs")
 # config-file [sync] names that differ from the option names (plural lists read naturally in TOML)
 _ALIASES = {"experiments": "experiment", "metrics": "metric", "lr_keys": "lr_key", "uri": "tracking_uri"}
 
@@ -64,6 +64,10 @@ def _adapter_options(f):
 @click.option("--law", default=None, help="Loss-curve law, or auto (choose per group by validation).")
 @click.option("--device", default=None, help="auto | cpu | cuda (default: $FORECASTER_DEVICE, else auto).")
 @click.option("--target", type=float, default=None, help="Target metric value: ETA tag and target alerts.")
+@click.option("--stop-runs", "stop_runs", is_flag=True, default=None,
+              help="Opt-in: when a will-not-beat-best or divergence alert fires on a running run, ask the "
+                   "tracker to stop it, once (W&B: stop request; MLflow cannot stop runs remotely: tags "
+                   "forecast.stop_requested=true). Also `stop_runs = true` in [alerts]. Never the default.")
 @click.option("--include-ended", "include_ended", is_flag=True, default=None,
               help="Also forecast finished/failed/killed runs that stopped before their planned end.")
 @click.option("--plots/--no-plots", "plots", default=None, help="Attach a PNG of real vs forecast (default on).")
@@ -77,6 +81,9 @@ def _adapter_options(f):
 @click.option("--seed", type=int, default=None, hidden=True)
 @click.option("--max-points", "max_points", type=int, default=None, hidden=True)
 @click.option("--workers", type=int, default=None, hidden=True)
+@click.option("--scaling/--no-scaling", "scaling", default=None,
+              help="Also fit each experiment's scaling law (N, D from run params; final or forecast loss) "
+                   "into a summary run; settings in the config file's [scaling] table (present: on).")
 @_adapter_options
 def sync(**kw: Any) -> None:
     """Read runs from a tracker, forecast each active run to its planned end, write the forecasts back.
@@ -152,13 +159,15 @@ def _run(kw: dict[str, Any]) -> int:
         if opts.get(opt.dest) is not None:
             adapter_kw[opt.dest] = opts[opt.dest]
     alert_settings = notify_settings = None
-    if "alerts" in data or opts.get("target") is not None:
+    if "alerts" in data or opts.get("target") is not None or opts.get("stop_runs"):
         from forecaster.notify import load_alert_config
 
         table = dict(data.get("alerts", {}))
         if opts.get("target") is not None:
             table["target"] = float(opts["target"])
         alert_settings, notify_settings = load_alert_config(table)
+        if opts.get("stop_runs"):
+            notify_settings.stop_runs = True
     settings = SyncSettings(
         metrics=tuple(opts.get("metric") or ("loss",)),
         lr_keys=tuple(opts.get("lr_key") or ("learning_rate", "lr")),
@@ -169,6 +178,12 @@ def _run(kw: dict[str, Any]) -> int:
         max_points=int(opts.get("max_points") or 500), workers=int(opts.get("workers") or 8),
         mapping=config_mod.ConfigMapping.from_table(data.get("config")),
         alert_settings=alert_settings, notify_settings=notify_settings)
+    scaling_table = data.get("scaling") or {}
+    if opts.get("scaling") or (opts.get("scaling") is None and "scaling" in data
+                               and scaling_table.get("enabled", True)):
+        from forecaster.scaling.sync import ScalingSettings
+
+        settings.scaling = ScalingSettings.from_table(scaling_table)
     experiments = sorted(opts.get("experiment") or ())
     scope = f"{name}|{opts.get('tracking_uri') or ''}|{','.join(experiments)}|{opts.get('filter_') or ''}"
     lock = opts.get("lock_file") or default_lock_path(scope)

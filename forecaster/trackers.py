@@ -10,6 +10,7 @@ this interface, Optuna-storage style: a handful of coarse calls, each a few requ
     create_forecast()    a new, complete forecast run (MLflow child run, W&B companion run)
     set_tags()           key-value annotations on a source run (MLflow tags, W&B summary)
     delete_forecast()    remove a superseded forecast run
+    stop_run()           optional, opt-in only (`forecast sync --stop-runs`): ask to stop a run
 
 The engine orders a revision as create -> set_tags (point ``forecast.run_id`` at the new run) ->
 delete old, so a crash at any point leaves one complete forecast that the tags name. Adapters
@@ -44,10 +45,12 @@ STATES = (RUNNING, FINISHED, FAILED, KILLED)
 # tag/summary keys the engine reads back from RunInfo.tags (the adapter must round-trip them)
 TAG_PREFIX = "forecast."
 TAG_KIND = "forecast.kind"  # on forecast runs: "forecast"
+KIND_SCALING = "scaling"  # forecast.kind of summary runs: the experiment's cross-run scaling-law fit
 TAG_SOURCE = "forecast.source"  # on forecast runs: the source run's id
 TAG_RUN_ID = "forecast.run_id"  # on source runs: the live forecast run
 TAG_INPUT = "forecast.input"  # on source runs: fingerprint of what the last forecast was made from
 KIND_FORECAST = "forecast"
+TAG_STOP = "forecast.stop_requested"  # on source runs: "true" once a stop was requested (asked once)
 
 
 class TrackerError(RuntimeError):
@@ -157,6 +160,26 @@ class ForecastRevision:
         return f"{metric}.p10", f"{metric}.p90"
 
 
+@dataclass
+class SummaryRevision:
+    """A complete summary run of one scope (experiment / project), e.g. its scaling-law fit.
+
+    Not a child of any run. ``tags`` must include ``forecast.kind`` (``kind``) and
+    ``forecast.input`` so that `list_runs` returns the run with them and the engine can tell it
+    apart from the user's runs and see whether it is current. ``params`` are fixed values (MLflow
+    params, W&B config), ``metrics`` single values, ``artifacts`` file name -> content.
+    """
+
+    scope: str
+    kind: str
+    input: str
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class TrackerOption:
     """A command-line option an adapter adds to `forecast sync` (passed to its constructor)."""
@@ -199,6 +222,23 @@ class Tracker(abc.ABC):
         """One line naming what is synced, free of secrets (for logs and the lock file name)."""
         return f"{self.name} {self.uri or ''} {','.join(self.experiments)}".strip()
 
+    # optional: summary runs of a whole scope (`forecast sync --scaling`); list_runs returns them
+    # as RunInfo with their forecast.kind tag, and the engine keeps them apart from source runs
+    @property
+    def supports_summaries(self) -> bool:
+        """True when the adapter implements `create_summary` and `delete_summary`."""
+        return type(self).create_summary is not Tracker.create_summary
+
+    def create_summary(self, revision: SummaryRevision) -> str:
+        """Write a complete, finished summary run in ``revision.scope``; return its id (optional)."""
+        raise InputError(f"summary runs (sync --scaling) are not supported by the "
+                         f"{self.name or type(self).__name__} tracker")
+
+    def delete_summary(self, summary: RunInfo) -> None:
+        """Delete a superseded summary run (absent already: no error) (optional)."""
+        raise InputError(f"summary runs (sync --scaling) are not supported by the "
+                         f"{self.name or type(self).__name__} tracker")
+
     @abc.abstractmethod
     def list_runs(self) -> list[RunInfo]:
         """Source runs in scope (forecast runs excluded, but attached to their source's `forecasts`)."""
@@ -226,6 +266,15 @@ class Tracker(abc.ABC):
     @abc.abstractmethod
     def delete_forecast(self, run: RunInfo, forecast_id: str) -> None:
         """Delete a superseded forecast run of `run` (absent already: no error)."""
+
+    def stop_run(self, run: RunInfo) -> str:
+        """Ask the tracker to stop a running run (opt-in only); return one line saying what was done.
+
+        Called only when the user opted in (``--stop-runs``) and a stop rule fires. Adapters that
+        can stop a run remotely request it (the run ends itself; its status is never written by
+        us); others may mark it. The default cannot: it raises NotImplementedError.
+        """
+        raise NotImplementedError(f"the {self.name or type(self).__name__} adapter cannot stop runs")
 
     def close(self) -> None:
         """Release clients and pools."""
@@ -271,7 +320,7 @@ def fingerprint(*parts: Any) -> str:
 
 __all__ = [
     "ENTRY_POINT_GROUP", "RUNNING", "FINISHED", "FAILED", "KILLED", "STATES", "TAG_PREFIX", "TAG_KIND",
-    "TAG_SOURCE", "TAG_RUN_ID", "TAG_INPUT", "KIND_FORECAST", "TrackerError", "RunGone", "Watermark",
+    "TAG_SOURCE", "TAG_RUN_ID", "TAG_INPUT", "TAG_STOP", "KIND_FORECAST", "TrackerError", "RunGone", "Watermark",
     "RunInfo", "Series", "clean_series", "ForecastRevision", "TrackerOption", "Tracker", "available",
     "load", "fingerprint",
 ]

@@ -233,6 +233,7 @@ class FakeRun:
     created_at: float = field(default_factory=time.time)
     heartbeat_at: float = field(default_factory=time.time)
     exit_code: int | None = None
+    stop_requests: int = 0  # stopRun calls (the real service flags the run; its client then exits)
 
     @property
     def id(self) -> str:
@@ -699,6 +700,11 @@ class _Root:
         return {"success": True, "clientMutationId": None}
 
     def stopRun(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: N802,A002
+        # only flags the run: its state changes when its own client exits, never by this call
+        run = next((r for r in self.s.runs.values() if r.id == input["id"]), None)
+        if run is None:
+            raise GraphQLError(f"run {input['id']} not found")
+        run.stop_requests += 1
         return {"success": True}
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from forecaster.errors import InputError
 from forecaster.trackers import (
-    FAILED, FINISHED, KILLED, KIND_FORECAST, RUNNING, TAG_KIND, TAG_SOURCE, ForecastRevision, RunGone,
+    FAILED, FINISHED, KILLED, KIND_FORECAST, RUNNING, TAG_KIND, TAG_SOURCE, TAG_STOP, ForecastRevision, RunGone,
     RunInfo, Series, Tracker, TrackerError, TrackerOption, Watermark, clean_series,
 )
 
@@ -143,7 +143,8 @@ class MlflowTracker(Tracker):
         """One paged search of the experiments (two when a user filter would hide forecast runs)."""
         runs = self._search(self.filter or "")
         if self.filter:
-            runs += self._search(f"tags.`{TAG_KIND}` = '{KIND_FORECAST}'")
+            # forecast and summary runs (any forecast.kind) would be hidden by the user's filter
+            runs += self._search(f"tags.`{TAG_KIND}` LIKE '%'")
         sources: dict[str, RunInfo] = {}
         children: list[tuple[str, str]] = []
         seen = set()
@@ -257,11 +258,68 @@ class MlflowTracker(Tracker):
                     if "No tag with name" not in str(e):
                         raise
 
+    def stop_run(self, run: RunInfo) -> str:
+        """MLflow cannot stop a run remotely: tag it ``forecast.stop_requested=true`` (status untouched).
+
+        The training loop (or a person) can poll the tag; setting the status to KILLED ourselves
+        would only hide a process that keeps training.
+        """
+        self.set_tags(run, {TAG_STOP: "true"})
+        msg = (f"MLflow cannot stop run {run.label} remotely: tagged {TAG_STOP}=true "
+               "(its status is left unchanged; stop the training process yourself)")
+        log.warning(msg)
+        return msg
+
     def delete_forecast(self, run: RunInfo, forecast_id: str) -> None:
         try:
             self._call(f"deleting forecast run {forecast_id}", self.client.delete_run, forecast_id)
         except RunGone:
             pass  # already gone: the goal state
+
+    def create_summary(self, revision: Any) -> str:
+        """A top-level run in the experiment: params, tags, step-0 metrics, artifacts, then FINISHED.
+
+        `revision` is a forecaster.trackers.SummaryRevision. On failure the unfinished run is
+        removed (best effort) and the error raised, so a listed summary run is always complete.
+        """
+        from mlflow.entities import Metric, Param
+
+        tags = {"mlflow.note.content": f"{revision.name}: written by forecaster sync; superseded revisions "
+                                       "are deleted.", **{k: _clip(v) for k, v in revision.tags.items()},
+                TAG_KIND: revision.kind, "forecast.input": revision.input}
+        run = self._call(f"creating the summary run of experiment {revision.scope}", self.client.create_run,
+                         revision.scope, tags=tags, run_name=revision.name)
+        rid = run.info.run_id
+        try:
+            now = int(time.time() * 1000)
+            params = [Param(k, _clip(v)[:500]) for k, v in revision.params.items()]
+            metrics = [Metric(k, float(v), now, 0) for k, v in revision.metrics.items() if np.isfinite(v)]
+            for i in range(0, max(len(params), len(metrics)), 100):
+                self._call(f"logging the summary of experiment {revision.scope}", self.client.log_batch, rid,
+                           metrics=metrics[i:i + 100], params=params[i:i + 100])
+            if revision.artifacts:
+                with tempfile.TemporaryDirectory() as tmp:
+                    for name, data in revision.artifacts.items():
+                        path = os.path.join(tmp, name)
+                        with open(path, "wb") as f:
+                            f.write(data)
+                        self._call(f"uploading {name} of experiment {revision.scope}", self.client.log_artifact,
+                                   rid, path)
+            self._call(f"finishing the summary run of experiment {revision.scope}", self.client.set_terminated,
+                       rid, "FINISHED")
+        except BaseException:
+            try:
+                self.client.delete_run(rid)
+            except Exception:  # noqa: BLE001 - the next sync removes an unfinished summary run
+                log.debug("could not remove the unfinished summary run %s", rid)
+            raise
+        return rid
+
+    def delete_summary(self, summary: RunInfo) -> None:
+        try:
+            self._call(f"deleting summary run {summary.id}", self.client.delete_run, summary.id)
+        except RunGone:
+            pass
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

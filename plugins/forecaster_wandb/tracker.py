@@ -43,6 +43,7 @@ from forecaster.trackers import (
     TAG_KIND,
     TAG_PREFIX,
     TAG_RUN_ID,
+    TAG_STOP,
     TAG_SOURCE,
     ForecastRevision,
     RunGone,
@@ -638,6 +639,27 @@ class WandbTracker(Tracker):
             upsertBucket(input: {id: $id, tags: $tags}) { bucket { id tags } }
         }"""
         wrun._service_api.execute_graphql(mutation, {"id": wrun.storage_id, "tags": new})
+
+    def stop_run(self, run: RunInfo) -> str:
+        """Ask W&B to stop the run (the stop request the UI's Stop button sends); the client exits it.
+
+        W&B flags the run and the training process's wandb client stops it at its next heartbeat;
+        we never write the run's state. Offline runs have no server to ask: only the annotation
+        ``forecast.stop_requested`` is written (by the engine), and a line says so.
+        """
+        if self.offline:
+            return (f"offline W&B run {run.label} cannot be stopped remotely: annotated {TAG_STOP}=true "
+                    "(stop the training process yourself)")
+        wrun = self._get_run(f"{run.scope}/{run.id}")
+        if wrun is None:
+            raise RunGone(f"run {run.label} was deleted during the sync")
+        try:
+            wrun.stop()
+        except Exception as err:  # noqa: BLE001
+            if _is_gone(err):
+                raise RunGone(f"run {run.label} was deleted during the sync") from None
+            raise _tracker_error(err, f"stopping run {run.label}") from None
+        return f"asked W&B to stop run {run.label}"
 
     def delete_forecast(self, run: RunInfo, forecast_id: str) -> None:
         if self.offline:
