@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from forecaster.batch import Features
@@ -73,6 +72,64 @@ def _jacobian(fn, x: torch.Tensor, h: float, cols: int | None = None, r0=None) -
         xj[:, j] += h
         out.append((fn(xj) - r0) / h)
     return torch.stack(out, -1)
+
+
+def _blocks(J: torch.Tensor, w: torch.Tensor, local: list[int], M: int, P: int):
+    """Blocks of J'WJ for group columns (p) and per-member deviation columns (pl each)."""
+    B, _, p = J.shape
+    Jm = J.reshape(B, M, P, p)
+    JW = Jm * w.reshape(B, M, P, 1)
+    Hgg = torch.einsum("bmti,bmtj->bij", JW, Jm)
+    if not local:
+        return Hgg, None, None, Jm, JW
+    Jl = Jm[..., local]
+    Hgd = torch.einsum("bmti,bmtj->bmij", JW, Jl)  # (B, M, p, pl)
+    Hdd = torch.einsum("bmti,bmtj->bmij", JW[..., local], Jl)  # (B, M, pl, pl)
+    return Hgg, Hgd, Hdd, Jm, JW
+
+
+def _lm_step(J, r, w, x, prior, mu, pen_w, prior_w, local, M, P) -> torch.Tensor:
+    """One damped Gauss-Newton step of every group, exploiting the block structure."""
+    B, _, p = J.shape
+    Hgg, Hgd, Hdd, Jm, JW = _blocks(J, w, local, M, P)
+    rm = r.reshape(B, M, P)
+    grad = pen_w * x + prior_w * (x - prior)
+    gg = torch.einsum("bmti,bmt->bi", JW, rm) + grad[:, :p]
+    Hgg = Hgg + torch.diag_embed(pen_w[:p] + prior_w).expand(B, p, p)
+    Hgg = Hgg + mu[:, None, None] * torch.diag_embed(torch.diagonal(Hgg, dim1=1, dim2=2) + 1e-12)
+    eye_p = torch.eye(p, dtype=J.dtype, device=J.device)
+    if not local:
+        return torch.linalg.solve(Hgg + 1e-12 * eye_p, -gg.unsqueeze(-1)).squeeze(-1)
+    pl = len(local)
+    gd = torch.einsum("bmti,bmt->bmi", JW[..., local], rm) + grad[:, p:].reshape(B, M, pl)
+    Hdd = Hdd + torch.diag_embed(pen_w[p:].reshape(M, pl) + prior_w).expand(B, M, pl, pl)
+    Hdd = Hdd + mu[:, None, None, None] * torch.diag_embed(torch.diagonal(Hdd, dim1=2, dim2=3) + 1e-12)
+    Hdd_inv = torch.linalg.inv(Hdd + 1e-12 * torch.eye(pl, dtype=J.dtype, device=J.device))
+    K = Hgd @ Hdd_inv  # (B, M, p, pl)
+    schur = Hgg - (K @ Hgd.transpose(-1, -2)).sum(1)
+    rhs = -gg + (K @ gd.unsqueeze(-1)).squeeze(-1).sum(1)
+    dg = torch.linalg.solve(schur + 1e-12 * eye_p, rhs.unsqueeze(-1)).squeeze(-1)
+    dd = (Hdd_inv @ (-gd - (Hgd.transpose(-1, -2) @ dg[:, None, :, None]).squeeze(-1)).unsqueeze(-1)).squeeze(-1)
+    return torch.cat([dg, dd.reshape(B, M * pl)], -1)
+
+
+def _dense_info(J: torch.Tensor, local: list[int], M: int, P: int) -> torch.Tensor:
+    """The full J'J over group and deviation columns, from its blocks (for the covariance)."""
+    B, _, p = J.shape
+    Hgg, Hgd, Hdd, _, _ = _blocks(J, torch.ones(B, M * P, dtype=J.dtype, device=J.device), local, M, P)
+    if not local:
+        return Hgg
+    pl = len(local)
+    q = p + M * pl
+    info = torch.zeros(B, q, q, dtype=J.dtype, device=J.device)
+    info[:, :p, :p] = Hgg
+    info[:, :p, p:] = Hgd.permute(0, 2, 1, 3).reshape(B, p, M * pl)
+    info[:, p:, :p] = info[:, :p, p:].transpose(1, 2)
+    idx = torch.arange(M, device=J.device)
+    blocks = torch.zeros(B, M, pl, M, pl, dtype=J.dtype, device=J.device)
+    blocks[:, idx, :, idx, :] = Hdd.permute(1, 0, 2, 3)
+    info[:, p:, p:] = blocks.reshape(B, M * pl, M * pl)
+    return info
 
 
 def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
@@ -170,24 +227,13 @@ def fit_groups(
             sel = (keep[:, None] * M + torch.arange(M, device=dev)).reshape(-1)
             fB, logyB, maskB, maskF = fB.rows(sel), logyB[sel], maskB[sel], maskF[sel]
             B, S = G, 1
-        # Jacobian of the data residuals: group-level columns by forward differences; a member's
-        # deviation column equals the group column restricted to that member's rows
+        # Jacobian of the data residuals in the group-level columns, by forward differences; a
+        # member's deviation column is the same column restricted to its rows, so the normal
+        # equations are assembled block by block and solved through the Schur complement of the
+        # block-diagonal deviation part: cost grows linearly with the group size, not cubically
         Jg = _jacobian(resid, x, h, cols=p, r0=r)  # (B, M*P, p)
-        if local:
-            Jl = Jg[..., local].reshape(B, M, P, len(local))
-            Jd = torch.zeros(B, M, P, M, len(local), dtype=dt, device=dev)
-            idx = torch.arange(M, device=dev)
-            Jd[:, idx, :, idx, :] = Jl.permute(1, 0, 2, 3)
-            J = torch.cat([Jg, Jd.reshape(B, M * P, M * len(local))], -1)
-        else:
-            J = Jg
         wts = torch.where(r.abs() <= delta, torch.ones_like(r), delta / r.abs().clamp_min(1e-300))
-        JtW = J.transpose(1, 2) * wts.unsqueeze(1)
-        H = JtW @ J + torch.diag_embed(pen_w + prior_w).expand(B, q, q)
-        g = (JtW @ r.unsqueeze(-1)).squeeze(-1) + pen_w * x + prior_w * (x - prior)
-        Hd = torch.diagonal(H, dim1=1, dim2=2)
-        A = H + mu[:, None, None] * torch.diag_embed(Hd + 1e-12)
-        step = torch.linalg.solve(A + 1e-12 * eye, -g.unsqueeze(-1)).squeeze(-1)
+        step = _lm_step(Jg, r, wts, x, prior, mu, pen_w, prior_w, local, M, P)
         step = torch.nan_to_num(step).clamp(-5.0, 5.0)
         xn = x + step
         rn = resid(xn)
@@ -215,8 +261,8 @@ def fit_groups(
     absr = torch.where(maskG, r.abs(), torch.nan)
     sigma = (1.4826 * torch.nanmedian(absr, dim=1).values).nan_to_num(1e-3).clamp_min(1e-5)
     G_idx = torch.arange(G, device=dev)
-    J = _jacobian(resid, x.repeat_interleave(S, 0), h)[G_idx * S]  # resid is laid out per start
-    info = J.transpose(1, 2) @ J / sigma[:, None, None] ** 2
+    Jg = _jacobian(resid, x.repeat_interleave(S, 0), h, cols=p)[G_idx * S]  # resid is laid out per start
+    info = _dense_info(Jg, local, M, P) / sigma[:, None, None] ** 2
     b = sigma / 2**0.5
     info = info + torch.diag_embed(pen_w / (delta * b[:, None]) + 1.0 / prior_sd**2)
     cov = torch.linalg.inv(info + 1e-12 * eye)
