@@ -29,8 +29,8 @@ NAMES = ["cosine_24000", "constant_24000", "wsdcon_9", "constant_72000", "cosine
 METHODS = {
     "ours (auto)": dict(law="auto"),
     "ours (momentum)": dict(law="momentum"),
-    "momentum, shared (authors)": dict(law="momentum", pool=1e8),
-    "multipower, shared (authors)": dict(law="multipower", pool=1e8),
+    "momentum shared (authors)": dict(law="momentum", pool=1e8),
+    "multipower shared (authors)": dict(law="multipower", pool=1e8),
 }
 
 
