@@ -20,6 +20,9 @@ Sections (all optional)::
     "forecast.schedule" = "wsd(peak=3e-4, warmup=500, total=20000, decay=0.2)"
 
     [alerts]                    # alert rules and webhooks (see forecaster.notify.load_alert_config)
+
+    [scaling]                   # sync --scaling: law, size/token param names, planned runs
+                                # (see forecaster.scaling.sync.ScalingSettings)
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SECTIONS = ("sync", "tracker", "config", "alerts")
+SECTIONS = ("sync", "tracker", "config", "alerts", "scaling")
 
 
 def load(path: str | Path) -> dict[str, Any]:
