@@ -126,7 +126,9 @@ class Forecaster:
         """Fit one law to `groups` (member indices into plan.rows) of `hist`."""
         rows = sorted({plan.rows[m] for g in groups for m in g})
         pos = {r: k for k, r in enumerate(rows)}
-        pts = [_fit_points(hist[r], self.max_points) for r in rows]
+        law = laws.get(law_name)
+        # a law whose evaluation is costly (the multi-power double sum) is fitted on fewer points
+        pts = [_fit_points(hist[r], min(self.max_points, law.max_points or self.max_points)) for r in rows]
         feats = build_features([hist[r] for r in rows], [p[0] for p in pts], warmup=self.warmup,
                                device=self.device_)
         P = feats.t.shape[1]
@@ -137,7 +139,7 @@ class Forecaster:
         members = torch.full((len(groups), M), -1, dtype=torch.long, device=self.device_)
         for gi, g in enumerate(groups):
             members[gi, : len(g)] = torch.as_tensor([pos[plan.rows[m]] for m in g])
-        fit = fit_groups(laws.get(law_name), feats, y, members, pool=self.pool)
+        fit = fit_groups(law, feats, y, members, pool=self.pool)
         return fit, rows
 
     def _select(self, plan: _Plan) -> dict[int, str]:

@@ -47,6 +47,8 @@ class Law:
     # others: used to draw the gain when no run of a group has decayed its LR (laws.md 1.3)
     amplitude: ClassVar[str | None] = None
     shape_prior: ClassVar[dict[str, float]] = {}
+    # most observed points per run to fit on (equal-count bin means beyond): None for no cap
+    max_points: ClassVar[int | None] = None
 
     def natural(self, u: torch.Tensor) -> torch.Tensor:
         """Unconstrained (..., p) -> natural parameters (..., p)."""

@@ -20,6 +20,7 @@ class MultiPowerLaw(Law):
     annealing = ("B", "C", "beta", "gamma")
     amplitude = "B"
     shape_prior = _PRIOR
+    max_points = 128
 
     def natural(self, u: torch.Tensor) -> torch.Tensor:
         pos = torch.exp(u[..., :5])
