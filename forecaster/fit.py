@@ -95,14 +95,14 @@ def _lm_step(J, r, w, x, prior, mu, pen_w, prior_w, local, M, P) -> torch.Tensor
     rm = r.reshape(B, M, P)
     grad = pen_w * x + prior_w * (x - prior)
     gg = torch.einsum("bmti,bmt->bi", JW, rm) + grad[:, :p]
-    Hgg = Hgg + torch.diag_embed(pen_w[:p] + prior_w).expand(B, p, p)
+    Hgg = Hgg + torch.diag_embed(pen_w[:, :p] + prior_w)
     Hgg = Hgg + mu[:, None, None] * torch.diag_embed(torch.diagonal(Hgg, dim1=1, dim2=2) + 1e-12)
     eye_p = torch.eye(p, dtype=J.dtype, device=J.device)
     if not local:
         return torch.linalg.solve(Hgg + 1e-12 * eye_p, -gg.unsqueeze(-1)).squeeze(-1)
     pl = len(local)
     gd = torch.einsum("bmti,bmt->bmi", JW[..., local], rm) + grad[:, p:].reshape(B, M, pl)
-    Hdd = Hdd + torch.diag_embed(pen_w[p:].reshape(M, pl) + prior_w).expand(B, M, pl, pl)
+    Hdd = Hdd + torch.diag_embed(pen_w[:, p:].reshape(B, M, pl) + prior_w)
     Hdd = Hdd + mu[:, None, None, None] * torch.diag_embed(torch.diagonal(Hdd, dim1=2, dim2=3) + 1e-12)
     Hdd_inv = torch.linalg.inv(Hdd + 1e-12 * torch.eye(pl, dtype=J.dtype, device=J.device))
     K = Hgd @ Hdd_inv  # (B, M, p, pl)
@@ -197,8 +197,14 @@ def fit_groups(
     maskB = mask.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     P = logyB.shape[-1]
     maskF = maskB.to(dt)
-    pen_w = torch.zeros(q, dtype=dt, device=dev)
-    pen_w[p:] = pool
+    # the deviation penalty keeps its meaning whatever the noise: in the Huber objective's L1
+    # regime a point weighs about delta/noise, so the penalty grows with the group's noise
+    ly = torch.where(mask, logy, torch.nan).reshape(G, M, -1)
+    step_noise = (ly[..., 1:] - ly[..., :-1]).abs()
+    noise = torch.nanmedian(step_noise.reshape(G, -1), dim=1).values.nan_to_num(delta) * 1.4826 / 2**0.5
+    pen_w = torch.zeros(G, q, dtype=dt, device=dev)
+    pen_w[:, p:] = pool * (noise.clamp_min(delta) / delta)[:, None]
+    pen_w = pen_w.repeat_interleave(S, 0)
     # a prior's weight in Huber units (L1 regime at a nominal 1% noise) only breaks ties
     prior_w = delta * 1e-2 / prior_sd**2
 
@@ -223,7 +229,7 @@ def fit_groups(
         if it == PRUNE_AT and S > 1:
             # multi-start pays off early: after a few steps only each group's best start goes on
             keep = torch.arange(G, device=dev) * S + cost.reshape(G, S).argmin(1)
-            x, r, cost, mu, done, prior = (t[keep] for t in (x, r, cost, mu, done, prior))
+            x, r, cost, mu, done, prior, pen_w = (t[keep] for t in (x, r, cost, mu, done, prior, pen_w))
             sel = (keep[:, None] * M + torch.arange(M, device=dev)).reshape(-1)
             fB, logyB, maskB, maskF = fB.rows(sel), logyB[sel], maskB[sel], maskF[sel]
             B, S = G, 1
@@ -252,8 +258,7 @@ def fit_groups(
     cost = cost.reshape(G, S)
     best = cost.argmin(1)
     pick = torch.arange(G, device=dev) * S + best
-    x = x[pick]
-    r = r[pick]
+    x, r, pen_w = x[pick], r[pick], pen_w[pick]
     maskG = maskB.reshape(B, M * P)[pick]
     n = maskG.sum(-1)
     # Laplace covariance at the chosen optimum, with a robust (MAD) residual scale; data precision
