@@ -116,7 +116,17 @@ def test_second_sync_writes_nothing_and_a_revision_replaces_the_summary(scaled) 
     client, exp, uri, ids = scaled["client"], scaled["exp"], scaled["uri"], scaled["ids"]
     (first,) = _summaries(client, exp)
     n_all = len(client.search_runs([exp], run_view_type=ViewType.ALL))
+    # a summary run left over by a sync that stopped between create and delete goes; nothing else is written
+    stale = client.create_run(exp, tags={"forecast.kind": "scaling", "forecast.input": "old"}).info.run_id
+    client.set_terminated(stale, "FINISHED")
     t = trackers.load("mlflow")(uri=uri, experiments=["sync-scaling"])
+    with t:
+        rep = sync(t, _settings(), progress=False)
+    assert rep.writes == 1 and [o.action for o in rep.scaling] == ["unchanged"]
+    assert client.get_run(stale).info.lifecycle_stage == "deleted"
+    n_all = len(client.search_runs([exp], run_view_type=ViewType.ALL))
+    # a user filter that hides the summary run: it is still found (second search), nothing is written
+    t = trackers.load("mlflow")(uri=uri, experiments=["sync-scaling"], filter="params.n_params LIKE '%'")
     with t:
         rep = sync(t, _settings(), progress=False)
     assert rep.writes == 0 and [o.action for o in rep.scaling] == ["unchanged"]
