@@ -126,3 +126,21 @@ def test_cli_early_stop_json(tmp_path):
     assert out["forecaster_calls"] < out["forecasts"] or out["forecasts"] <= len(out["checkpoints"])
     bad = CliRunner().invoke(main, ["backtest", "--early-stop", "--input", str(tmp_path / "nope.csv")])
     assert bad.exit_code == 2 and "error:" in bad.output
+
+
+def test_local_calibration_sees_late_bloomers_among_similar_forecasts() -> None:
+    from types import SimpleNamespace
+
+    from forecaster.earlystop import local_prob_below, local_quantiles
+
+    rng = np.random.default_rng(0)
+    good = np.log(0.5) + 0.01 * rng.standard_normal(100)  # forecast 0.5, ended there
+    bad_f = np.log(1.0) + 0.01 * rng.standard_normal(50)  # forecast 1.0: 10 ended at 0.5 anyway
+    bad_y = np.where(np.arange(50) < 10, np.log(0.5), bad_f)
+    cal = np.c_[np.r_[good, bad_f], np.r_[good + 0.01 * rng.standard_normal(100), bad_y]]
+    f = SimpleNamespace(final=1.0)
+    local = local_prob_below(f, 0.55, cal, 50)
+    pooled = local_prob_below(f, 0.55, cal, len(cal))  # all siblings: their errors are mostly ~0
+    assert 0.12 < local < 0.3 and pooled < 0.1
+    lo, hi = local_quantiles(f, [0.05, 0.95], cal, 50)
+    assert lo < 0.6 and 0.95 < hi < 1.1
