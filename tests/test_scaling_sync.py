@@ -131,6 +131,12 @@ def test_second_sync_writes_nothing_and_a_revision_replaces_the_summary(scaled) 
         rep = sync(t, _settings(), progress=False)
     assert rep.writes == 0 and [o.action for o in rep.scaling] == ["unchanged"]
     assert len(client.search_runs([exp], run_view_type=ViewType.ALL)) == n_all
+    t = trackers.load("mlflow")(uri=uri, experiments=["sync-scaling"])
+    with t:  # --dry-run --force: fitted and reported, never written
+        rep = sync(t, SyncSettings(law=LAW, scaling=ScalingSettings.from_table(TABLE), dry_run=True, force=True),
+                   progress=False)
+    assert rep.writes == 0 and [o.action for o in rep.scaling] == ["would fit"]
+    assert len(client.search_runs([exp], run_view_type=ViewType.ALL)) == n_all
 
     # a running run finishes: its point changes, the summary is replaced (new one first, then old deleted)
     from mlflow.entities import Metric
