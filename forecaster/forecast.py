@@ -160,20 +160,29 @@ class Forecaster:
             cut_hist[r] = RunHistory(h.run, h.steps[:k], h.values[:k], group=h.group, lr_steps=h.lr_steps,
                                      lr_values=h.lr_values, schedule=h.schedule, horizon=h.steps[k:],
                                      size=h.size, metric=h.metric)
+        # a lone run cannot tell one annealing law from another (its own prefix rarely shows the
+        # decay it will see), so only groups of siblings with something held back are contested
+        contested = [g for g, members in enumerate(plan.groups)
+                     if len(members) > 1 and any(plan.rows[m] in held for m in members)]
         scores = np.full((len(plan.groups), len(plan.candidates)), np.inf)
-        for c, name in enumerate(plan.candidates):
-            fit, rows = self._fit(name, plan, plan.groups, cut_hist)
-            for gi, g in enumerate(plan.groups):
-                errs = []
-                for mi, m in enumerate(g):
-                    r = plan.rows[m]
-                    if r not in held:
-                        continue
-                    pred = _predict_rows(fit, rows, gi, mi, [cut_hist[r]], held[r][0], self)
-                    errs.append(np.mean(np.abs(np.log(pred) - np.log(held[r][1]))))
-                    self.validation_.setdefault(r, {})[name] = float(errs[-1])
-                score = np.mean(errs) if errs else float(fit.cost[gi])
-                scores[gi, c] = score if np.isfinite(score) else np.inf
+        scores[:, 0] = 0.0
+        for c, name in enumerate(plan.candidates if contested else []):
+            fit, rows = self._fit(name, plan, [plan.groups[g] for g in contested], cut_hist)
+            targets = [(k, mi, plan.rows[m]) for k, g in enumerate(contested)
+                       for mi, m in enumerate(plan.groups[g]) if plan.rows[m] in held]
+            feats = build_features([cut_hist[r] for _, _, r in targets], [held[r][0] for _, _, r in targets],
+                                   warmup=self.warmup, device=self.device_)
+            gi = torch.as_tensor([k for k, _, _ in targets], device=self.device_)
+            mi = torch.as_tensor([m for _, m, _ in targets], device=self.device_)
+            pred = fit.law.predict(fit.law.natural(fit.run_params()[gi, mi]), feats).cpu().numpy()
+            errs: dict[int, list[float]] = {}
+            for j, (k, _, r) in enumerate(targets):
+                n = len(held[r][1])
+                e = float(np.mean(np.abs(np.log(np.clip(pred[j, :n], 1e-12, None)) - np.log(held[r][1]))))
+                self.validation_.setdefault(r, {})[name] = e
+                errs.setdefault(contested[k], []).append(e)
+            for g, e in errs.items():
+                scores[g, c] = np.mean(e) if np.all(np.isfinite(e)) else np.inf
         return {g: plan.candidates[_prefer_simple(scores[g])] for g in range(len(plan.groups))}
 
     # -- forecasting -------------------------------------------------------------------------
@@ -201,11 +210,3 @@ def _prefer_simple(scores: np.ndarray) -> int:
         if scores[c] < SIMPLER_MARGIN * scores[best]:
             best = c
     return best
-
-
-def _predict_rows(fit: GroupFit, rows, gi: int, mi: int, hist: list[RunHistory], steps: np.ndarray, fc) -> np.ndarray:
-    """Point prediction of one fitted member at `steps`."""
-    feats = build_features(hist, [steps], warmup=fc.warmup, device=fc.device_)
-    u = fit.run_params()[gi, mi]
-    theta = fit.law.natural(u).unsqueeze(0)
-    return fit.law.predict(theta, feats)[0, : len(steps)].cpu().numpy()
