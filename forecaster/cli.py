@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 import click
@@ -34,14 +33,6 @@ def main() -> None:
 
 for _entry in _COMMANDS:
     _module, _attr = _entry.split(":")
-    if importlib.util.find_spec(_module.rsplit(".", 1)[0]) is None:
-        continue
-    try:
-        spec = importlib.util.find_spec(_module)
-    except ModuleNotFoundError:
-        spec = None
-    if spec is None:  # not built yet in this checkout
-        continue
     main.add_command(getattr(importlib.import_module(_module), _attr))
 
 
