@@ -197,13 +197,8 @@ def fit_groups(
     maskB = mask.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     P = logyB.shape[-1]
     maskF = maskB.to(dt)
-    # the deviation penalty keeps its meaning whatever the noise: in the Huber objective's L1
-    # regime a point weighs about delta/noise, so the penalty grows with the group's noise
-    ly = torch.where(mask, logy, torch.nan).reshape(G, M, -1)
-    step_noise = (ly[..., 1:] - ly[..., :-1]).abs()
-    noise = torch.nanmedian(step_noise.reshape(G, -1), dim=1).values.nan_to_num(delta) * 1.4826 / 2**0.5
     pen_w = torch.zeros(G, q, dtype=dt, device=dev)
-    pen_w[:, p:] = pool * (noise.clamp_min(delta) / delta)[:, None]
+    pen_w[:, p:] = pool
     pen_w = pen_w.repeat_interleave(S, 0)
     # a prior's weight in Huber units (L1 regime at a nominal 1% noise) only breaks ties
     prior_w = delta * 1e-2 / prior_sd**2
