@@ -95,7 +95,9 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     z = torch.distributions.Normal(0.0, 1.0).icdf(levels)
     # parameter spread from the draws' own quantiles: a few wild draws of a weakly determined
     # parameter must not blow up the band the way they would blow up a variance
-    q_lo, q_hi = torch.quantile(samples, levels, dim=0)
+    n_draws = samples.shape[0]
+    q_lo = samples.kthvalue(max(1, int(round(fc.quantiles[0] * n_draws))), dim=0).values
+    q_hi = samples.kthvalue(max(1, int(round(fc.quantiles[2] * n_draws))), dim=0).values
     sd = torch.sqrt(((q_hi - q_lo) / (z[1] - z[0])) ** 2 + spread**2)
     qs = torch.exp(torch.log(point)[None] + z[:, None, None] * sd[None])
     if bool(unknown.any()):

@@ -90,9 +90,9 @@ def _blocks(lr: np.ndarray, s1: np.ndarray, max_blocks: int) -> tuple[np.ndarray
         # equal-width step ranges over the span of changes; empty ranges disappear
         edges = np.linspace(idx[0], idx[-1] + 1, max_blocks + 1)
         which = np.clip(np.searchsorted(edges, idx, side="right") - 1, 0, max_blocks - 1)
-        starts = np.array([idx[which == b][0] for b in np.unique(which)])
-        ends = np.array([idx[which == b][-1] for b in np.unique(which)])
-        drop = np.add.reduceat(d[idx], np.searchsorted(idx, starts))
+        first = np.r_[0, np.nonzero(np.diff(which))[0] + 1]  # `which` is sorted: runs of a block
+        starts, ends = idx[first], idx[np.r_[first[1:] - 1, len(idx) - 1]]
+        drop = np.add.reduceat(d[idx], first)
     else:
         starts = ends = idx
         drop = d[idx]

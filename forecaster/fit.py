@@ -203,6 +203,18 @@ def fit_groups(
     # a prior's weight in Huber units (L1 regime at a nominal 1% noise) only breaks ties
     prior_w = delta * 1e-2 / prior_sd**2
 
+    def jac(xb: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
+        """d residual / d group parameters (B, M*P, p): the law's own derivative when it has one."""
+        if not law.has_jacobian:
+            return _jacobian(resid, xb, h, cols=p, r0=r0)
+        u = _expand(xb, law, local, M).reshape(-1, p)
+        theta = law.natural(u)
+        pred = law.predict(theta, fB)
+        dpred = law.jacobian(theta, fB)  # (B*M, P, p), w.r.t. the unconstrained parameters
+        ok = (pred > 0) & maskB
+        jr = torch.where(ok.unsqueeze(-1), dpred / pred.clamp_min(1e-12).unsqueeze(-1), 0.0)
+        return jr.reshape(B, M * P, p)
+
     def resid(xb: torch.Tensor) -> torch.Tensor:
         u = _expand(xb, law, local, M).reshape(-1, p)
         pred = law.predict(law.natural(u), fB)
@@ -232,7 +244,7 @@ def fit_groups(
         # member's deviation column is the same column restricted to its rows, so the normal
         # equations are assembled block by block and solved through the Schur complement of the
         # block-diagonal deviation part: cost grows linearly with the group size, not cubically
-        Jg = _jacobian(resid, x, h, cols=p, r0=r)  # (B, M*P, p)
+        Jg = jac(x, r)  # (B, M*P, p)
         wts = torch.where(r.abs() <= delta, torch.ones_like(r), delta / r.abs().clamp_min(1e-300))
         step = _lm_step(Jg, r, wts, x, prior, mu, pen_w, prior_w, local, M, P)
         step = torch.nan_to_num(step).clamp(-5.0, 5.0)
@@ -261,7 +273,8 @@ def fit_groups(
     absr = torch.where(maskG, r.abs(), torch.nan)
     sigma = (1.4826 * torch.nanmedian(absr, dim=1).values).nan_to_num(1e-3).clamp_min(1e-5)
     G_idx = torch.arange(G, device=dev)
-    Jg = _jacobian(resid, x.repeat_interleave(S, 0), h, cols=p)[G_idx * S]  # resid is laid out per start
+    xs = x.repeat_interleave(S, 0)  # resid is laid out per start
+    Jg = jac(xs, resid(xs))[G_idx * S]
     info = _dense_info(Jg, local, M, P) / sigma[:, None, None] ** 2
     b = sigma / 2**0.5
     info = info + torch.diag_embed(pen_w / (delta * b[:, None]) + 1.0 / prior_sd**2)

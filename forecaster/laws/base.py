@@ -62,6 +62,14 @@ class Law:
         """Metric at every point of every run: theta (R, p) -> (R, P), linear scale, positive."""
         raise NotImplementedError
 
+    @property
+    def has_jacobian(self) -> bool:
+        return type(self).jacobian is not Law.jacobian
+
+    def jacobian(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
+        """d predict / d unconstrained parameters (R, P, p); laws without one get forward differences."""
+        raise NotImplementedError
+
     def starts(self, f: Features, y: torch.Tensor) -> torch.Tensor:
         """Starting points (R, S, p) in natural parameters from observed values y (R, P)."""
         raise NotImplementedError

@@ -27,6 +27,11 @@ class MomentumLaw(Law):
         L0, A, alpha, C = theta.unbind(-1)
         return L0[:, None] + A[:, None] * torch.exp(-alpha[:, None] * f.log_s1) - C[:, None] * f.s2
 
+    def jacobian(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
+        L0, A, alpha, C = (v[:, None] for v in theta.unbind(-1))
+        power = A * torch.exp(-alpha * f.log_s1)  # parameters are exp(u): d/du = value * d/dvalue
+        return torch.stack([L0.expand_as(power), power, -alpha * f.log_s1 * power, -C * f.s2], -1)
+
     def starts(self, f: Features, y: torch.Tensor, n: int = 3) -> torch.Tensor:
         grid = torch.exp(torch.linspace(-3.5, 0.7, 24, dtype=y.dtype, device=y.device))
         alphas, c = grid_starts(
