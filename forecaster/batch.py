@@ -35,6 +35,7 @@ class Features:
     eta_k: torch.Tensor  # (R, K) LR at the end of each block
     s1_k: torch.Tensor  # (R, K) forward area before each block starts
     peak: torch.Tensor  # (R,) peak LR
+    log_n: torch.Tensor  # (R,) log model size where known (RunHistory.size), else 0
     has_lr: torch.Tensor  # (R,) bool
 
     def rows(self, index: torch.Tensor) -> "Features":
@@ -161,4 +162,5 @@ def build_features(
     return Features(
         t=tt(t), lr=tt(lr_at), s1=tt(s1), log_s1=tt(np.log(s1)), s2=tt(s2), mask=tt(mask, torch.bool),
         drop=tt(drop), eta_k=tt(eta_k), s1_k=tt(s1_k), peak=tt(peak), has_lr=tt(has_lr, torch.bool),
+        log_n=tt([np.log(h.size) if h.size and h.size > 0 else 0.0 for h in histories]),
     )

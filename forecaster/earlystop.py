@@ -55,6 +55,11 @@ class EarlyStopSettings:
     neighbours: int = 50
     patience: int = 5  # patience rule: stop after this many checks without a new best value
     startup_trials: int = 5  # Optuna pruners' n_startup_trials (median), same warm-up as ours
+    # context: each running run is fitted jointly with (partially pooled towards) this many most
+    # recent finished siblings, complete histories without a horizon; 0 = its own prefix only
+    context: int = 20
+    pool: float | None = None  # Forecaster's deviation penalty; None = the core's default
+    max_rounds: int = 30  # replay rounds allowed for contexts to agree with the decisions
     law: str = "auto"
     device: str | None = None
     seed: int = 0
@@ -117,29 +122,57 @@ def _prefix(h: RunHistory, k: int, group: str) -> RunHistory:
                       schedule=h.schedule, horizon=h.steps[-1:], size=h.size, metric=h.metric)
 
 
+def _context(h: RunHistory, group: str) -> RunHistory:
+    """A finished sibling as fit-only context: its complete history, no horizon (not forecast)."""
+    return RunHistory(h.run, h.steps, h.values, group=group, lr_steps=h.lr_steps, lr_values=h.lr_values,
+                      schedule=h.schedule, horizon=None, size=h.size, metric=h.metric)
+
+
+def contexts(groups: dict[str, list[_Run]], stops: dict[str, int], cap: int) -> dict[str, tuple[str, ...]]:
+    """Per run, the `cap` most recent earlier runs of its group that finished (were not stopped)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for runs in groups.values():
+        done: list[str] = []
+        for r in runs:
+            out[r.history.run] = tuple(done[-cap:]) if cap > 0 else ()
+            if r.history.run not in stops:
+                done.append(r.history.run)
+    return out
+
+
 def forecast_checkpoints(runs: dict[str, _Run], need: set[tuple[str, int]], grid: dict[str, list[int]],
-                         s: EarlyStopSettings, out: dict[tuple[str, int], RunForecast],
+                         s: EarlyStopSettings, out: dict[tuple[str, int, tuple[str, ...]], RunForecast],
+                         ctx: dict[str, tuple[str, ...]] | None = None,
                          progress: Callable[[str], None] | None = None) -> None:
     """Forecast the (run, points) prefixes in `need`: one batched Forecaster call per checkpoint index.
 
-    Each prefix is its own fitting group (no run sees another run's future); runs keep their
-    planned LR, so schedule-aware laws know what annealing lies ahead.
+    Each prefix is its own fitting group together with its finished siblings `ctx[run]` (complete
+    histories, fit-only), so it borrows their curve shape through partial pooling but no run sees
+    another run's future. Runs keep their planned LR, so schedule-aware laws know what annealing
+    lies ahead. Results land in `out` under (run, points, context).
     """
     from forecaster.forecast import Forecaster
 
+    ctx = ctx or {}
     by_c: dict[int, list[tuple[_Run, int]]] = {}
     for run, k in sorted(need):
         by_c.setdefault(grid[run].index(k), []).append((runs[run], k))
+    kw = {} if s.pool is None else {"pool": s.pool}
     for c in sorted(by_c):
         batch = by_c[c]
         t0 = time.perf_counter()
-        hs = [_prefix(r.history, k, f"{r.history.group}\x1f{r.history.run}\x1f{c}") for r, k in batch]
-        fcs = Forecaster(law=s.law, device=s.device, seed=s.seed).fit(hs).predict()
-        for (r, k), f in zip(batch, fcs):
-            out[(r.history.run, k)] = f
+        hs, at = [], []
+        for r, k in batch:
+            label = f"{r.history.group}\x1f{r.history.run}\x1f{c}"
+            at.append(len(hs))
+            hs.append(_prefix(r.history, k, label))
+            hs.extend(_context(runs[o].history, label) for o in ctx.get(r.history.run, ()))
+        fcs = Forecaster(law=s.law, device=s.device, seed=s.seed, **kw).fit(hs).predict()
+        for (r, k), i in zip(batch, at):
+            out[(r.history.run, k, ctx.get(r.history.run, ()))] = fcs[i]
         if progress:
-            progress(f"checkpoint {c + 1}: {len(batch)} runs forecast in one call, "
-                     f"{time.perf_counter() - t0:.1f} s")
+            progress(f"checkpoint {c + 1}: {len(batch)} runs forecast in one call "
+                     f"({len(hs) - len(batch)} context histories), {time.perf_counter() - t0:.1f} s")
 
 
 def _log_scale(f: RunForecast) -> float:
@@ -404,18 +437,39 @@ def run_early_stop(histories: list[RunHistory], settings: EarlyStopSettings | No
     grid = _share_grid(runs, s)
     t0 = time.perf_counter()
     by_name = {r.history.run: r for r in runs}
-    fcs: dict[tuple[str, int], RunForecast] = {}
-    # forecast only the prefixes the replay reaches: first checkpoints of all runs, then whatever
-    # the replay with the forecasts so far reaches next, until it needs nothing new
-    need = {(r.history.run, grid[r.history.run][0]) for r in runs if grid[r.history.run]}
-    calls = 0
-    while need:
-        calls += len({grid[run].index(k) for run, k in need})
-        forecast_checkpoints(by_name, need, grid, s, fcs, progress)
+    cache: dict[tuple[str, int, tuple[str, ...]], RunForecast] = {}
+    # a run's context (its finished siblings) depends on the decisions about the runs before it, and
+    # those on their forecasts: replay with contexts implied by the previous round's decisions
+    # until they imply the same contexts again. At that fixed point every forecast used exactly
+    # the siblings a live search would have had finished, so the result is the sequential replay.
+    ctx = contexts(groups, {}, s.context)
+
+    def view() -> dict[tuple[str, int], RunForecast]:
+        return {(run, k): f for (run, k, c), f in cache.items() if c == ctx[run]}
+
+    calls = rounds = 0
+    while True:
+        # forecast only the prefixes the replay reaches: whatever the replay with the forecasts
+        # so far reaches next, until it needs nothing new
         reached: set[tuple[str, int]] = set()
-        replay_forecast_rule(groups, grid, fcs, s, reached)
-        # a run that got past a checkpoint usually gets past the next ones: forecast them all now
-        need = {(run, k) for run, k0 in reached for k in grid[run] if k >= k0 and (run, k) not in fcs}
+        replay_forecast_rule(groups, grid, view(), s, reached)
+        if reached:
+            # a run that got past a checkpoint usually gets past the next ones: forecast them all now
+            need = {(run, k) for run, k0 in reached for k in grid[run]
+                    if k >= k0 and (run, k, ctx[run]) not in cache}
+            calls += len({grid[run].index(k) for run, k in need})
+            forecast_checkpoints(by_name, need, grid, s, cache, ctx, progress)
+            continue
+        rounds += 1
+        new = contexts(groups, replay_forecast_rule(groups, grid, view(), s).stops, s.context)
+        if new == ctx:
+            break
+        if rounds >= s.max_rounds:
+            raise RuntimeError(f"early-stop replay: contexts still changing after {rounds} rounds")
+        if progress:
+            progress(f"round {rounds}: {sum(new[r] != ctx[r] for r in ctx)} runs' finished siblings changed")
+        ctx = new
+    fcs = view()
     ours = replay_forecast_rule(groups, grid, fcs, s)
     ours.seconds = time.perf_counter() - t0
     skipped = sum(1 for f in fcs.values() if f.skipped)
@@ -431,10 +485,13 @@ def run_early_stop(histories: list[RunHistory], settings: EarlyStopSettings | No
     out["group_count"] = len(groups)
     out["checkpoints"] = sorted({len(g) for g in grid.values()})
     out["forecasts"] = len(fcs)
+    out["forecasts_made"] = len(cache)
     out["forecaster_calls"] = calls
+    out["context_rounds"] = rounds
     out["forecasts_skipped"] = skipped
     out["settings"] = {k: getattr(s, k) for k in ("delta", "margin", "min_points", "first_share", "ratio",
-                                                   "min_calibration", "neighbours", "patience", "startup_trials", "law", "seed")}
+                                                   "min_calibration", "neighbours", "patience", "startup_trials", "context", "pool",
+                                                   "law", "seed")}
     out["notes"] = notes
     return _clean(out)
 

@@ -80,8 +80,15 @@ class Forecaster:
         self.device_ = pick_device(self.device)
         self.histories_ = list(histories)
         self.skipped_: dict[int, str] = {}
+        law = laws.get(self.law) if self.law != "auto" else None
+        # under a law whose parameters are all shared (size-aware), a run needs no points of its
+        # own: its size and schedule place it on the group's law
+        shared_law = law is not None and set(law.annealing) == set(law.params)
+        fitted_groups = {h.group for h in self.histories_ if len(h.steps) >= MIN_POINTS}
         for i, h in enumerate(self.histories_):
-            if len(h.steps) < MIN_POINTS:
+            if law is not None and law.needs_size and not (h.size and h.size > 0):
+                self.skipped_[i] = f"law {self.law!r} needs the model size and the run has none"
+            elif len(h.steps) < MIN_POINTS and not (shared_law and h.group in fitted_groups):
                 self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
             elif np.any(h.values <= 0):
                 self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
@@ -117,7 +124,7 @@ class Forecaster:
             if self.law != "auto":
                 cands = [self.law]
             else:
-                names = laws.available(needs_lr=True) if has_lr else laws.available(needs_lr=False)
+                names = laws.automatic(needs_lr=has_lr)
                 cands = sorted(names, key=lambda n: (len(laws.get(n).params), n))
             out.append(_Plan(rows=idx, groups=list(by_group.values()), candidates=cands))
         return out

@@ -30,12 +30,12 @@ def constant_lr(steps: np.ndarray, peak: float, warmup: int = 200) -> np.ndarray
 
 
 def curve(law: str, theta: dict[str, float], steps: np.ndarray, lr: np.ndarray | None,
-          noise: float = 0.0, seed: int = 0) -> np.ndarray:
+          noise: float = 0.0, seed: int = 0, size: float | None = None) -> np.ndarray:
     """The law's values at `steps` for a run whose LR is known at every step."""
     L = get(law)
     full = np.arange(int(steps.max()) + 1)
     h = RunHistory("x", steps, np.ones(len(steps)), lr_steps=None if lr is None else full,
-                   lr_values=None if lr is None else lr)
+                   lr_values=None if lr is None else lr, size=size)
     f = build_features([h], [steps])
     th = torch.tensor([[theta[p] for p in L.params]], dtype=torch.float64)
     y = L.predict(th, f)[0].numpy()

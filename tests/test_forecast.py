@@ -83,3 +83,22 @@ def test_runs_without_lr_use_schedule_free_laws():
     assert fc.law in ("pow3", "exponential", "logpower")
     assert abs(fc.p50[-1] - y[-1]) / y[-1] < 0.02
 
+
+
+def test_size_law_predicts_the_whole_curve_of_an_unseen_size():
+    truth = {"L0": 1.8, "A": 0.6, "alpha": 0.5, "B": 60.0, "beta": 0.3, "C": 0.25, "gamma": 0.05}
+    lr = cosine_lr(FULL, 1e-3, TOTAL)
+    runs = []
+    for i, n in enumerate([2e7, 6e7, 2e8]):
+        y = curve("momentum_size", truth, STEPS, lr, noise=1e-3, seed=i, size=n)
+        runs.append(RunHistory(f"n{i}", STEPS, y, group="sizes", lr_steps=FULL, lr_values=lr, size=n))
+    big = curve("momentum_size", truth, STEPS, lr, size=1e9)
+    runs.append(RunHistory("big", STEPS[:0], big[:0], group="sizes", lr_steps=FULL, lr_values=lr, size=1e9,
+                           horizon=STEPS))
+    fc = Forecaster(law="momentum_size").fit(runs).predict()[-1]
+    assert fc.skipped is None
+    assert np.max(np.abs(fc.p50 - big) / big) < 0.01
+    assert np.mean((big >= fc.p10) & (big <= fc.p90)) > 0.5
+    # a run without a size cannot use the size law
+    nosize = RunHistory("x", STEPS, big, group="sizes", lr_steps=FULL, lr_values=lr)
+    assert "model size" in Forecaster(law="momentum_size").fit(runs[:3] + [nosize]).predict()[-1].skipped

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from forecaster.laws.base import Law, available, get, register
+from forecaster.laws.base import Law, automatic, available, get, register
 
 # importing a law's module registers it
-from forecaster.laws import momentum, multipower, pow3, exponential, logpower  # noqa: E402,F401
+from forecaster.laws import momentum, momentum_size, multipower, pow3, exponential, logpower  # noqa: E402,F401
 
-__all__ = ["Law", "available", "get", "register"]
+__all__ = ["Law", "automatic", "available", "get", "register"]

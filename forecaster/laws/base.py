@@ -30,6 +30,11 @@ def available(needs_lr: bool | None = None) -> list[str]:
     return sorted(n for n, law in _REGISTRY.items() if needs_lr is None or law.needs_lr == needs_lr)
 
 
+def automatic(needs_lr: bool) -> list[str]:
+    """The candidates of law="auto": laws that need nothing beyond the histories themselves."""
+    return [n for n in available(needs_lr) if not _REGISTRY[n].needs_size]
+
+
 class Law:
     """A loss-curve law L(theta; features), batched over runs (rows).
 
@@ -43,6 +48,7 @@ class Law:
     params: ClassVar[tuple[str, ...]]
     annealing: ClassVar[tuple[str, ...]] = ()
     needs_lr: ClassVar[bool] = True
+    needs_size: ClassVar[bool] = False  # reads RunHistory.size; never an automatic candidate
     # the annealing parameter that scales the whole annealing gain, and typical values of the
     # others: used to draw the gain when no run of a group has decayed its LR (laws.md 1.3)
     amplitude: ClassVar[str | None] = None
