@@ -20,6 +20,8 @@ from forecaster.laws.base import Law
 
 HUBER_DELTA = 1e-3
 PRUNE_AT = 6
+# the residual a non-positive or NaN prediction costs (NaN fails `pred > 0`); also marks such points
+BAD_RESIDUAL = 10.0
 
 
 @dataclass
@@ -209,17 +211,17 @@ def fit_groups(
             return _jacobian(resid, xb, h, cols=p, r0=r0)
         u = _expand(xb, law, local, M).reshape(-1, p)
         theta = law.natural(u)
-        pred = law.predict(theta, fB)
+        r_flat = r0.reshape(-1, P)
+        pred = torch.exp(r_flat + logyB)  # the prediction behind r0, without evaluating the law again
         dpred = law.jacobian(theta, fB)  # (B*M, P, p), w.r.t. the unconstrained parameters
-        ok = (pred > 0) & maskB
-        jr = torch.where(ok.unsqueeze(-1), dpred / pred.clamp_min(1e-12).unsqueeze(-1), 0.0)
+        ok = (r_flat != BAD_RESIDUAL) & maskB
+        jr = torch.where(ok.unsqueeze(-1), dpred / pred.unsqueeze(-1), 0.0)
         return jr.reshape(B, M * P, p)
 
     def resid(xb: torch.Tensor) -> torch.Tensor:
         u = _expand(xb, law, local, M).reshape(-1, p)
         pred = law.predict(law.natural(u), fB)
-        # a non-positive or NaN prediction (NaN fails the comparison) costs a large fixed residual
-        r = torch.where(pred > 0, torch.log(pred.clamp(1e-12, 1e12)) - logyB, 10.0)
+        r = torch.where(pred > 0, torch.log(pred.clamp(1e-12, 1e12)) - logyB, BAD_RESIDUAL)
         return (r * maskF).reshape(B, M * P)
 
     def cost_of(r: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:

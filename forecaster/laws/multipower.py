@@ -45,6 +45,27 @@ class MultiPowerLaw(Law):
         ld = self.loss_drop(f, C, beta, gamma)
         return L0[:, None] + A[:, None] * torch.exp(-alpha[:, None] * f.log_s1) - B[:, None] * ld
 
+    def jacobian(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
+        L0, A, alpha, B, C, beta, gamma = theta.unbind(-1)
+        sk = (f.s1.unsqueeze(-1) - f.s1_k.unsqueeze(1)).clamp_min(0.0)  # (R, P, K)
+        log_eta = torch.log(f.eta_k).unsqueeze(1)
+        x = torch.exp(-gamma[:, None, None] * log_eta) * sk
+        cx1 = torch.log1p(C[:, None, None] * x)  # log(Cx + 1)
+        pw = torch.exp(-beta[:, None, None] * cx1)  # (Cx + 1)^-beta
+        d = f.drop.unsqueeze(1)
+        dGdx = beta[:, None, None] * C[:, None, None] * pw / (1.0 + C[:, None, None] * x)
+        ld = (d * (1.0 - pw)).sum(-1)
+        dC = (d * dGdx * x).sum(-1)  # C dG/dC = x dG/dx
+        dbeta = (d * pw * cx1).sum(-1)
+        dgamma = (d * dGdx * (-log_eta) * x).sum(-1)
+        power = A[:, None] * torch.exp(-alpha[:, None] * f.log_s1)
+        Bc = B[:, None]
+        # chain rule to the unconstrained parameters: exp for the first five, sigmoid for beta, gamma
+        return torch.stack([
+            L0[:, None].expand_as(power), power, -alpha[:, None] * f.log_s1 * power, -Bc * ld, -Bc * dC,
+            -Bc * dbeta * (beta * (1 - beta))[:, None], -Bc * dgamma * (gamma * (1 - gamma))[:, None],
+        ], -1)
+
     def starts(self, f: Features, y: torch.Tensor, n: int = 3) -> torch.Tensor:
         R = y.shape[0]
         full = lambda v: torch.full((R,), v, dtype=y.dtype, device=y.device)  # noqa: E731
