@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from forecaster import backtest as bt
 from forecaster import csvio, laws
-from forecaster.errors import InputError
+from forecaster.errors import InputError, one_line, one_line_errors
 from forecaster.histories import RunForecast, RunHistory
 
 LAW_CHOICES = ["auto", *laws.available()]
 DEVICES = ["auto", "cpu", "cuda"]
-
-
-def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input ends the command with one `error: ...` line on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except InputError as exc:
-            click.echo(f"error: {_one_line(exc)}", err=True)
-            sys.exit(2)
-
-    return wrapper
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
 
 
 def _warn(lines: list[str]) -> None:
@@ -52,7 +33,7 @@ def _forecaster(law: str, device: str, seed: int):
     try:
         pick_device(device)
     except (RuntimeError, ValueError) as exc:
-        raise InputError(_one_line(exc)) from None
+        raise InputError(one_line(exc)) from None
     return Forecaster(law=law, device=device, seed=seed)
 
 
@@ -113,7 +94,7 @@ def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> 
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where the batched fit runs (auto: CUDA when available).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the band sampling.")
-@_one_line_errors
+@one_line_errors
 def predict(input_path: str, metric: str, schedule_spec: str | None, until: int | None, law: str,
             output: str | None, summary_path: str | None, device: str, seed: int) -> None:
     """Fit loss-curve laws to the runs in a CSV and forecast each run's remaining steps.
@@ -220,7 +201,7 @@ def run_backtest(histories: list[RunHistory], cutoffs: list[float], law: str = "
                    "score the stop rule P(final beats the best finished run) < 0.05 against Optuna's "
                    "median, successive-halving and hyperband pruners and a patience rule (compute saved, "
                    "regret, false-stop rate, best run stopped, calibration). Metric: lower is better.")
-@_one_line_errors
+@one_line_errors
 def backtest(input_path: str, metric: str, cutoffs: str, law: str, device: str, seed: int, as_json: bool,
              early_stop: bool = False) -> None:
     """Hide the tail of finished runs and measure how well the forecaster predicts it.

@@ -84,6 +84,16 @@ class Law:
         return [self.params.index(p) for p in self.annealing]
 
 
+class PositiveLaw(Law):
+    """A law whose parameters are all positive: exp/log reparametrisation."""
+
+    def natural(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.exp(u)
+
+    def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
+        return torch.log(theta.clamp_min(1e-12))
+
+
 def softplus_inv(x: torch.Tensor) -> torch.Tensor:
     return x + torch.log(-torch.expm1(-x))
 

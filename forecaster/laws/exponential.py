@@ -5,22 +5,16 @@ from __future__ import annotations
 import torch
 
 from forecaster.batch import Features
-from forecaster.laws.base import Law, grid_starts, register
+from forecaster.laws.base import PositiveLaw, grid_starts, register
 
 
 @register
-class Exponential(Law):
+class Exponential(PositiveLaw):
     """Schedule-free exponential approach to an asymptote (fast-saturating curves)."""
 
     name = "exponential"
     params = ("c", "a", "b")
     needs_lr = False
-
-    def natural(self, u: torch.Tensor) -> torch.Tensor:
-        return torch.exp(u)
-
-    def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
-        return torch.log(theta.clamp_min(1e-12))
 
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         c, a, b = theta.unbind(-1)

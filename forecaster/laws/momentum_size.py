@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from forecaster.batch import Features
-from forecaster.laws.base import Law, grid_starts, register
+from forecaster.laws.base import Law, register
+from forecaster.laws.momentum import momentum_starts
 
 
 @register
@@ -34,13 +35,7 @@ class MomentumSizeLaw(Law):
                 - C * f.s2 * torch.exp(gamma * n))
 
     def starts(self, f: Features, y: torch.Tensor, n: int = 3) -> torch.Tensor:
-        # per run, the plain momentum law's starts; the size terms start small and neutral
-        grid = torch.exp(torch.linspace(-3.5, 0.7, 24, dtype=y.dtype, device=y.device))
-        alphas, c = grid_starts(
-            lambda a: torch.stack([torch.ones_like(f.s1), f.s1 ** -a, -f.s2], -1), grid, f, y, n
-        )
-        floor = 1e-3 * y.amax(1, keepdim=True)
-        L0 = torch.maximum(c[..., 0], floor)
-        const = lambda v: torch.full_like(L0, v)  # noqa: E731
-        return torch.stack([0.5 * L0, c[..., 1].clamp_min(1e-6), alphas, 0.5 * L0 * torch.exp(0.3 * f.log_n)[:, None],
-                            const(0.3), c[..., 2].clamp_min(1e-6) * torch.exp(-0.0 * f.log_n)[:, None], const(0.0)], -1)
+        # per run, the plain momentum law's starts; the size term takes half the floor, gamma 0
+        L0, A, alpha, C = momentum_starts(f, y, n)
+        B = 0.5 * L0 * torch.exp(0.3 * f.log_n)[:, None]  # B * N^-0.3 = L0 / 2
+        return torch.stack([0.5 * L0, A, alpha, B, torch.full_like(L0, 0.3), C, torch.zeros_like(L0)], -1)

@@ -5,22 +5,16 @@ from __future__ import annotations
 import torch
 
 from forecaster.batch import Features
-from forecaster.laws.base import Law, grid_starts, register
+from forecaster.laws.base import PositiveLaw, grid_starts, register
 
 
 @register
-class Pow3(Law):
+class Pow3(PositiveLaw):
     """Schedule-free power law in the step count."""
 
     name = "pow3"
     params = ("c", "a", "alpha")
     needs_lr = False
-
-    def natural(self, u: torch.Tensor) -> torch.Tensor:
-        return torch.exp(u)
-
-    def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
-        return torch.log(theta.clamp_min(1e-12))
 
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         c, a, alpha = theta.unbind(-1)

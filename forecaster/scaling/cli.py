@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from forecaster.errors import InputError
-
-
-def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input ends the command with one `error: ...` line on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except InputError as exc:
-            click.echo("error: " + " ".join(str(exc).split()), err=True)
-            sys.exit(2)
-
-    return wrapper
+from forecaster.errors import InputError, one_line_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,7 +69,7 @@ def _band_line(name: str, b: dict[str, Any], pct: int) -> str:
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON fit to this file.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG of the fit here.")
-@_one_line_errors
+@one_line_errors
 def fit_cmd(input_path: str, law: str, objective: str | None, n_boot: int, level: float,
             budgets: tuple[float, ...], n_unit: float, d_unit: float, n_col: str | None, d_col: str | None,
             c_col: str | None, m_col: str | None, loss_col: str | None, sigma_col: str | None,
@@ -153,7 +137,7 @@ def fit_cmd(input_path: str, law: str, objective: str | None, n_boot: int, level
 @click.option("--error-fit", type=click.Path(dir_okay=False), default=None,
               help="A downstream-law fit: also map the predicted loss to downstream error.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_one_line_errors
+@one_line_errors
 def predict_cmd(fit_path: str, n_params: float | None, tokens: float | None, compute: float | None,
                 mult: float | None, budgets: tuple[float, ...], loss: float | None, error_fit: str | None,
                 as_json: bool) -> None:
