@@ -156,8 +156,14 @@ def _read_file(path: Path, metric: str, run_default: str, group_default: str,
     if "run" in col and np.any(runs[keep] == ""):
         raise InputError(f"{path}:{lines[keep & (runs == '')][0]}: empty run name")
     groups = col["group"] if "group" in col else np.full(len(rows), group_default)
+    # optional model size (parameters) for size-aware laws; one value per run, on any of its rows
+    size, has_size = _numbers(col["size"], "size", path, lines) if "size" in col else (
+        np.zeros(len(rows)), np.zeros(len(rows), dtype=bool))
+    has_size &= np.isfinite(size)
+    if np.any(has_size & keep & (size <= 0)):
+        raise InputError(f"{path}:{lines[has_size & keep & (size <= 0)][0]}: model size must be positive")
     return [(path, runs[keep], groups[keep], step[keep].astype(np.int64), value[keep], has_value[keep],
-             lr[keep], has_lr[keep], lines[keep])]
+             lr[keep], has_lr[keep], lines[keep], size[keep], has_size[keep])]
 
 
 def _last_per_key(code: np.ndarray, step: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -219,6 +225,8 @@ def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHist
     lr = np.concatenate([p[6] for p in parts])
     has_lr = np.concatenate([p[7] for p in parts])
     lines = np.concatenate([p[8] for p in parts])
+    size = np.concatenate([p[9] for p in parts])
+    has_size = np.concatenate([p[10] for p in parts])
     if len(step) == 0:
         raise InputError(f"{path}: empty input (no usable rows)")
     order = np.arange(len(step))
@@ -258,6 +266,8 @@ def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHist
 
     obs_by, lr_by, all_by = split(obs, obs_code), split(lrk, lr_code), split(allk, all_code)
     any_lr = bool(has_lr.any())
+    run_size = np.full(len(names), np.nan)
+    run_size[code[has_size][::-1]] = size[has_size][::-1]  # the first size a run gives
     out = []
     for r in np.argsort(first, kind="stable"):
         o = obs_by[r]
@@ -269,7 +279,7 @@ def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHist
         out.append(RunHistory(
             run=str(names[r]), steps=s_obs, values=value[o], group=str(groups[first[r]]),
             lr_steps=step[lr_idx] if any_lr else None, lr_values=lr[lr_idx] if any_lr else None,
-            horizon=horizon, metric=metric,
+            horizon=horizon, metric=metric, size=None if np.isnan(run_size[r]) else float(run_size[r]),
             meta={"source": str(parts[src[first[r]]][0]), "line": int(lines[first[r]]),
                   "row_steps": rows},
         ))

@@ -87,7 +87,9 @@ def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> 
                    "logging interval). Default with --schedule: its total. Without --schedule the LR "
                    "stays at its last logged value.")
 @click.option("--law", type=click.Choice(LAW_CHOICES), default="auto", show_default=True,
-              help="Law to fit; auto picks per group the law that best forecasts held-back data.")
+              help="Law to fit; auto picks per group the law that best forecasts held-back data. "
+                   "momentum_size fits one law over runs of several sizes (a `size` column, parameters) "
+                   "and forecasts runs of a new size from their LR rows alone.")
 @click.option("--output", metavar="CSV", help="Forecast CSV (run, step, lr, p50, p10, p90); default stdout.")
 @click.option("--summary", "summary_path", metavar="JSON",
               help="Per-run summary JSON: law, parameters, final value with interval, skipped runs.")

@@ -242,3 +242,36 @@ def test_backtest_json_structure(tmp_path):
     # the table form
     res = invoke("backtest", "--input", tmp_path / "fam", "--cutoffs", "0.5", "--law", "momentum", "--device", "cpu")
     assert res.exit_code == 0 and "| 0.5 | forecaster | 2 |" in res.stdout
+
+
+def test_size_column_lets_the_size_law_forecast_an_unseen_size(tmp_path):
+    import numpy as np
+
+    from tests.synthetic import cosine_lr, curve
+
+    total = 3000
+    full = np.arange(total + 1)
+    steps = np.arange(100, total + 1, 100)
+    lr = cosine_lr(full, 1e-3, total)
+    truth = {"L0": 1.8, "A": 0.6, "alpha": 0.5, "B": 60.0, "beta": 0.3, "C": 0.25, "gamma": 0.05}
+    lines = ["run,size,step,lr,loss"]
+    for name, n in [("s", 2e7), ("m", 6e7), ("l", 2e8)]:
+        y = curve("momentum_size", truth, steps, lr, noise=1e-3, size=n)
+        lines += [f"{name},{n:g},{s},{float(lr[s])!r},{float(v)!r}" for s, v in zip(steps, y)]
+    big = curve("momentum_size", truth, steps, lr, size=1e9)
+    lines += [f"xl,1e9,{s},{float(lr[s])!r}," for s in steps]  # planned LR only, no loss yet
+    src = tmp_path / "sizes.csv"
+    src.write_text("\n".join(lines) + "\n")
+    res = invoke("predict", "--input", src, "--law", "momentum_size", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    rows = [r for r in read_out(res.stdout) if r["run"] == "xl"]
+    assert len(rows) == len(steps)
+    p50 = np.array([float(r["p50"]) for r in rows])
+    assert np.max(np.abs(p50 - big) / big) < 0.01
+
+
+def test_non_positive_size_is_one_line_exit_2(tmp_path):
+    src = tmp_path / "bad.csv"
+    src.write_text("run,size,step,loss\na,-5,1,3.0\na,-5,2,2.9\n")
+    res = invoke("predict", "--input", src)
+    assert res.exit_code == 2 and "model size must be positive" in res.output and "Traceback" not in res.output
