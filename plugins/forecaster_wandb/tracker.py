@@ -38,6 +38,7 @@ from forecaster.trackers import (
     FINISHED,
     KILLED,
     KIND_FORECAST,
+    KIND_SCALING,
     RUNNING,
     TAG_INPUT,
     TAG_KIND,
@@ -49,6 +50,7 @@ from forecaster.trackers import (
     RunGone,
     RunInfo,
     Series,
+    SummaryRevision,
     Tracker,
     TrackerError,
     TrackerOption,
@@ -58,6 +60,7 @@ from forecaster.trackers import (
 )
 
 JOB_TYPE = KIND_FORECAST  # job_type of companion runs: how they are told apart from the user's
+SUMMARY_KINDS = (KIND_SCALING,)  # summary runs of a whole project; their job_type is their kind
 ALERT_TAG_PREFIX = TAG_PREFIX + "alert."  # forecast.alert.<rule> = <state>:<hash>, mirrored as W&B tags
 NUMERIC_TAGS = ("final", "final_p10", "final_p90", "final_step", "eta_step")  # stored as numbers
 WANDB_TAG_PREFIX = "forecast:"
@@ -158,6 +161,53 @@ def companion_id(scope: str, source_id: str, input_fp: str, attempt: int = 0) ->
     digest = fingerprint(scope, source_id, input_fp, __version__)[:10]
     suffix = f"-{attempt + 1}" if attempt else ""
     return f"{stem}-fc-{digest}{suffix}"
+
+
+def _own_summary_tags(kind: str, summary: Mapping[str, Any]) -> dict[str, str]:
+    """The ``forecast.*`` tags of a summary run; ``forecast.input`` only when it was written completely.
+
+    An unfinished summary run (a sync that stopped mid-write) is still listed with its kind, so the
+    engine sees it is not current, writes a new one and then deletes it.
+    """
+    tags = _summary_tags(summary)
+    complete = tags.pop(TAG_PREFIX + "complete", None) == "True"
+    if not complete:
+        tags.pop(TAG_INPUT, None)
+    tags[TAG_KIND] = kind
+    return tags
+
+
+def summary_id(scope: str, kind: str, input_fp: str, attempt: int = 0) -> str:
+    """Deterministic summary run id: kind + hash(project, kind, input fingerprint, forecaster version)."""
+    digest = fingerprint(scope, kind, input_fp, __version__)[:10]
+    suffix = f"-{attempt + 1}" if attempt else ""
+    return f"{kind}-{digest}{suffix}"
+
+
+def _is_summary(job_type: str | None, config: Mapping[str, Any]) -> bool:
+    """True for a summary run this plugin wrote: job_type and the config's forecast block agree."""
+    block = _forecast_config(config)
+    return job_type in SUMMARY_KINDS and block.get("kind") == job_type and block.get("summary") is True
+
+
+def _summary_block_value(key: str, value: str) -> Any:
+    """Interval bounds and levels as numbers (the runs table sorts them); fingerprints stay text."""
+    if key.endswith((".lo", ".hi", ".level")):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _param_value(value: str) -> Any:
+    """A summary param as a W&B config value: int or float when it reads as one, text otherwise."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            continue
+    return value
 
 
 def alert_text(alert: Any, source: RunInfo) -> tuple[str, str, str]:
@@ -353,8 +403,10 @@ class WandbTracker(Tracker):
     def _list_scope(self, scope: str) -> list[RunInfo]:
         api = self._api()
         try:
-            # Companions are listed on their own: a user filter (config.x = y) would hide them.
-            companions = list(api.runs(scope, filters={"jobType": JOB_TYPE}, per_page=100, lazy=False))
+            # Our own runs (companions, summary runs) are listed on their own, in one search: a
+            # user filter (config.x = y) would hide them.
+            ours = list(api.runs(scope, filters={"jobType": {"$in": [JOB_TYPE, *SUMMARY_KINDS]}},
+                                 per_page=100, lazy=False))
             runs = list(api.runs(scope, filters=self.filters, per_page=100, lazy=False))
         except Exception as err:  # noqa: BLE001
             if isinstance(err, (TrackerError, InputError)):
@@ -362,6 +414,8 @@ class WandbTracker(Tracker):
             if "could not find project" in str(err).lower():
                 raise InputError(f"W&B project {scope} not found (or not visible with this API key)") from None
             raise _tracker_error(err, f"listing runs of {scope}") from None
+        companions = [c for c in ours if c.job_type == JOB_TYPE]
+        summaries = [c for c in ours if _is_summary(c.job_type, c.config)]
         by_source: dict[str, list[tuple[str, str]]] = {}
         for c in companions:
             block = _forecast_config(c.config)
@@ -369,10 +423,17 @@ class WandbTracker(Tracker):
                 by_source.setdefault(str(block["source"]), []).append((str(c.created_at or ""), c.id))
         infos = []
         for r in runs:
-            if r.job_type == JOB_TYPE or _forecast_config(r.config).get("kind") == KIND_FORECAST:
+            if r.job_type == JOB_TYPE or _forecast_config(r.config).get("kind") == KIND_FORECAST \
+                    or _is_summary(r.job_type, r.config):
                 continue
             infos.append(self._info(scope, r, [cid for _, cid in sorted(by_source.get(r.id, []))]))
+        infos.extend(self._summary_info(scope, r) for r in summaries)
         return infos
+
+    def _summary_info(self, scope: str, r: Any) -> RunInfo:
+        """A summary run as the engine sees it: its kind always, its input only once it is complete."""
+        return RunInfo(id=r.id, name=r.name or r.id, scope=scope, status=_STATES.get(str(r.state).lower(), FAILED),
+                       tags=_own_summary_tags(r.job_type, r.summary_metrics or {}), url=r.url)
 
     def _info(self, scope: str, r: Any, forecasts: list[str]) -> RunInfo:
         summary = dict(r.summary_metrics or {})
@@ -681,6 +742,129 @@ class WandbTracker(Tracker):
             if not _is_gone(err):
                 raise _tracker_error(err, f"deleting superseded forecast {cid}") from None
 
+    # -- summary runs (forecast sync --scaling) -----------------------------------------------------
+    def create_summary(self, revision: SummaryRevision) -> str:
+        """A finished run of its own in the project: params in config, intervals and predictions in summary.
+
+        Deterministic id (`summary_id`), ``job_type`` = the kind (``scaling``), group
+        ``forecast:<kind>``; the files (plot, JSON) are attached. Read back to check it is complete
+        before returning; a half-written one is removed (best effort) and the error raised.
+        """
+        if revision.kind not in SUMMARY_KINDS:
+            raise InputError(f"the W&B adapter writes summary runs of kind {', '.join(SUMMARY_KINDS)}, "
+                             f"not {revision.kind!r}")
+        if self.offline:
+            with self._write_lock:
+                return self._create_summary_offline(revision)
+        return self._create_summary_online(revision)
+
+    def _summary_init_kwargs(self, revision: SummaryRevision, sid: str) -> dict[str, Any]:
+        import wandb
+
+        entity, _, project = revision.scope.partition("/")
+        settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, x_disable_meta=True,
+                                  x_disable_machine_info=True, disable_git=True, save_code=False,
+                                  disable_job_creation=True, x_save_requirements=False,
+                                  **({"base_url": self.uri} if self.uri and not self.offline else {}))
+        config = {"forecast": {"kind": revision.kind, "summary": True, "input": revision.input,
+                               "version": __version__},
+                  revision.kind: {k: _param_value(v) for k, v in revision.params.items()}}
+        return dict(entity=entity or None, project=project or None, id=sid, name=revision.name,
+                    group=f"forecast:{revision.kind}", job_type=revision.kind, tags=[revision.kind],
+                    config=config, reinit="create_new", settings=settings,
+                    notes=f"{revision.name} of {revision.scope}, written by forecaster {__version__}; "
+                          "superseded revisions are deleted.")
+
+    @staticmethod
+    def _write_summary(run: Any, revision: SummaryRevision) -> None:
+        """Files first, the values and then the ``complete`` mark last into an open summary run."""
+        for name, data in revision.artifacts.items():
+            path = Path(run.dir) / name
+            path.write_bytes(data)
+            run.save(str(path), base_path=run.dir, policy="now")
+        block: dict[str, Any] = {}
+        for k, v in revision.tags.items():
+            short = k[len(TAG_PREFIX):] if k.startswith(TAG_PREFIX) else k
+            block[short] = _summary_block_value(short, str(v))
+        block.update(kind=revision.kind, input=revision.input, complete=True)
+        values: dict[str, Any] = {k: float(v) for k, v in revision.metrics.items() if math.isfinite(v)}
+        run.summary.update({**values, "forecast": block})
+
+    @staticmethod
+    def _summary_complete(run: Any, revision: SummaryRevision) -> bool:
+        block = (run.summary_metrics or {}).get("forecast") or {}
+        return (str(run.state) == "finished" and _is_summary(run.job_type, run.config)
+                and isinstance(block, Mapping) and block.get("complete") is True
+                and block.get("input") == revision.input)
+
+    def _create_summary_online(self, revision: SummaryRevision) -> str:
+        import wandb
+
+        what = f"writing the {revision.kind} summary run of {revision.scope}"
+        for attempt in range(5):
+            sid = summary_id(revision.scope, revision.kind, revision.input, attempt)
+            path = f"{revision.scope}/{sid}"
+            existing = self._get_run(path)
+            if existing is not None:
+                if self._summary_complete(existing, revision):
+                    return sid  # an earlier sync wrote it and stopped before deleting the old one
+                self._delete_summary_run(existing, revision.scope, sid)  # half-written: ids are not reused
+                continue
+            try:
+                run = wandb.init(mode="online", **self._summary_init_kwargs(revision, sid))
+            except Exception as err:  # noqa: BLE001
+                if "is in use" in str(err):
+                    continue
+                self._cleanup_summary(None, revision.scope, sid)
+                raise _tracker_error(err, what) from None
+            try:
+                self._write_summary(run, revision)
+                run.finish(exit_code=0)
+                run = None
+                written = self._get_run(path, fresh=True)
+                if written is None or not self._summary_complete(written, revision):
+                    raise TrackerError(f"summary run {sid} of {revision.scope} did not arrive complete")
+                return sid
+            except Exception as err:  # noqa: BLE001
+                self._cleanup_summary(run, revision.scope, sid)
+                if isinstance(err, (TrackerError, InputError)):
+                    raise
+                raise _tracker_error(err, what) from None
+        raise TrackerError(f"could not find a free summary run id in {revision.scope}")
+
+    def _cleanup_summary(self, run: Any, scope: str, sid: str) -> None:
+        """Best effort: close a half-written summary run and delete what reached the server."""
+        if run is not None:
+            try:
+                run.finish(exit_code=1)
+            except Exception:  # noqa: BLE001
+                pass
+        leftover = self._get_run(f"{scope}/{sid}", quiet=True)
+        if leftover is not None:
+            try:
+                self._delete_summary_run(leftover, scope, sid)
+            except Exception:  # noqa: BLE001 - the next sync lists it as not current and deletes it
+                pass
+
+    def delete_summary(self, summary: RunInfo) -> None:
+        if self.offline:
+            self._delete_summary_offline(summary)
+            return
+        existing = self._get_run(f"{summary.scope}/{summary.id}")
+        if existing is not None:
+            self._delete_summary_run(existing, summary.scope, summary.id)
+
+    @staticmethod
+    def _delete_summary_run(existing: Any, scope: str, sid: str) -> None:
+        if not _is_summary(existing.job_type, existing.config):
+            # Never delete anything that is not our summary run, whatever its tags say.
+            raise InputError(f"refusing to delete run {sid} of {scope}: it is not a forecaster summary run")
+        try:
+            existing.delete()
+        except Exception as err:  # noqa: BLE001
+            if not _is_gone(err):
+                raise _tracker_error(err, f"deleting superseded summary run {sid}") from None
+
     # -- offline mode -------------------------------------------------------------------------------
     def _list_offline(self) -> list[RunInfo]:
         from forecaster_wandb.offline import read_dir
@@ -692,8 +876,17 @@ class WandbTracker(Tracker):
         companions: dict[str, list[tuple[str, str]]] = {}
         sources = []
         self._offline_runs = {}
+        summaries = []
         for r in runs:
             block = _forecast_config(r.config)
+            if _is_summary(r.job_type, r.config):
+                self._offline_runs["summary:" + r.id] = r
+                summaries.append(RunInfo(
+                    id=r.id, name=r.name or r.id,
+                    scope=f"{r.entity}/{r.project}" if r.entity or r.project else str(self.wandb_dir),
+                    status=RUNNING if r.exit_code is None else (FINISHED if r.exit_code == 0 else FAILED),
+                    tags=_own_summary_tags(r.job_type, r.summary), extra={"dir": str(r.dir)}))
+                continue
             if r.job_type == JOB_TYPE or block.get("kind") == KIND_FORECAST:
                 if r.exit_code == 0 and block.get("source"):
                     companions.setdefault(str(block["source"]), []).append((r.dir.name, r.id))
@@ -715,7 +908,7 @@ class WandbTracker(Tracker):
                 forecasts=[cid for _, cid in sorted(companions.get(r.id, []))],
                 url=None, extra={"dir": str(r.dir), "wandb_tags": list(r.tags), "group": r.group,
                                  "last_step": r.last_step, "history_keys": sorted(r.series)}))
-        return infos
+        return infos + summaries
 
     def _offline_histories(self, run: RunInfo, keys: Sequence[str]) -> dict[str, Series] | RunGone:
         r = self._offline_runs.get(run.id)
@@ -770,6 +963,62 @@ class WandbTracker(Tracker):
             raise TrackerError(f"writing the offline forecast of {src.label} failed: {_message(err)}") from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _create_summary_offline(self, revision: SummaryRevision) -> str:
+        """The summary run as one more offline run in DIR (scratch folder, renamed in once complete)."""
+        import wandb
+
+        from forecaster_wandb.offline import OFFLINE_PREFIX, read_run, run_dirs
+
+        assert self.wandb_dir is not None
+        sid = summary_id(revision.scope, revision.kind, revision.input)
+        for d in run_dirs(self.wandb_dir):
+            if d.name.endswith("-" + sid):
+                done = read_run(d)
+                if not _is_summary(done.job_type, done.config):
+                    raise InputError(f"{d} holds run id {sid} but is not a forecaster summary run")
+                if done.exit_code == 0 and (done.summary.get("forecast") or {}).get("complete") is True:
+                    return sid
+                shutil.rmtree(d)  # a half-written summary run of ours: write it again
+        scratch = Path(tempfile.mkdtemp(prefix=".forecaster-", dir=self.wandb_dir))
+        run = None
+        try:
+            run = wandb.init(mode="offline", dir=str(scratch), **self._summary_init_kwargs(revision, sid))
+            self._write_summary(run, revision)
+            run.finish(exit_code=0)
+            run = None
+            made = [d for d in (scratch / "wandb").iterdir() if d.name.startswith(OFFLINE_PREFIX)]
+            if len(made) != 1:
+                raise TrackerError(f"wandb wrote {len(made)} offline runs for one summary run")
+            check = _settled(made[0])
+            if check.exit_code != 0 or (check.summary.get("forecast") or {}).get("complete") is not True:
+                raise TrackerError(f"offline summary run {sid} of {revision.scope} was not written completely")
+            os.rename(made[0], self.wandb_dir / made[0].name)
+            return sid
+        except Exception as err:  # noqa: BLE001
+            if run is not None:
+                try:
+                    run.finish(exit_code=1)
+                except Exception:  # noqa: BLE001
+                    pass
+            if isinstance(err, (TrackerError, InputError)):
+                raise
+            raise TrackerError(f"writing the offline summary run of {revision.scope} failed: "
+                               f"{_message(err)}") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _delete_summary_offline(self, summary: RunInfo) -> None:
+        from forecaster_wandb.offline import read_run, run_dirs
+
+        assert self.wandb_dir is not None
+        for d in run_dirs(self.wandb_dir):
+            if not d.name.endswith("-" + summary.id):
+                continue
+            r = read_run(d)
+            if not _is_summary(r.job_type, r.config):
+                raise InputError(f"refusing to delete {d}: it is not a forecaster summary run")
+            shutil.rmtree(d)
 
     def _delete_offline(self, run: RunInfo, forecast_id: str) -> None:
         from forecaster_wandb.offline import read_run, run_dirs
