@@ -185,7 +185,7 @@ class Forecaster:
             errs: dict[int, list[float]] = {}
             for j, (k, _, r) in enumerate(targets):
                 n = len(held[r][1])
-                e = float(np.mean(np.abs(np.log(np.clip(pred[j, :n], 1e-12, None)) - np.log(held[r][1]))))
+                e = _bias(np.log(np.clip(pred[j, :n], 1e-12, None)) - np.log(held[r][1]))
                 self.validation_.setdefault(r, {})[name] = e
                 errs.setdefault(contested[k], []).append(e)
             for g, e in errs.items():
@@ -206,6 +206,11 @@ class Forecaster:
             else:
                 out.append(done[i])
         return out
+
+
+def _bias(diff: np.ndarray, chunks: int = 5) -> float:
+    """Mean absolute bias over consecutive chunks: per-point noise averages out, drift does not."""
+    return float(np.mean([abs(c.mean()) for c in np.array_split(diff, min(chunks, len(diff)))]))
 
 
 def _prefer_simple(scores: np.ndarray) -> int:
