@@ -19,6 +19,7 @@ wandb = pytest.importorskip("wandb")
 from click.testing import CliRunner  # noqa: E402
 
 from forecaster.cli import main  # noqa: E402
+from forecaster.errors import InputError  # noqa: E402
 from forecaster.scaling.sync import ScalingSettings  # noqa: E402
 from forecaster.sync import SyncSettings, sync  # noqa: E402
 from forecaster_wandb import WandbTracker  # noqa: E402
@@ -179,7 +180,7 @@ def test_a_users_own_scaling_job_type_is_a_source_run_never_deleted(server, tmp_
     with WandbTracker(experiments=[f"{ENTITY}/{project}"], cache_dir=str(tmp_path / "cache")) as t:
         (info,) = t.list_runs()
         assert "forecast.kind" not in info.tags and info.config["n_params"] == 1e8
-        with pytest.raises(Exception, match="not a forecaster summary run"):
+        with pytest.raises(InputError, match="not a forecaster summary run"):
             t.delete_summary(info)
     assert server.run(ENTITY, project, "mine") is not None
 

@@ -1076,5 +1076,5 @@ def logged_any(run: RunInfo, key: str) -> bool:
 
 
 # keep the public names the engine and the docs refer to
-__all__ = ["WandbTracker", "companion_id", "revision_rows", "alert_text", "TAG_KIND", "TAG_SOURCE",
+__all__ = ["WandbTracker", "companion_id", "summary_id", "revision_rows", "alert_text", "TAG_KIND", "TAG_SOURCE",
            "TAG_RUN_ID", "TAG_INPUT"]
