@@ -173,23 +173,35 @@ class Forecaster:
                      if len(members) > 1 and any(plan.rows[m] in held for m in members)]
         scores = np.full((len(plan.groups), len(plan.candidates)), np.inf)
         scores[:, 0] = 0.0
+        # besides the targets' held-back tails, each law is judged on how well it reproduces the
+        # finished siblings' last fifth (where their LR decays mostly sit): a law that cannot fit
+        # the annealing its group has shown should not be trusted to forecast it
+        check = dict(held)
+        for g in contested:
+            for m in plan.groups[g]:
+                r = plan.rows[m]
+                h = self.histories_[r]
+                if r not in held and not (h.horizon is not None and len(h.horizon)):
+                    k = int(round(len(h.steps) * (1 - self.holdout)))
+                    check[r] = (h.steps[k:], h.values[k:])
         for c, name in enumerate(plan.candidates if contested else []):
             fit, rows = self._fit(name, plan, [plan.groups[g] for g in contested], cut_hist)
             targets = [(k, mi, plan.rows[m]) for k, g in enumerate(contested)
-                       for mi, m in enumerate(plan.groups[g]) if plan.rows[m] in held]
-            feats = build_features([cut_hist[r] for _, _, r in targets], [held[r][0] for _, _, r in targets],
+                       for mi, m in enumerate(plan.groups[g]) if plan.rows[m] in check]
+            feats = build_features([cut_hist[r] for _, _, r in targets], [check[r][0] for _, _, r in targets],
                                    warmup=self.warmup, device=self.device_)
             gi = torch.as_tensor([k for k, _, _ in targets], device=self.device_)
             mi = torch.as_tensor([m for _, m, _ in targets], device=self.device_)
             pred = fit.law.predict(fit.law.natural(fit.run_params()[gi, mi]), feats).cpu().numpy()
-            errs: dict[int, list[float]] = {}
+            errs: dict[int, tuple[list[float], list[float]]] = {}
             for j, (k, _, r) in enumerate(targets):
-                n = len(held[r][1])
-                e = _bias(np.log(np.clip(pred[j, :n], 1e-12, None)) - np.log(held[r][1]))
+                n = len(check[r][1])
+                e = _bias(np.log(np.clip(pred[j, :n], 1e-12, None)) - np.log(check[r][1]))
                 self.validation_.setdefault(r, {})[name] = e
-                errs.setdefault(contested[k], []).append(e)
-            for g, e in errs.items():
-                scores[g, c] = np.mean(e) if np.all(np.isfinite(e)) else np.inf
+                errs.setdefault(contested[k], ([], []))[0 if r in held else 1].append(e)
+            for g, (tail, sibs) in errs.items():
+                score = np.mean(tail) if not sibs else 0.5 * (np.mean(tail) + np.mean(sibs))
+                scores[g, c] = score if np.isfinite(score) else np.inf
         return {g: plan.candidates[_prefer_simple(scores[g])] for g in range(len(plan.groups))}
 
     # -- forecasting -------------------------------------------------------------------------
