@@ -56,8 +56,10 @@ class EarlyStopSettings:
     patience: int = 5  # patience rule: stop after this many checks without a new best value
     startup_trials: int = 5  # Optuna pruners' n_startup_trials (median), same warm-up as ours
     # context: each running run is fitted jointly with (partially pooled towards) this many most
-    # recent finished siblings, complete histories without a horizon; 0 = its own prefix only
-    context: int = 20
+    # recent finished siblings, complete histories without a horizon; 0 = its own prefix only.
+    # Off by default: on LSTM PTB it cost ~20x the fitting time per round and several replay
+    # rounds to settle (docs/benchmarks.md, "Early stopping")
+    context: int = 0
     pool: float | None = None  # Forecaster's deviation penalty; None = the core's default
     max_rounds: int = 30  # replay rounds allowed for contexts to agree with the decisions
     law: str = "auto"

@@ -144,3 +144,17 @@ def test_local_calibration_sees_late_bloomers_among_similar_forecasts() -> None:
     assert 0.12 < local < 0.3 and pooled < 0.1
     lo, hi = local_quantiles(f, [0.05, 0.95], cal, 50)
     assert lo < 0.6 and 0.95 < hi < 1.1
+
+
+def test_context_is_the_most_recent_finished_siblings_and_the_replay_settles() -> None:
+    from forecaster.earlystop import contexts, run_early_stop
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 13)
+    hs = [RunHistory(f"r{i}", steps, (0.3 + 0.4 * rng.random()) * (1 + 2.0 * steps ** -0.7), group="g")
+          for i in range(8)]
+    groups, _ = _groups(hs)
+    ctx = contexts(groups, {"r2": 3}, cap=3)
+    assert ctx["r0"] == () and ctx["r3"] == ("r0", "r1") and ctx["r6"] == ("r3", "r4", "r5")
+    res = run_early_stop(hs, EarlyStopSettings(min_points=4, min_calibration=3, context=3), baselines=())
+    assert res["settings"]["context"] == 3 and res["context_rounds"] >= 1 and res["forecasts"] > 0
