@@ -1,10 +1,13 @@
 """Early-stop backtest on Baker et al. (2018) curves: convert each CSV, run the real command, tabulate.
 
     .venv/bin/python benchmarks/earlystop_baker.py [--sets lstm_ptb,metaqnn_cifar10] [--out DIR] [--limit N]
+        [--context K]
 
 Each set becomes `run,group,step,<metric>` rows (accuracy -> error = 1 - accuracy; LSTM perplexity
 as is), one group per set in file order, then goes through
 `forecast backtest --early-stop --input CSV --metric <metric> --json`. JSON results land in --out.
+`--context K` (an experiment, not a CLI option) runs the same replay in-process with each running
+run fitted jointly with its K most recent finished siblings (EarlyStopSettings.context).
 """
 
 from __future__ import annotations
@@ -23,9 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["metaqnn_cifar10", "deep_resnets_cifar10", "lstm_ptb", "deep_resnets_tinyimagenet", "metaqnn_svhn"]
 
 
-def run_set(name: str, out: Path, limit: int | None) -> dict:
+def run_set(name: str, out: Path, limit: int | None, context: int = 0) -> dict:
     csv_path = out / f"{name}.csv"
     metric = write_backtest_csv(name, csv_path, limit)
+    if context:
+        from forecaster.earlystop import EarlyStopSettings, cli_early_stop
+
+        t0 = time.perf_counter()
+        result = cli_early_stop(str(csv_path), metric, as_json=False, settings=EarlyStopSettings(context=context))
+        result["wall_seconds"] = time.perf_counter() - t0
+        (out / f"earlystop_{name}.json").write_text(json.dumps(result, indent=2))
+        return result
     cmd = [str(ROOT / ".venv" / "bin" / "forecast"), "backtest", "--early-stop", "--input", str(csv_path),
            "--metric", metric, "--json"]
     t0 = time.perf_counter()
@@ -56,12 +67,13 @@ def main() -> None:
     ap.add_argument("--sets", default=",".join(ORDER))
     ap.add_argument("--out", default="/tmp/forecaster-earlystop")
     ap.add_argument("--limit", type=int, default=None, help="first N runs of each set only")
+    ap.add_argument("--context", type=int, default=0, help="finished siblings fitted with each running run")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in a.sets.split(","):
-        res = run_set(name, out, a.limit)
+        res = run_set(name, out, a.limit, a.context)
         print(f"{SETS[name]}: {res['runs']} runs, {res['forecaster_calls']} forecaster calls, "
               f"{res['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
         rows.append((SETS[name], res))
