@@ -19,6 +19,9 @@ from forecaster.histories import RunHistory
 
 WARMUP_MODES = ("linear", "peak", "hold")
 MOMENTUM_LAMBDA = 0.999
+# the multi-power sum runs over every LR change, the warmup's increases included (as Luo et al.
+# define and fit it: with their released parameters this reproduces their published errors)
+WARMUP_BLOCKS = 8
 
 
 @dataclass
@@ -78,28 +81,32 @@ def _momentum_area(lr: np.ndarray, lam: float) -> np.ndarray:
     return np.cumsum(m)
 
 
-def _blocks(lr: np.ndarray, s1: np.ndarray, max_blocks: int) -> tuple[np.ndarray, ...]:
-    """Aggregate the post-peak LR changes into at most `max_blocks` contiguous blocks."""
+def _blocks(lr: np.ndarray, s1: np.ndarray, max_blocks: int, warmup_blocks: int = 0) -> tuple[np.ndarray, ...]:
+    """LR changes aggregated into contiguous blocks: after the peak at most `max_blocks`; the
+    warmup's increases (negative drops) into `warmup_blocks` more, 0 to leave them out."""
     peak_at = int(np.argmax(lr))
     d = np.zeros_like(lr)
     d[1:] = lr[:-1] - lr[1:]
-    d[: peak_at + 1] = 0.0
-    idx = np.nonzero(d)[0]
-    if len(idx) == 0:
+    after = _aggregate(np.nonzero(np.where(np.arange(len(d)) > peak_at, d, 0.0))[0], d, max_blocks)
+    parts = [after]
+    if warmup_blocks:
+        parts.insert(0, _aggregate(np.nonzero(np.where(np.arange(len(d)) <= peak_at, d, 0.0))[0], d, warmup_blocks))
+    starts = np.concatenate([p[0] for p in parts])
+    ends = np.concatenate([p[1] for p in parts])
+    drop = np.concatenate([p[2] for p in parts])
+    if len(drop) == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0)
-    if len(idx) > max_blocks:
-        # equal-width step ranges over the span of changes; empty ranges disappear
-        edges = np.linspace(idx[0], idx[-1] + 1, max_blocks + 1)
-        which = np.clip(np.searchsorted(edges, idx, side="right") - 1, 0, max_blocks - 1)
-        first = np.r_[0, np.nonzero(np.diff(which))[0] + 1]  # `which` is sorted: runs of a block
-        starts, ends = idx[first], idx[np.r_[first[1:] - 1, len(idx) - 1]]
-        drop = np.add.reduceat(d[idx], first)
-    else:
-        starts = ends = idx
-        drop = d[idx]
-    eta_k = lr[ends]
-    s1_before = s1[starts - 1]
-    return drop, eta_k, s1_before
+    return drop, np.maximum(lr[ends], 1e-12), s1[np.maximum(starts - 1, 0)]
+
+
+def _aggregate(idx: np.ndarray, d: np.ndarray, max_blocks: int) -> tuple[np.ndarray, ...]:
+    """(starts, ends, summed change) of at most `max_blocks` equal-width blocks over `idx`."""
+    if len(idx) <= max_blocks:
+        return idx, idx, d[idx]
+    edges = np.linspace(idx[0], idx[-1] + 1, max_blocks + 1)
+    which = np.clip(np.searchsorted(edges, idx, side="right") - 1, 0, max_blocks - 1)
+    first = np.r_[0, np.nonzero(np.diff(which))[0] + 1]  # `which` is sorted: runs of a block
+    return idx[first], idx[np.r_[first[1:] - 1, len(idx) - 1]], np.add.reduceat(d[idx], first)
 
 
 def build_features(
@@ -147,7 +154,7 @@ def build_features(
         s1[i, :n] = np.maximum(cum[idx], 1e-12)
         s2[i, :n] = _momentum_area(lr, lam)[idx]
         peak[i] = lr.max() if lr.max() > 0 else 1.0
-        blocks.append(_blocks(lr, cum, max_blocks))
+        blocks.append(_blocks(lr, cum, max_blocks, WARMUP_BLOCKS))
     K = max([len(b[0]) for b in blocks] + [1])
     drop = np.zeros((R, K))
     eta_k = np.ones((R, K))

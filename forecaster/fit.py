@@ -62,7 +62,7 @@ def annealing_evidence(f: Features) -> torch.Tensor:
     """Per run, the LR decrease that happened before its last fitted point, relative to its peak."""
     last = torch.where(f.mask, f.s1, torch.zeros_like(f.s1)).amax(1, keepdim=True)
     seen = (f.s1_k < last).to(f.drop.dtype)
-    return (f.drop * seen).sum(1) / f.peak
+    return (f.drop.clamp_min(0.0) * seen).sum(1) / f.peak  # decreases only: warmup blocks rise
 
 
 def _jacobian(fn, x: torch.Tensor, h: float, cols: int | None = None, r0=None) -> torch.Tensor:
