@@ -624,16 +624,21 @@ class WandbTracker(Tracker):
 
     def _cleanup_failed(self, run: Any, src: RunInfo, cid: str) -> None:
         """Best effort: close a half-written companion and delete what reached the server."""
+        # _delete_run checks it is our companion first
+        self._cleanup(run, f"{src.scope}/{cid}", lambda left: self._delete_run(left, src, cid))
+
+    def _cleanup(self, run: Any, path: str, delete: Any) -> None:
+        """Finish a half-written run of ours, then delete whatever of it reached the server."""
         if run is not None:
             try:
                 run.finish(exit_code=1)
             except Exception:  # noqa: BLE001
                 pass
-        leftover = self._get_run(f"{src.scope}/{cid}", quiet=True)
+        leftover = self._get_run(path, quiet=True)
         if leftover is not None:
             try:
-                self._delete_run(leftover, src, cid)  # checks it is our companion first
-            except Exception:  # noqa: BLE001
+                delete(leftover)
+            except Exception:  # noqa: BLE001 - the next sync lists it as not current and deletes it
                 pass
 
     def _get_run(self, path: str, fresh: bool = False, quiet: bool = False) -> Any:
@@ -834,17 +839,7 @@ class WandbTracker(Tracker):
 
     def _cleanup_summary(self, run: Any, scope: str, sid: str) -> None:
         """Best effort: close a half-written summary run and delete what reached the server."""
-        if run is not None:
-            try:
-                run.finish(exit_code=1)
-            except Exception:  # noqa: BLE001
-                pass
-        leftover = self._get_run(f"{scope}/{sid}", quiet=True)
-        if leftover is not None:
-            try:
-                self._delete_summary_run(leftover, scope, sid)
-            except Exception:  # noqa: BLE001 - the next sync lists it as not current and deletes it
-                pass
+        self._cleanup(run, f"{scope}/{sid}", lambda left: self._delete_summary_run(left, scope, sid))
 
     def delete_summary(self, summary: RunInfo) -> None:
         if self.offline:
