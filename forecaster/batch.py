@@ -21,7 +21,7 @@ WARMUP_MODES = ("linear", "peak", "hold")
 MOMENTUM_LAMBDA = 0.999
 # the multi-power sum runs over every LR change, the warmup's increases included (as Luo et al.
 # define and fit it: with their released parameters this reproduces their published errors)
-WARMUP_BLOCKS = 8
+WARMUP_BLOCKS = 16
 
 
 @dataclass
@@ -115,7 +115,7 @@ def build_features(
     *,
     warmup: str = "linear",
     lam: float = MOMENTUM_LAMBDA,
-    max_blocks: int = 32,
+    max_blocks: int = 64,
     device: torch.device | None = None,
 ) -> Features:
     """Features of each run at its evaluation steps `points[i]` (any steps, past or future)."""
