@@ -917,9 +917,7 @@ class WandbTracker(Tracker):
         return out
 
     def _create_offline(self, revision: ForecastRevision, rows: _Rows) -> str:
-        import wandb
-
-        from forecaster_wandb.offline import OFFLINE_PREFIX, read_run, run_dirs
+        from forecaster_wandb.offline import read_run, run_dirs
 
         assert self.wandb_dir is not None
         src = revision.source
@@ -930,23 +928,35 @@ class WandbTracker(Tracker):
                 if done.exit_code == 0 and _forecast_config(done.config).get("input") == revision.input:
                     return cid
                 shutil.rmtree(d)  # a half-written companion of ours: write it again
+        self._write_offline(
+            self._init_kwargs(revision, cid), lambda run: self._write(run, revision, rows),
+            lambda check: bool(check.series), f"offline companion {cid} of {src.label}",
+            f"the offline forecast of {src.label}")
+        return cid
+
+    def _write_offline(self, init_kwargs: dict[str, Any], write: Any, complete: Any, name: str, what: str) -> None:
+        """Write one offline run and move it into DIR only once it reads back complete."""
+        import wandb
+
+        from forecaster_wandb.offline import OFFLINE_PREFIX
+
+        assert self.wandb_dir is not None
         # Written in a scratch folder inside DIR, then renamed in: the user's `latest-run` and
         # debug-log links stay as they were, and a crash never leaves a half run among theirs.
         scratch = Path(tempfile.mkdtemp(prefix=".forecaster-", dir=self.wandb_dir))
         run = None
         try:
-            run = wandb.init(mode="offline", dir=str(scratch), **self._init_kwargs(revision, cid))
-            self._write(run, revision, rows)
+            run = wandb.init(mode="offline", dir=str(scratch), **init_kwargs)
+            write(run)
             run.finish(exit_code=0)
             run = None
             made = [d for d in (scratch / "wandb").iterdir() if d.name.startswith(OFFLINE_PREFIX)]
             if len(made) != 1:
-                raise TrackerError(f"wandb wrote {len(made)} offline runs for one companion")
+                raise TrackerError(f"wandb wrote {len(made)} offline runs for {name}")
             check = _settled(made[0])
-            if check.exit_code != 0 or not check.series:
-                raise TrackerError(f"offline companion {cid} of {src.label} was not written completely")
+            if check.exit_code != 0 or not complete(check):
+                raise TrackerError(f"{name} was not written completely")
             os.rename(made[0], self.wandb_dir / made[0].name)
-            return cid
         except Exception as err:  # noqa: BLE001
             if run is not None:
                 try:
@@ -955,15 +965,13 @@ class WandbTracker(Tracker):
                     pass
             if isinstance(err, (TrackerError, InputError)):
                 raise
-            raise TrackerError(f"writing the offline forecast of {src.label} failed: {_message(err)}") from None
+            raise TrackerError(f"writing {what} failed: {_message(err)}") from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _create_summary_offline(self, revision: SummaryRevision) -> str:
         """The summary run as one more offline run in DIR (scratch folder, renamed in once complete)."""
-        import wandb
-
-        from forecaster_wandb.offline import OFFLINE_PREFIX, read_run, run_dirs
+        from forecaster_wandb.offline import read_run, run_dirs
 
         assert self.wandb_dir is not None
         sid = summary_id(revision.scope, revision.kind, revision.input)
@@ -975,33 +983,11 @@ class WandbTracker(Tracker):
                 if done.exit_code == 0 and (done.summary.get("forecast") or {}).get("complete") is True:
                     return sid
                 shutil.rmtree(d)  # a half-written summary run of ours: write it again
-        scratch = Path(tempfile.mkdtemp(prefix=".forecaster-", dir=self.wandb_dir))
-        run = None
-        try:
-            run = wandb.init(mode="offline", dir=str(scratch), **self._summary_init_kwargs(revision, sid))
-            self._write_summary(run, revision)
-            run.finish(exit_code=0)
-            run = None
-            made = [d for d in (scratch / "wandb").iterdir() if d.name.startswith(OFFLINE_PREFIX)]
-            if len(made) != 1:
-                raise TrackerError(f"wandb wrote {len(made)} offline runs for one summary run")
-            check = _settled(made[0])
-            if check.exit_code != 0 or (check.summary.get("forecast") or {}).get("complete") is not True:
-                raise TrackerError(f"offline summary run {sid} of {revision.scope} was not written completely")
-            os.rename(made[0], self.wandb_dir / made[0].name)
-            return sid
-        except Exception as err:  # noqa: BLE001
-            if run is not None:
-                try:
-                    run.finish(exit_code=1)
-                except Exception:  # noqa: BLE001
-                    pass
-            if isinstance(err, (TrackerError, InputError)):
-                raise
-            raise TrackerError(f"writing the offline summary run of {revision.scope} failed: "
-                               f"{_message(err)}") from None
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        self._write_offline(
+            self._summary_init_kwargs(revision, sid), lambda run: self._write_summary(run, revision),
+            lambda check: (check.summary.get("forecast") or {}).get("complete") is True,
+            f"offline summary run {sid} of {revision.scope}", f"the offline summary run of {revision.scope}")
+        return sid
 
     def _delete_summary_offline(self, summary: RunInfo) -> None:
         from forecaster_wandb.offline import read_run, run_dirs
