@@ -626,6 +626,17 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
 
     stop = threading.Event()
 
+    @contextlib.contextmanager
+    def guarded(r: RunInfo) -> Iterator[None]:
+        """A run deleted meanwhile is skipped with the reason; a tracker failure stops all writers."""
+        try:
+            yield
+        except RunGone as e:
+            outcomes[r.id] = RunOutcome(r, "skipped", f"gone: run deleted during sync ({e})")
+        except TrackerError:
+            stop.set()
+            raise
+
     def revise(p: _Plan) -> None:
         if stop.is_set():
             return
@@ -649,7 +660,7 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
             plot_png=png, alerts=list(alert_sent.get(r.id, [])), name=f"{r.name} forecast",
             tags={k: v for k, v in tags.items() if v is not None and k not in (TAG_INPUT,)
                   and not k.startswith("forecast.alert")})
-        try:
+        with guarded(r):
             cid = tracker.create_forecast(rev)
             writes.add()
             if r.id in stops:
@@ -666,11 +677,6 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
                 if old != cid:
                     tracker.delete_forecast(r, old)
                     writes.add()
-        except RunGone as e:
-            outcomes[r.id] = RunOutcome(r, "skipped", f"gone: run deleted during sync ({e})")
-        except TrackerError:
-            stop.set()
-            raise
 
     def tag(item: tuple[RunInfo, dict]) -> None:
         if stop.is_set():
@@ -678,14 +684,9 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
         r, tags = item
         if not tags:
             return
-        try:
+        with guarded(r):
             tracker.set_tags(r, tags)
             writes.add()
-        except RunGone as e:
-            outcomes[r.id] = RunOutcome(r, "skipped", f"gone: run deleted during sync ({e})")
-        except TrackerError:
-            stop.set()
-            raise
 
     def clean(item: tuple[RunInfo, str]) -> None:
         if stop.is_set():
