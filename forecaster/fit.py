@@ -33,9 +33,7 @@ class GroupFit:
     x: torch.Tensor  # (G, q) group parameter vectors (unconstrained)
     cov: torch.Tensor  # (G, q, q) covariance of x
     sigma: torch.Tensor  # (G,) robust residual scale in log space
-    cost: torch.Tensor  # (G,) objective at the optimum
     local: list[int]  # law parameter indices that have per-run deviations
-    n_points: torch.Tensor  # (G,) observed points used
     evidence: torch.Tensor  # (G,) largest LR decay any member showed, relative to its peak
 
     def run_params(self, x: torch.Tensor | None = None) -> torch.Tensor:
@@ -266,15 +264,14 @@ def fit_groups(
     # best start per group
     cost = cost.reshape(G, S)
     best = cost.argmin(1)
-    pick = torch.arange(G, device=dev) * S + best
+    G_idx = torch.arange(G, device=dev)
+    pick = G_idx * S + best
     x, r, pen_w = x[pick], r[pick], pen_w[pick]
     maskG = maskB.reshape(B, M * P)[pick]
-    n = maskG.sum(-1)
     # Laplace covariance at the chosen optimum, with a robust (MAD) residual scale; data precision
     # J'J/sigma^2, the objective's penalty converted from Huber units (L1 regime: delta*|r|)
     absr = torch.where(maskG, r.abs(), torch.nan)
     sigma = (1.4826 * torch.nanmedian(absr, dim=1).values).nan_to_num(1e-3).clamp_min(1e-5)
-    G_idx = torch.arange(G, device=dev)
     xs = x.repeat_interleave(S, 0)  # resid is laid out per start
     Jg = jac(xs, resid(xs))[G_idx * S]
     info = _dense_info(Jg, local, M, P) / sigma[:, None, None] ** 2
@@ -282,6 +279,5 @@ def fit_groups(
     info = info + torch.diag_embed(pen_w / (delta * b[:, None]) + 1.0 / prior_sd**2)
     cov = torch.linalg.inv(info + 1e-12 * eye)
     cov = 0.5 * (cov + cov.transpose(1, 2))
-    return GroupFit(law=law, members=members, x=x, cov=cov, sigma=sigma,
-                    cost=cost[G_idx, best], local=local, n_points=n,
+    return GroupFit(law=law, members=members, x=x, cov=cov, sigma=sigma, local=local,
                     evidence=torch.where(valid, annealing_evidence(feats)[rows], 0.0).amax(1))

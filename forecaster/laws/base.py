@@ -80,10 +80,6 @@ class Law:
         """Starting points (R, S, p) in natural parameters from observed values y (R, P)."""
         raise NotImplementedError
 
-    def annealing_index(self) -> list[int]:
-        return [self.params.index(p) for p in self.annealing]
-
-
 class PositiveLaw(Law):
     """A law whose parameters are all positive: exp/log reparametrisation."""
 
@@ -92,10 +88,6 @@ class PositiveLaw(Law):
 
     def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
         return torch.log(theta.clamp_min(1e-12))
-
-
-def softplus_inv(x: torch.Tensor) -> torch.Tensor:
-    return x + torch.log(-torch.expm1(-x))
 
 
 def linear_fit(design: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
