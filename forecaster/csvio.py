@@ -59,17 +59,59 @@ def _names(runs: Iterable[str], limit: int = 5) -> str:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def _table(path: Path) -> tuple[list[str], list[list[str]], np.ndarray, bool]:
-    """Header, non-blank rows, their line numbers, and whether cells may need stripping."""
+def _text(path: Path) -> str:
     if not path.exists():
         raise InputError(f"input file not found: {path}")
     if not path.is_file():
         raise InputError(f"input is not a file: {path}")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text CSV file") from None
+
+
+def _arrow_columns(text: str, numeric: tuple[str, ...]) -> tuple[list[str], int, dict[str, Any]] | None:
+    """Header, row count and columns read by pyarrow, numeric ones already parsed; None when
+    pyarrow is absent or the file is not plain (quotes, blanks, blank lines, ragged rows, a numeric
+    column with text): the csv-module path then reads it and reports the exact line of a problem."""
+    if any(c in text for c in '" \t') or "\n\n" in text or "\n\r\n" in text or text.startswith(("\n", "\r")):
+        return None
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+    except ImportError:
+        return None
+    try:
+        table = pcsv.read_csv(pa.BufferReader(text.encode()), convert_options=pcsv.ConvertOptions(
+            column_types={"run": pa.string(), "group": pa.string()}, null_values=[""],
+            strings_can_be_null=False))
+    except (pa.ArrowException, ValueError):
+        return None
+    header = table.column_names
+    if len(set(header)) != len(header) or "" in header:
+        return None
+    cols: dict[str, Any] = {}
+    for name in header:
+        col, typ = table[name], table[name].type
+        if name in numeric:
+            if pa.types.is_null(typ):  # every cell empty
+                cols[name] = (np.zeros(len(col)), np.zeros(len(col), dtype=bool))
+                continue
+            if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
+                return None
+            present = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            cols[name] = (col.fill_null(0).to_numpy().astype(np.float64), present)
+        elif name in ("run", "group"):
+            enc = col.dictionary_encode().combine_chunks()
+            labels = np.asarray(enc.dictionary.to_pylist(), dtype=str)
+            cols[name] = labels[enc.indices.to_numpy()] if len(labels) else np.zeros(0, dtype=str)
+    return header, table.num_rows, cols
+
+
+def _table(path: Path, text: str) -> tuple[list[str], list[list[str]], np.ndarray, bool]:
+    """Header, non-blank rows, their line numbers, and whether cells may need stripping."""
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as exc:
         raise InputError(f"{path}: malformed CSV ({exc})") from None
     keep = [i for i, r in enumerate(rows) if r and (len(r) > 1 or r[0].strip())]
@@ -82,8 +124,10 @@ def _table(path: Path) -> tuple[list[str], list[list[str]], np.ndarray, bool]:
     return header, data, lines, (" " in text or "\t" in text)
 
 
-def _numbers(cells: np.ndarray, column: str, path: Path, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _numbers(cells: Any, column: str, path: Path, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Parse a string column: (float values, present mask); empty cells are absent, bad text is fatal."""
+    if isinstance(cells, tuple):  # parsed by pyarrow
+        return cells
     present = cells != ""
     filled = np.where(present, cells, "0")
     try:
@@ -101,25 +145,33 @@ def _numbers(cells: np.ndarray, column: str, path: Path, lines: np.ndarray) -> t
 def _read_file(path: Path, metric: str, run_default: str, group_default: str,
                report: ReadReport) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Parse one CSV into per-row arrays, validated; returns one record of columns per file."""
-    header, rows, lines, spaced = _table(path)
+    text = _text(path)
+    fast = _arrow_columns(text, ("step", metric, "lr", "size"))
+    if fast is not None:
+        header, n_rows, col = fast
+        lines = np.arange(n_rows, dtype=np.int64) + 2  # plain file: the header is line 1
+    else:
+        header, rows, lines, spaced = _table(path, text)
+        n_rows = len(rows)
     missing = [c for c in ("step", metric) if c not in header]
     if missing:
         have = ", ".join(header) if any(header) else "none"
         raise InputError(f"{path}: missing column{'s' * (len(missing) > 1)} {', '.join(missing)} "
                          f"(columns found: {have})")
-    if not rows:
+    if not n_rows:
         raise InputError(f"{path}: empty input (a header and no data rows)")
-    width = len(header)
-    # ragged rows: pad short ones (empty cells), which csv files exported by hand often have
-    if all(len(r) == width for r in rows):
-        grid = np.array(rows, dtype=str)
-    else:
-        grid = np.array([(r + [""] * width)[:width] for r in rows], dtype=str)
-    if spaced:  # stripping is costly on big files; only when some cell may carry blanks
-        grid = np.char.strip(grid)
-    col = {name: grid[:, i] for i, name in enumerate(header)}
+    if fast is None:
+        width = len(header)
+        # ragged rows: pad short ones (empty cells), which csv files exported by hand often have
+        if all(len(r) == width for r in rows):
+            grid = np.array(rows, dtype=str)
+        else:
+            grid = np.array([(r + [""] * width)[:width] for r in rows], dtype=str)
+        if spaced:  # stripping is costly on big files; only when some cell may carry blanks
+            grid = np.char.strip(grid)
+        col = {name: grid[:, i] for i, name in enumerate(header)}
     report.files += 1
-    report.rows += len(rows)
+    report.rows += n_rows
 
     step, has_step = _numbers(col["step"], "step", path, lines)
     if not has_step.all():
@@ -150,15 +202,15 @@ def _read_file(path: Path, metric: str, run_default: str, group_default: str,
         if neg.any():
             raise InputError(f"{path}:{lines[neg][0]}: negative learning rate {lr[neg][0]:g}")
     else:
-        lr, has_lr = np.zeros(len(rows)), np.zeros(len(rows), dtype=bool)
+        lr, has_lr = np.zeros(n_rows), np.zeros(n_rows, dtype=bool)
 
-    runs = col["run"] if "run" in col else np.full(len(rows), run_default)
+    runs = col["run"] if "run" in col else np.full(n_rows, run_default)
     if "run" in col and np.any(runs[keep] == ""):
         raise InputError(f"{path}:{lines[keep & (runs == '')][0]}: empty run name")
-    groups = col["group"] if "group" in col else np.full(len(rows), group_default)
+    groups = col["group"] if "group" in col else np.full(n_rows, group_default)
     # optional model size (parameters) for size-aware laws; one value per run, on any of its rows
     size, has_size = _numbers(col["size"], "size", path, lines) if "size" in col else (
-        np.zeros(len(rows)), np.zeros(len(rows), dtype=bool))
+        np.zeros(n_rows), np.zeros(n_rows, dtype=bool))
     has_size &= np.isfinite(size)
     if np.any(has_size & keep & (size <= 0)):
         raise InputError(f"{path}:{lines[has_size & keep & (size <= 0)][0]}: model size must be positive")
@@ -178,11 +230,11 @@ def _last_per_key(code: np.ndarray, step: np.ndarray, order: np.ndarray) -> np.n
 
 def _factorize(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(unique labels in order of first appearance, index of each first row, code of every row)."""
-    seen: dict[str, int] = {}
-    code = np.fromiter((seen.setdefault(x, len(seen)) for x in labels.tolist()), dtype=np.int64, count=len(labels))
-    first = np.full(len(seen), len(code), dtype=np.int64)
-    np.minimum.at(first, code, np.arange(len(code)))
-    return np.array(list(seen), dtype=str), first, code
+    uniq, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return uniq[order], first[order].astype(np.int64), rank[inverse.reshape(-1)].astype(np.int64)
 
 
 def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHistory], ReadReport]:

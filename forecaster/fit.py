@@ -6,7 +6,9 @@ a ridge penalty of strength `pool`. So the annealing parameters are shared (a ru
 constant LR borrows its finished siblings' annealing response, laws.md 1.3) while L0, A, alpha
 follow each run as far as its data asks. The objective is Huber on log loss (IRLS), summed over
 points; every group takes its own damped Gauss-Newton steps, all groups and starts in one tensor
-program; the Jacobian comes from forward differences, one batched law evaluation per parameter.
+program. The Jacobian is the law's analytic one where it has one, else forward differences (one
+batched law evaluation per parameter). Groups that converged leave the working set, so the later
+iterations cost only what is still being fitted.
 """
 
 from __future__ import annotations
@@ -132,6 +134,22 @@ def _dense_info(J: torch.Tensor, local: list[int], M: int, P: int) -> torch.Tens
     return info
 
 
+@dataclass
+class _Data:
+    """What the residuals of a set of groups (rows of M members each) are computed from."""
+
+    f: Features  # (B*M) member rows
+    logy: torch.Tensor  # (B*M, P) observed log values
+    mask: torch.Tensor  # (B*M, P) bool
+    prior: torch.Tensor  # (B, q)
+    pen_w: torch.Tensor  # (B, q) ridge weights
+
+    def take(self, groups: torch.Tensor, M: int) -> "_Data":
+        """The same data for a subset of groups."""
+        sel = (groups[:, None] * M + torch.arange(M, device=groups.device)).reshape(-1)
+        return _Data(self.f.rows(sel), self.logy[sel], self.mask[sel], self.prior[groups], self.pen_w[groups])
+
+
 def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
     a = r.abs()
     return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
@@ -196,68 +214,76 @@ def fit_groups(
     logyB = logy.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     maskB = mask.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     P = logyB.shape[-1]
-    maskF = maskB.to(dt)
     pen_w = torch.zeros(G, q, dtype=dt, device=dev)
     pen_w[:, p:] = pool
     pen_w = pen_w.repeat_interleave(S, 0)
     # a prior's weight in Huber units (L1 regime at a nominal 1% noise) only breaks ties
     prior_w = delta * 1e-2 / prior_sd**2
 
-    def jac(xb: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
+    def jac(xb: torch.Tensor, r0: torch.Tensor, d: _Data) -> torch.Tensor:
         """d residual / d group parameters (B, M*P, p): the law's own derivative when it has one."""
         if not law.has_jacobian:
-            return _jacobian(resid, xb, h, cols=p, r0=r0)
+            return _jacobian(lambda xx: resid(xx, d), xb, h, cols=p, r0=r0)
         u = _expand(xb, law, local, M).reshape(-1, p)
         theta = law.natural(u)
         r_flat = r0.reshape(-1, P)
-        pred = torch.exp(r_flat + logyB)  # the prediction behind r0, without evaluating the law again
-        dpred = law.jacobian(theta, fB)  # (B*M, P, p), w.r.t. the unconstrained parameters
-        ok = (r_flat != BAD_RESIDUAL) & maskB
+        pred = torch.exp(r_flat + d.logy)  # the prediction behind r0, without evaluating the law again
+        dpred = law.jacobian(theta, d.f)  # (B*M, P, p), w.r.t. the unconstrained parameters
+        ok = (r_flat != BAD_RESIDUAL) & d.mask
         jr = torch.where(ok.unsqueeze(-1), dpred / pred.unsqueeze(-1), 0.0)
-        return jr.reshape(B, M * P, p)
+        return jr.reshape(len(xb), M * P, p)
 
-    def resid(xb: torch.Tensor) -> torch.Tensor:
+    def resid(xb: torch.Tensor, d: _Data) -> torch.Tensor:
         u = _expand(xb, law, local, M).reshape(-1, p)
-        pred = law.predict(law.natural(u), fB)
-        r = torch.where(pred > 0, torch.log(pred.clamp(1e-12, 1e12)) - logyB, BAD_RESIDUAL)
-        return (r * maskF).reshape(B, M * P)
+        pred = law.predict(law.natural(u), d.f)
+        r = torch.where(pred > 0, torch.log(pred.clamp(1e-12, 1e12)) - d.logy, BAD_RESIDUAL)
+        return (r * d.mask).reshape(len(xb), M * P)
 
-    def cost_of(r: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-        return (_huber(r, delta).sum(-1) + 0.5 * (pen_w * xb * xb).sum(-1)
-                + 0.5 * prior_w * ((xb - prior) ** 2).sum(-1))
+    def cost_of(r: torch.Tensor, xb: torch.Tensor, d: _Data) -> torch.Tensor:
+        return (_huber(r, delta).sum(-1) + 0.5 * (d.pen_w * xb * xb).sum(-1)
+                + 0.5 * prior_w * ((xb - d.prior) ** 2).sum(-1))
 
+    data = _Data(fB, logyB, maskB, prior, pen_w)
     eye = torch.eye(q, dtype=dt, device=dev)
     mu = torch.full((B,), 1e-3, dtype=dt, device=dev)
-    r = resid(x)
-    cost = cost_of(r, x)
+    r = resid(x, data)
+    cost = cost_of(r, x, data)
     h = 1e-6
     done = torch.zeros(B, dtype=torch.bool, device=dev)
+    work, wd = torch.arange(B, device=dev), data  # the groups still stepping, and their data
     for it in range(max_iter):
         if it == PRUNE_AT and S > 1:
             # multi-start pays off early: after a few steps only each group's best start goes on
             keep = torch.arange(G, device=dev) * S + cost.reshape(G, S).argmin(1)
-            x, r, cost, mu, done, prior, pen_w = (t[keep] for t in (x, r, cost, mu, done, prior, pen_w))
-            sel = (keep[:, None] * M + torch.arange(M, device=dev)).reshape(-1)
-            fB, logyB, maskB, maskF = fB.rows(sel), logyB[sel], maskB[sel], maskF[sel]
+            x, r, cost, mu, done = (t[keep] for t in (x, r, cost, mu, done))
+            data = data.take(keep, M)
             B, S = G, 1
-        # Jacobian of the data residuals in the group-level columns, by forward differences; a
-        # member's deviation column is the same column restricted to its rows, so the normal
-        # equations are assembled block by block and solved through the Schur complement of the
-        # block-diagonal deviation part: cost grows linearly with the group size, not cubically
-        Jg = jac(x, r)  # (B, M*P, p)
-        wts = torch.where(r.abs() <= delta, torch.ones_like(r), delta / r.abs().clamp_min(1e-300))
-        step = _lm_step(Jg, r, wts, x, prior, mu, pen_w, prior_w, local, M, P)
+            work, wd = torch.arange(B, device=dev), data
+        active = ~done[work]
+        if int(active.sum()) < 0.75 * len(work):
+            # converged groups drop out of the working set: later steps cost what is left to fit
+            work = work[active]
+            wd = data.take(work, M)
+        xw, rw, cw, muw = x[work], r[work], cost[work], mu[work]
+        # Jacobian of the data residuals in the group-level columns; a member's deviation column
+        # is the same column restricted to its rows, so the normal equations are assembled block
+        # by block and solved through the Schur complement of the block-diagonal deviation part:
+        # cost grows linearly with the group size, not cubically
+        Jg = jac(xw, rw, wd)  # (W, M*P, p)
+        wts = torch.where(rw.abs() <= delta, torch.ones_like(rw), delta / rw.abs().clamp_min(1e-300))
+        step = _lm_step(Jg, rw, wts, xw, wd.prior, muw, wd.pen_w, prior_w, local, M, P)
         step = torch.nan_to_num(step).clamp(-5.0, 5.0)
-        xn = x + step
-        rn = resid(xn)
-        cn = cost_of(rn, xn)
-        better = (cn < cost) & ~done  # a converged group stays put: its result must not depend on its batch
-        x = torch.where(better[:, None], xn, x)
-        r = torch.where(better[:, None], rn, r)
-        rel = (cost - cn).clamp_min(0) / cost.clamp_min(1e-300)
-        cost = torch.where(better, cn, cost)
-        mu = torch.where(better, mu / 3.0, torch.where(done, mu, mu * 4.0)).clamp(1e-12, 1e12)
-        done |= (better & (rel < 1e-8)) | (mu >= 1e10)
+        xn = xw + step
+        rn = resid(xn, wd)
+        cn = cost_of(rn, xn, wd)
+        # a converged group stays put: its result must not depend on its batch
+        better = (cn < cw) & ~done[work]
+        rel = (cw - cn).clamp_min(0) / cw.clamp_min(1e-300)
+        x[work] = torch.where(better[:, None], xn, xw)
+        r[work] = torch.where(better[:, None], rn, rw)
+        cost[work] = torch.where(better, cn, cw)
+        mu[work] = torch.where(better, muw / 3.0, torch.where(done[work], muw, muw * 4.0)).clamp(1e-12, 1e12)
+        done[work] |= (better & (rel < 1e-8)) | (mu[work] >= 1e10)
         if bool(done.all()):
             break
 
@@ -266,14 +292,14 @@ def fit_groups(
     best = cost.argmin(1)
     G_idx = torch.arange(G, device=dev)
     pick = G_idx * S + best
-    x, r, pen_w = x[pick], r[pick], pen_w[pick]
-    maskG = maskB.reshape(B, M * P)[pick]
+    x, r, pen_w = x[pick], r[pick], data.pen_w[pick]
+    maskG = data.mask.reshape(B, M * P)[pick]
     # Laplace covariance at the chosen optimum, with a robust (MAD) residual scale; data precision
     # J'J/sigma^2, the objective's penalty converted from Huber units (L1 regime: delta*|r|)
     absr = torch.where(maskG, r.abs(), torch.nan)
     sigma = (1.4826 * torch.nanmedian(absr, dim=1).values).nan_to_num(1e-3).clamp_min(1e-5)
     xs = x.repeat_interleave(S, 0)  # resid is laid out per start
-    Jg = jac(xs, resid(xs))[G_idx * S]
+    Jg = jac(xs, resid(xs, data), data)[G_idx * S]
     info = _dense_info(Jg, local, M, P) / sigma[:, None, None] ** 2
     b = sigma / 2**0.5
     info = info + torch.diag_embed(pen_w / (delta * b[:, None]) + 1.0 / prior_sd**2)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from forecaster import backtest as bt
 from forecaster import csvio, laws
 from forecaster.errors import InputError, one_line, one_line_errors
 from forecaster.histories import RunForecast, RunHistory
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.backtest import CaseResult
 
 LAW_CHOICES = ["auto", *laws.available()]
 DEVICES = ["auto", "cpu", "cuda"]
@@ -161,8 +163,10 @@ def _cutoffs(text: str) -> list[float]:
 
 
 def run_backtest(histories: list[RunHistory], cutoffs: list[float], law: str = "auto", device: str = "auto",
-                 seed: int = 0) -> tuple[list[bt.CaseResult], dict[str, Any]]:
+                 seed: int = 0) -> tuple[list[CaseResult], dict[str, Any]]:
     """Cut, forecast every case in one Forecaster call, score against the baselines."""
+    from forecaster import backtest as bt  # scipy's optimiser: only `backtest` pays its import
+
     cases = bt.make_cases(histories, cutoffs)
     if not cases:
         raise InputError("nothing to backtest: no finished run (metric observed to its last row, "
@@ -224,6 +228,8 @@ def backtest(input_path: str, metric: str, cutoffs: str, law: str, device: str, 
     histories, report = csvio.read_histories(input_path, metric)
     _warn(report.warnings())
     results, info = run_backtest(histories, cuts, law, device, seed)
+    from forecaster import backtest as bt
+
     rows = bt.summarize(results, cuts)
     if as_json:
         csvio.write_json({"input": str(input_path), "metric": metric, "law": law, "cutoffs": cuts,

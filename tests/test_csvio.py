@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +14,16 @@ import pytest
 from forecaster import csvio
 from forecaster.errors import InputError
 from forecaster.histories import RunForecast, RunHistory
+
+
+@pytest.fixture(autouse=True, params=["arrow", "csv"])
+def engine(request, monkeypatch):
+    """Every test runs on both readers: pyarrow's (when installed) and the csv module's."""
+    if request.param == "csv":
+        monkeypatch.setitem(sys.modules, "pyarrow", None)  # import fails: the fallback reads
+    elif importlib.util.find_spec("pyarrow") is None:
+        pytest.skip("pyarrow is not installed")
+    return request.param
 
 
 def write(path, header, rows):
@@ -161,3 +173,26 @@ def test_summary_json_structure(tmp_path):
     assert a["law"] == "momentum" and a["params"] == {"L0": 1.0}
     assert a["final"] == {"step": 20, "p50": 2.0, "p10": 1.9, "p90": 2.1}
     assert back["runs"][1]["final"] is None and back["warnings"] == ["w"]
+
+
+def test_both_readers_agree_on_a_plain_file(tmp_path, monkeypatch, engine):
+    if engine != "arrow":
+        pytest.skip("compares the arrow reader with the csv one")
+    rng = np.random.default_rng(3)
+    rows = []
+    for run in (7, 8, 9):  # numeric run names stay names
+        for s in rng.permutation(40):
+            loss = rng.choice(["", "nan", "inf", f"{rng.uniform(1, 3):.6f}"], p=[0.1, 0.05, 0.05, 0.8])
+            lr = rng.choice(["", f"{rng.uniform(0, 1e-3):.3e}"])
+            rows.append([run, f"g{run % 2}", int(s) // 2 * 2, lr, loss])  # duplicate steps too
+    p = write(tmp_path / "plain.csv", ["run", "group", "step", "lr", "loss"], rows)
+    fast, fast_report = csvio.read_histories(p)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    slow, slow_report = csvio.read_histories(p)
+    assert fast_report == slow_report and fast_report.nonfinite and fast_report.duplicates
+    assert [h.run for h in fast] == ["7", "8", "9"]
+    for a, b in zip(fast, slow):
+        assert (a.run, a.group, a.meta["line"]) == (b.run, b.group, b.meta["line"])
+        np.testing.assert_array_equal(a.meta["row_steps"], b.meta["row_steps"])
+        for name in ("steps", "values", "lr_steps", "lr_values", "horizon"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

@@ -90,15 +90,16 @@ class PositiveLaw(Law):
         return torch.log(theta.clamp_min(1e-12))
 
 
-def linear_fit(design: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Batched least squares y ~ design @ c over masked points: design (B, P, k), y (B, P) -> (B, k)."""
-    w = mask.to(design.dtype).unsqueeze(-1)
-    X = design * w
+def linear_fit(design: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched least squares y ~ design @ c over masked points: design (B, P, k), y (B, P) ->
+    coefficients (B, k) and the residual sum of squares (B,)."""
+    X = design * mask.to(design.dtype).unsqueeze(-1)
     XtX = X.transpose(1, 2) @ X
     ridge = 1e-10 * torch.diagonal(XtX, dim1=1, dim2=2).mean(-1).clamp_min(1e-30)
     XtX = XtX + ridge[:, None, None] * torch.eye(design.shape[-1], dtype=design.dtype, device=design.device)
-    Xty = X.transpose(1, 2) @ (y * mask).unsqueeze(-1)
-    return torch.linalg.solve(XtX, Xty).squeeze(-1)
+    c = torch.linalg.solve(XtX, X.transpose(1, 2) @ (y * mask).unsqueeze(-1))
+    res = ((X @ c).squeeze(-1) - y) * mask
+    return c.squeeze(-1), (res * res).sum(-1)
 
 
 def grid_starts(
@@ -107,17 +108,12 @@ def grid_starts(
     """Variable projection over a 1-D grid of a nonlinear parameter.
 
     ``basis(g) -> (R, P, k)`` is the design matrix with the nonlinear parameter at value g; the
-    linear coefficients are solved for every grid value at once and the `n_best` grid values with
-    the smallest residual are returned with their coefficients: (R, n_best) and (R, n_best, k).
+    linear coefficients are solved for every grid value and the `n_best` grid values with the
+    smallest residual are returned with their coefficients: (R, n_best) and (R, n_best, k).
     """
-    R, P = y.shape
-    G = len(grid)
-    X = torch.stack([basis(g) for g in grid], 1).reshape(R * G, P, -1)
-    yy = y.repeat_interleave(G, 0)
-    mm = f.mask.repeat_interleave(G, 0)
-    c = linear_fit(X, yy, mm)
-    res = ((X @ c.unsqueeze(-1)).squeeze(-1) - yy) * mm
-    sse = (res ** 2).sum(-1).reshape(R, G)
-    c = c.reshape(R, G, -1)
+    # one grid value at a time: a (R * grid, P, k) design would not fit in cache for big batches
+    fits = [linear_fit(basis(g), y, f.mask) for g in grid]
+    c = torch.stack([cf for cf, _ in fits], 1)  # (R, G, k)
+    sse = torch.stack([e for _, e in fits], 1)  # (R, G)
     order = torch.argsort(sse, dim=1)[:, :n_best]
     return grid[order], torch.gather(c, 1, order.unsqueeze(-1).expand(-1, -1, c.shape[-1]))
