@@ -44,6 +44,11 @@ class Features:
         """The same features for a subset (or repetition) of rows."""
         return Features(**{k: v[index] for k, v in self.__dict__.items()})
 
+    def points(self, index: torch.Tensor) -> "Features":
+        """The same runs at a subset of their points: index (R, K) positions along each row."""
+        per_point = {"t", "lr", "s1", "log_s1", "s2", "mask"}
+        return Features(**{k: torch.gather(v, 1, index) if k in per_point else v for k, v in self.__dict__.items()})
+
 
 def lr_per_step(history: RunHistory, last: int, warmup: str = "linear") -> np.ndarray | None:
     """LR at every step 0..last: logged/planned points interpolated, the schedule elsewhere."""

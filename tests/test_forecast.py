@@ -102,3 +102,19 @@ def test_size_law_predicts_the_whole_curve_of_an_unseen_size():
     # a run without a size cannot use the size law
     nosize = RunHistory("x", STEPS, big, group="sizes", lr_steps=FULL, lr_values=lr)
     assert "model size" in Forecaster(law="momentum_size").fit(runs[:3] + [nosize]).predict()[-1].skipped
+
+
+@pytest.mark.parametrize("lr", ["cosine", "wsd"])  # wsd: annealing not identified, gain drawn
+def test_band_from_knots_matches_the_band_at_every_step(monkeypatch, lr):
+    from forecaster import bands
+
+    sched = cosine_lr(FULL, 1e-3, TOTAL) if lr == "cosine" else wsd_lr(FULL, 1e-3, TOTAL)
+    target, _ = _run("t", sched, cut=1200)  # 56 horizon points: more than a few knots
+    monkeypatch.setattr(bands, "KNOTS", 8)
+    coarse = Forecaster(law="momentum", samples=4000).fit([target]).predict()[0]
+    monkeypatch.setattr(bands, "KNOTS", 10_000)
+    fine = Forecaster(law="momentum", samples=4000).fit([target]).predict()[0]
+    assert len(coarse.steps) == 56
+    for a, b in ((coarse.p10, fine.p10), (coarse.p50, fine.p50), (coarse.p90, fine.p90)):
+        np.testing.assert_allclose(a, b, rtol=2e-3)
+    assert np.all(np.diff(coarse.p90 - coarse.p10) != 0)  # a band that changes along the horizon
