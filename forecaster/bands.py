@@ -57,7 +57,12 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     mi = torch.as_tensor([s[1] for s in slots], device=dev)
     hist = [fc.histories_[r] for r in targets]
     horizons = [np.asarray(h.horizon if h.horizon is not None else np.zeros(0), dtype=np.int64) for h in hist]
-    feats = build_features(hist, horizons, warmup=fc.warmup, device=dev)
+    # one feature build: each run's last observed step, then its horizon
+    both = build_features(hist, [np.r_[h.last_step, hz] for h, hz in zip(hist, horizons)], warmup=fc.warmup,
+                          device=dev)
+    last = both.s1[:, :1]
+    width = both.t.shape[1]
+    feats = both.points(torch.arange(1, max(2, width), device=dev).clamp_max(width - 1).expand(len(hist), -1))
     T = feats.t.shape[0]
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), feats)  # (T, P)
@@ -74,7 +79,6 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     noise = torch.as_tensor([noise_scale(h.values) for h in hist], dtype=DTYPE, device=dev)
     # a law extrapolated far past its data errs more than its parameter spread says: an error
     # growing with the log of how far (in LR area, the laws' clock) the point lies past the data
-    last = build_features(hist, [[h.last_step] for h in hist], warmup=fc.warmup, device=dev).s1[:, :1]
     extra = EXTRAPOLATION * torch.log(feats.s1 / last).clamp_min(0.0)
     # the group fit's own residual scale stands for the law's misfit, which does not average out
     misfit = MISFIT * fit.sigma[gi][:, None]
@@ -110,7 +114,8 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
         samples = _unidentified_gain(fit, gi[idx], mi[idx], fu, samples, nh[idx], gen)
         point[idx] = samples.median(0).values.exp()
         noisy = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * spread[idx][None]
-        qs[:, idx] = torch.quantile(noisy, levels, dim=0).exp()
+        qs[0, idx] = noisy.kthvalue(max(1, int(round(fc.quantiles[0] * n))), dim=0).values.exp()
+        qs[1, idx] = noisy.kthvalue(max(1, int(round(fc.quantiles[2] * n))), dim=0).values.exp()
         end = (nh[idx] - 1).clamp_min(0)
         finals[:, idx] = noisy[:, torch.arange(len(idx), device=dev), end]
     qs = qs.cpu().numpy()
