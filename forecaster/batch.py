@@ -106,10 +106,11 @@ def _blocks(lr: np.ndarray, s1: np.ndarray, max_blocks: int, warmup_blocks: int 
     peak_at = int(np.argmax(lr))
     d = np.zeros_like(lr)
     d[1:] = lr[:-1] - lr[1:]
-    after = _aggregate(np.nonzero(np.where(np.arange(len(d)) > peak_at, d, 0.0))[0], d, max_blocks)
-    parts = [after]
+    changes = np.flatnonzero(d)
+    split = int(np.searchsorted(changes, peak_at, side="right"))
+    parts = [_aggregate(changes[split:], d, max_blocks)]
     if warmup_blocks:
-        parts.insert(0, _aggregate(np.nonzero(np.where(np.arange(len(d)) <= peak_at, d, 0.0))[0], d, warmup_blocks))
+        parts.insert(0, _aggregate(changes[:split], d, warmup_blocks))
     starts = np.concatenate([p[0] for p in parts])
     ends = np.concatenate([p[1] for p in parts])
     drop = np.concatenate([p[2] for p in parts])
