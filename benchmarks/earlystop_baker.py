@@ -49,6 +49,16 @@ def run_set(name: str, out: Path, limit: int | None, context: int = 0) -> dict:
     return result
 
 
+def law_shares(res: dict) -> str:
+    """Share of our rule's calibrated checks that used each law (chosen per checkpoint by the replay)."""
+    n: dict[str, int] = {}
+    for per in (res.get("law_choice") or {}).values():
+        for law, k in per.items():
+            n[law] = n.get(law, 0) + k
+    total = sum(n.values())
+    return ", ".join(f"{law} {k / total:.0%}" for law, k in sorted(n.items())) if total else "-"
+
+
 def table(rows: list[tuple[str, dict]]) -> str:
     lines = ["| data set | rule | compute saved | speed-up | regret | false-stop rate | best run stopped | "
              "90 % interval coverage | Brier |", "|---|---|---|---|---|---|---|---|---|"]
@@ -75,7 +85,8 @@ def main() -> None:
     for name in a.sets.split(","):
         res = run_set(name, out, a.limit, a.context)
         print(f"{SETS[name]}: {res['runs']} runs, {res['forecaster_calls']} forecaster calls, "
-              f"{res['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
+              f"{res['wall_seconds']:.0f} s; law of the calibrated checks: {law_shares(res)}",
+              file=sys.stderr, flush=True)
         rows.append((SETS[name], res))
         print(table([(SETS[name], res)]), flush=True)
     print(table(rows))

@@ -5,12 +5,18 @@ run and the outcome of the runs before it (finished runs' finals, stopped runs' 
 rule stops a run when P(final ends below the best finished run * (1 + margin)) < delta (laws.md
 section 3; the margin is the one the false-stop rate counts). The
 forecasts it needs do not depend on earlier decisions (each run is forecast from its own prefix and
-its planned LR), so they are made up front, one batched `Forecaster` call per checkpoint for all
-runs; the decisions then replay sequentially. The group enters through calibration: the forecast
-errors of runs that finished earlier, standardised by their stated band, form the predictive of
-later runs at the same checkpoint (split-conformal: the stated probability is never below
-1/(n+1) with n earlier finished runs, so with delta 0.05 no run is stopped before about 20 runs
-have finished; intervals use the conformal quantile levels).
+its planned LR), so they are made up front, one batched `Forecaster` call per law and checkpoint
+for all runs; the decisions then replay sequentially. The group enters through calibration: the
+forecast errors of runs that finished earlier, standardised by their stated band, form the
+predictive of later runs at the same checkpoint (split-conformal: the stated probability is never
+below 1/(n+1) with n earlier finished runs, so with delta 0.05 no run is stopped before about 20
+runs have finished; intervals use the conformal quantile levels).
+
+Under ``law="auto"`` each prefix is forecast with every law auto would consider for it, and each
+group and checkpoint uses the law whose calibrated 90 % intervals have scored best (interval
+score) on the group's finished runs so far. A lone prefix gives `Forecaster`'s own auto choice
+nothing to judge by, while the finished siblings' errors at the same checkpoint do: that is the
+evidence a live search has about which law forecasts its runs best that early.
 
 The same replay drives Optuna's MedianPruner, SuccessiveHalvingPruner and HyperbandPruner through
 its real ask/report/should_prune/tell API on an in-memory study, and a patience rule. Reported per
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 
 FINAL_POINTS = 3  # a run's outcome = mean of its last 3 evaluated values (docs/evaluation.md)
 MAX_REPORTS = 200  # baselines see at most this many evenly spaced logged steps per run
+# laws are compared on stated 90 % intervals, which are bounded once 2/0.1 - 1 runs calibrate them
+SCORE_FROM = 19
 BASELINES = ("median", "successive_halving", "hyperband", "patience")
 
 
@@ -62,6 +70,8 @@ class EarlyStopSettings:
     context: int = 0
     pool: float | None = None  # Forecaster's deviation penalty; None = the core's default
     max_rounds: int = 30  # replay rounds allowed for contexts to agree with the decisions
+    # "auto": every law Forecaster's auto would consider, chosen per group and checkpoint by the
+    # finished runs' interval scores (replay_forecast_rule); a law name: that law only
     law: str = "auto"
     device: str | None = None
     seed: int = 0
@@ -98,6 +108,7 @@ class MethodResult:
     covered: list[bool] = field(default_factory=list)  # truth inside the stated (calibrated) 90 % interval
     covered_raw: list[bool] = field(default_factory=list)  # ...inside the core's own 90 % band
     stop_probs: list[tuple[float, bool]] = field(default_factory=list)  # at each stop
+    laws: dict[tuple[int, str], int] = field(default_factory=dict)  # (checkpoint index, law) -> calibrated checks
     seconds: float = 0.0
 
 
@@ -142,26 +153,27 @@ def contexts(groups: dict[str, list[_Run]], stops: dict[str, int], cap: int) -> 
     return out
 
 
-def forecast_checkpoints(runs: dict[str, _Run], need: set[tuple[str, int]], grid: dict[str, list[int]],
-                         s: EarlyStopSettings, out: dict[tuple[str, int, tuple[str, ...]], RunForecast],
+def forecast_checkpoints(runs: dict[str, _Run], need: set[tuple[str, int, str]], grid: dict[str, list[int]],
+                         s: EarlyStopSettings, out: dict[tuple[str, int, tuple[str, ...], str], RunForecast],
                          ctx: dict[str, tuple[str, ...]] | None = None,
                          progress: Callable[[str], None] | None = None) -> None:
-    """Forecast the (run, points) prefixes in `need`: one batched Forecaster call per checkpoint index.
+    """Forecast the (run, points, law) prefixes in `need`: one batched Forecaster call per law and
+    checkpoint index.
 
     Each prefix is its own fitting group together with its finished siblings `ctx[run]` (complete
     histories, fit-only), so it borrows their curve shape through partial pooling but no run sees
     another run's future. Runs keep their planned LR, so schedule-aware laws know what annealing
-    lies ahead. Results land in `out` under (run, points, context).
+    lies ahead. Results land in `out` under (run, points, context, law).
     """
     from forecaster.forecast import Forecaster
 
     ctx = ctx or {}
-    by_c: dict[int, list[tuple[_Run, int]]] = {}
-    for run, k in sorted(need):
-        by_c.setdefault(grid[run].index(k), []).append((runs[run], k))
+    by_c: dict[tuple[str, int], list[tuple[_Run, int]]] = {}
+    for run, k, law in sorted(need):
+        by_c.setdefault((law, grid[run].index(k)), []).append((runs[run], k))
     kw = {} if s.pool is None else {"pool": s.pool}
-    for c in sorted(by_c):
-        batch = by_c[c]
+    for law, c in sorted(by_c, key=lambda lc: (lc[1], lc[0])):
+        batch = by_c[(law, c)]
         t0 = time.perf_counter()
         hs, at = [], []
         for r, k in batch:
@@ -169,12 +181,23 @@ def forecast_checkpoints(runs: dict[str, _Run], need: set[tuple[str, int]], grid
             at.append(len(hs))
             hs.append(_prefix(r.history, k, label))
             hs.extend(_context(runs[o].history, label) for o in ctx.get(r.history.run, ()))
-        fcs = Forecaster(law=s.law, device=s.device, seed=s.seed, **kw).fit(hs).predict()
+        fcs = Forecaster(law=law, device=s.device, seed=s.seed, **kw).fit(hs).predict()
         for (r, k), i in zip(batch, at):
-            out[(r.history.run, k, ctx.get(r.history.run, ()))] = fcs[i]
+            out[(r.history.run, k, ctx.get(r.history.run, ()), law)] = fcs[i]
         if progress:
-            progress(f"checkpoint {c + 1}: {len(batch)} runs forecast in one call "
+            progress(f"checkpoint {c + 1}, law {law}: {len(batch)} runs forecast in one call "
                      f"({len(hs) - len(batch)} context histories), {time.perf_counter() - t0:.1f} s")
+
+
+def candidate_laws(h: RunHistory, law: str) -> tuple[str, ...]:
+    """The laws a run's prefixes are forecast with: the one asked for, or under ``auto`` every law
+    `Forecaster(law="auto")` would consider for it (schedule-free without an LR column)."""
+    from forecaster import laws
+
+    if law != "auto":
+        return (law,)
+    names = laws.automatic(needs_lr=h.has_lr)
+    return tuple(sorted(names, key=lambda n: (len(laws.get(n).params), n)))
 
 
 def _log_scale(f: RunForecast) -> float:
@@ -215,10 +238,41 @@ def local_quantiles(f: RunForecast, qs: list[float], cal: np.ndarray, k: int) ->
     return np.exp(np.quantile(grid, levels))
 
 
+def interval_score(f: RunForecast, value: float, cal: np.ndarray, k: int, alpha: float = 0.1) -> float:
+    """Interval score (Gneiting & Raftery 2007) of the stated (local) 1 - alpha interval, in log:
+    its width, plus 2/alpha times how far `value` fell outside it. Lower is better; a proper score,
+    so neither a too narrow nor a too wide interval gains, and a miss costs in proportion to its
+    distance (a log score under the kernel predictive is decided by single runs far outside it)."""
+    lo, hi = np.log(local_quantiles(f, [alpha / 2, 1 - alpha / 2], cal, k))
+    y = math.log(value)
+    return float(hi - lo + 2 / alpha * (max(lo - y, 0.0) + max(y - hi, 0.0)))
+
+
+def _valid(f: RunForecast | None) -> bool:
+    return (f is not None and not f.skipped and len(f.p50) > 0 and f.final is not None
+            and math.isfinite(f.final) and f.final > 0)
+
+
+def _by_law(f: RunForecast | dict[str, RunForecast] | None) -> dict[str, RunForecast]:
+    """A checkpoint's forecasts per law (a single forecast stands for its own law)."""
+    if f is None:
+        return {}
+    if isinstance(f, RunForecast):
+        return {f.law or "": f}
+    return f
+
+
 def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int]],
-                         forecasts: dict[tuple[str, int], RunForecast], s: EarlyStopSettings,
-                         missing: set[tuple[str, int]] | None = None) -> MethodResult:
+                         forecasts: dict[tuple[str, int], RunForecast | dict[str, RunForecast]],
+                         s: EarlyStopSettings, missing: set[tuple[str, int]] | None = None) -> MethodResult:
     """Sequential decisions of our rule from forecasts made so far, with online group calibration.
+
+    ``forecasts[(run, points)]`` is one forecast or several, one per candidate law. With several,
+    each checkpoint of a group uses the law whose stated 90 % intervals have scored best so far on
+    the runs of the group that finished (prequential interval score: each finished run's outcome
+    scored against the interval built from the runs that finished before it, as a live search
+    would have stated it; ties keep the earlier law). Only finished runs decide, never the run
+    being judged.
 
     A checkpoint a run reaches whose forecast is not in `forecasts` yet is added to `missing`
     (and the run goes on there), so the caller can forecast exactly the prefixes a replay reaches.
@@ -226,26 +280,36 @@ def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int
     res = MethodResult("forecaster", {})
     for runs in groups.values():
         finished: list[float] = []
-        residuals: dict[int, list[float]] = {}  # checkpoint index -> standardised log errors
-        pairs: dict[int, list[tuple[float, float]]] = {}  # checkpoint index -> (log forecast, log outcome)
+        # per (checkpoint index, law): standardised log errors and (log forecast, log outcome)
+        residuals: dict[tuple[int, str], list[float]] = {}
+        pairs: dict[tuple[int, str], list[tuple[float, float]]] = {}
+        iscore: dict[tuple[int, str], float] = {}  # summed prequential interval score, same runs per law
+
+        def near(c: int, law: str) -> np.ndarray:
+            return np.asarray(pairs.get((c, law), []), dtype=float).reshape(-1, 2)
+
         for r in runs:
             best = min(finished) if finished else None
             ks = grid[r.history.run]
             for c, k in enumerate(ks):
-                f = forecasts.get((r.history.run, k))
-                if f is None and missing is not None:
-                    missing.add((r.history.run, k))
-                if f is None or f.skipped or not len(f.p50):
+                fl = {law: f for law, f in _by_law(forecasts.get((r.history.run, k))).items() if _valid(f)}
+                if not fl:
+                    if missing is not None and (r.history.run, k) not in forecasts:
+                        missing.add((r.history.run, k))
                     continue
-                cal = np.asarray(residuals.get(c, []))
+                # candidates in the caller's order (fewest parameters first): ties keep the simpler
+                law = min(fl, key=lambda n: iscore.get((c, n), 0.0))
+                f = fl[law]
+                cal = np.asarray(residuals.get((c, law), []))
                 use = cal if len(cal) >= s.min_calibration else None
-                near = np.asarray(pairs.get(c, []), dtype=float).reshape(-1, 2)
+                nb = near(c, law)
                 lo, hi = final_quantiles(f, [0.05, 0.95], None)
                 res.covered_raw.append(bool(lo <= r.outcome <= hi))
                 if use is not None:
                     # the stated interval is the local one: conditional on where this run is heading
-                    lo, hi = local_quantiles(f, [0.05, 0.95], near, s.neighbours)
+                    lo, hi = local_quantiles(f, [0.05, 0.95], nb, s.neighbours)
                     res.covered.append(bool(lo <= r.outcome <= hi))
+                    res.laws[(c, law)] = res.laws.get((c, law), 0) + 1
                 if best is None:
                     continue
                 # "could still end within the margin of the best": what a false stop would lose
@@ -254,7 +318,7 @@ def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int
                     continue  # no run is stopped (nor a probability stated) before calibration exists
                 # stop only when both calibrations agree: the group-wide standardised errors and
                 # the errors of the siblings forecast nearest to this run (late bloomers hide there)
-                p = max(prob_final_below(f, bar, use), local_prob_below(f, bar, near, s.neighbours))
+                p = max(prob_final_below(f, bar, use), local_prob_below(f, bar, nb, s.neighbours))
                 if not np.isfinite(p):
                     continue
                 res.stated.append((p, r.outcome < bar))
@@ -265,13 +329,22 @@ def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int
             if r.history.run not in res.stops:
                 finished.append(r.outcome)
                 for c, k in enumerate(ks):
-                    f = forecasts.get((r.history.run, k))
-                    if f is None and missing is not None:
+                    got = _by_law(forecasts.get((r.history.run, k)))
+                    if not got and missing is not None:
                         missing.add((r.history.run, k))
-                    if f is not None and not f.skipped and len(f.p50) and f.final > 0:
+                    fl = {law: f for law, f in got.items() if _valid(f)}
+                    # score the laws on this run only when every one of them could be scored, so
+                    # each law's sum runs over the same runs, and only once the stated interval is
+                    # bounded: below 2/alpha - 1 calibration runs its conformal levels reach 0 and 1
+                    if fl and len(fl) == len(got) and len(fl) > 1 and all(
+                            len(pairs.get((c, n), ())) >= SCORE_FROM for n in fl):
+                        for n, f in fl.items():
+                            iscore[(c, n)] = iscore.get((c, n), 0.0) + interval_score(
+                                f, r.outcome, near(c, n), s.neighbours)
+                    for n, f in fl.items():
                         z = (math.log(r.outcome) - math.log(f.final)) / _log_scale(f)
-                        residuals.setdefault(c, []).append(z)
-                        pairs.setdefault(c, []).append((math.log(f.final), math.log(r.outcome)))
+                        residuals.setdefault((c, n), []).append(z)
+                        pairs.setdefault((c, n), []).append((math.log(f.final), math.log(r.outcome)))
     return res
 
 
@@ -439,15 +512,23 @@ def run_early_stop(histories: list[RunHistory], settings: EarlyStopSettings | No
     grid = _share_grid(runs, s)
     t0 = time.perf_counter()
     by_name = {r.history.run: r for r in runs}
-    cache: dict[tuple[str, int, tuple[str, ...]], RunForecast] = {}
+    cands = {r.history.run: candidate_laws(r.history, s.law) for r in runs}
+    cache: dict[tuple[str, int, tuple[str, ...], str], RunForecast] = {}
     # a run's context (its finished siblings) depends on the decisions about the runs before it, and
     # those on their forecasts: replay with contexts implied by the previous round's decisions
     # until they imply the same contexts again. At that fixed point every forecast used exactly
     # the siblings a live search would have had finished, so the result is the sequential replay.
     ctx = contexts(groups, {}, s.context)
 
-    def view() -> dict[tuple[str, int], RunForecast]:
-        return {(run, k): f for (run, k, c), f in cache.items() if c == ctx[run]}
+    def view() -> dict[tuple[str, int], dict[str, RunForecast]]:
+        out: dict[tuple[str, int], dict[str, RunForecast]] = {}
+        for run, ks in grid.items():
+            for k in ks:
+                got = {law: cache[(run, k, ctx[run], law)] for law in cands[run]
+                       if (run, k, ctx[run], law) in cache}
+                if len(got) == len(cands[run]):
+                    out[(run, k)] = got
+        return out
 
     calls = rounds = 0
     while True:
@@ -457,9 +538,9 @@ def run_early_stop(histories: list[RunHistory], settings: EarlyStopSettings | No
         replay_forecast_rule(groups, grid, view(), s, reached)
         if reached:
             # a run that got past a checkpoint usually gets past the next ones: forecast them all now
-            need = {(run, k) for run, k0 in reached for k in grid[run]
-                    if k >= k0 and (run, k, ctx[run]) not in cache}
-            calls += len({grid[run].index(k) for run, k in need})
+            need = {(run, k, law) for run, k0 in reached for k in grid[run] if k >= k0
+                    for law in cands[run] if (run, k, ctx[run], law) not in cache}
+            calls += len({(law, grid[run].index(k)) for run, k, law in need})
             forecast_checkpoints(by_name, need, grid, s, cache, ctx, progress)
             continue
         rounds += 1
@@ -474,7 +555,7 @@ def run_early_stop(histories: list[RunHistory], settings: EarlyStopSettings | No
     fcs = view()
     ours = replay_forecast_rule(groups, grid, fcs, s)
     ours.seconds = time.perf_counter() - t0
-    skipped = sum(1 for f in fcs.values() if f.skipped)
+    skipped = sum(1 for fl in fcs.values() for f in fl.values() if f.skipped)
     out: dict[str, Any] = score(ours, groups, s.margin)
     out["seconds"] = ours.seconds
     base: dict[str, Any] = {}
@@ -486,7 +567,11 @@ def run_early_stop(histories: list[RunHistory], settings: EarlyStopSettings | No
     out["runs"] = len(runs)
     out["group_count"] = len(groups)
     out["checkpoints"] = sorted({len(g) for g in grid.values()})
-    out["forecasts"] = len(fcs)
+    out["forecasts"] = sum(len(fl) for fl in fcs.values())
+    # which law the calibrated checks used, per checkpoint index (1 = first checkpoint)
+    out["law_choice"] = {}
+    for (c, law), n in sorted(ours.laws.items()):
+        out["law_choice"].setdefault(str(c + 1), {})[law] = n
     out["forecasts_made"] = len(cache)
     out["forecaster_calls"] = calls
     out["context_rounds"] = rounds

@@ -158,3 +158,63 @@ def test_context_is_the_most_recent_finished_siblings_and_the_replay_settles() -
     assert ctx["r0"] == () and ctx["r3"] == ("r0", "r1") and ctx["r6"] == ("r3", "r4", "r5")
     res = run_early_stop(hs, EarlyStopSettings(min_points=4, min_calibration=3, context=3), baselines=())
     assert res["settings"]["context"] == 3 and res["context_rounds"] >= 1 and res["forecasts"] > 0
+
+
+def test_interval_score_rewards_narrow_intervals_and_charges_misses_by_distance() -> None:
+    from types import SimpleNamespace
+
+    from forecaster.earlystop import interval_score, local_quantiles
+
+    rng = np.random.default_rng(3)
+    f = SimpleNamespace(final=1.0)
+    tight = np.c_[np.zeros(40), 0.02 * rng.standard_normal(40)]  # (log forecast, log outcome)
+    wide = np.c_[np.zeros(40), 0.2 * rng.standard_normal(40)]
+    lo, hi = np.log(local_quantiles(f, [0.05, 0.95], tight, 50))
+    assert interval_score(f, 1.0, tight, 50) == pytest.approx(hi - lo)  # a hit costs its width
+    assert interval_score(f, 1.0, tight, 50) < interval_score(f, 1.0, wide, 50)
+    # a miss costs 2/alpha = 20 times its distance in log on top of the width
+    assert interval_score(f, float(np.exp(hi + 0.1)), tight, 50) == pytest.approx(hi - lo + 2.0)
+
+
+def test_replay_uses_the_law_whose_calibrated_intervals_scored_best_on_finished_runs() -> None:
+    """Two candidate laws per checkpoint: one forecasts the final within 1 %, one within 30 %. The
+    replay starts with the first (the default while nothing is scored) and switches to the sharp
+    one once finished runs have scored both, which also lets it stop more."""
+    from forecaster.earlystop import SCORE_FROM
+
+    hs = _curves(80, 12, seed=4)
+    groups, _ = _groups(hs)
+    s = EarlyStopSettings(min_points=4, min_calibration=3)
+    grid = {r.history.run: checkpoints(len(r.steps), s) for r in groups["g"]}
+    rng = np.random.default_rng(5)
+
+    def fc(r, k, law, sd):
+        p50 = np.array([r.outcome * np.exp(sd * rng.standard_normal())])
+        return RunForecast(r.history.run, "g", r.steps[-1:], np.full(1, np.nan), p50, p50 * 0.97, p50 * 1.03,
+                           law=law)
+
+    both, blunt = {}, {}
+    for r in groups["g"]:
+        for k in grid[r.history.run]:
+            b = fc(r, k, "blunt", 0.3)
+            both[(r.history.run, k)] = {"blunt": b, "sharp": fc(r, k, "sharp", 0.01)}
+            blunt[(r.history.run, k)] = b
+    m = replay_forecast_rule(groups, grid, both, s)
+    used = {law: sum(n for (_, l_), n in m.laws.items() if l_ == law) for law in ("blunt", "sharp")}
+    # blunt only until SCORE_FROM runs finished and scored both laws at a checkpoint
+    assert used["blunt"] <= len(grid[groups["g"][0].history.run]) * (SCORE_FROM + 2)
+    assert used["sharp"] >= 50  # every later run is checked with it (and mostly stopped at once)
+    res, res_blunt = score(m, groups, 0.01), score(replay_forecast_rule(groups, grid, blunt, s), groups, 0.01)
+    assert res["compute_saved"] > res_blunt["compute_saved"]
+    assert res["false_stop_rate"] == 0.0 and not res["best_run_stopped"]
+
+
+def test_candidate_laws_are_what_auto_would_contest() -> None:
+    from forecaster.earlystop import candidate_laws
+
+    t = np.arange(1, 11)
+    plain = RunHistory("a", t, 1.0 + 1.0 / t, group="g")
+    with_lr = RunHistory("b", t, 1.0 + 1.0 / t, group="g", lr_steps=t, lr_values=np.full(10, 1e-3))
+    assert candidate_laws(plain, "auto") == ("exponential", "pow3", "logpower")
+    assert set(candidate_laws(with_lr, "auto")) == {"momentum", "multipower"}
+    assert candidate_laws(plain, "pow3") == ("pow3",)
