@@ -28,10 +28,15 @@ EXTRAPOLATION = float(os.environ.get("FORECASTER_EXTRAPOLATION", 0.002))
 MISFIT = float(os.environ.get("FORECASTER_MISFIT", 2.5))
 CHUNK = 2_000_000  # sample x point x row elements per batched evaluation
 KNOTS = 48  # horizon points per run at which the parameter draws are evaluated
-# When no run of a group has decayed its LR, the annealing gain is drawn uniformly between none and
-# this share of the loss at the run's end (LLM cooldowns typically gain 2-8 %): an honest, wide band.
+# When no run of a group has decayed its LR far enough, the annealing gain is drawn uniformly between
+# none and this share of the loss at the run's end (LLM cooldowns typically gain 2-8 %): an honest,
+# wide band. "Far enough": a decay of at least EVIDENCE_MIN of the peak LR, and at least
+# EVIDENCE_SHARE of the decay the forecast extrapolates to. The first few percent of a decay are
+# within the noise of the amplitude they would have to set (a fit from them can put the forecast
+# anywhere, below zero included), and a law fitted on a quarter of a decay extrapolates the rest.
 MAX_GAIN = 0.10
 EVIDENCE_MIN = 0.05
+EVIDENCE_SHARE = 0.25
 
 
 def noise_scale(values: np.ndarray) -> float:
@@ -72,7 +77,12 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     q = fit.x.shape[-1]
     chol = torch.linalg.cholesky(fit.cov * INFLATION**2 + 1e-12 * torch.eye(q, dtype=DTYPE, device=dev))
     n = fc.samples
-    unknown = fit.evidence[gi] < EVIDENCE_MIN if law.amplitude else torch.zeros(T, dtype=torch.bool, device=dev)
+    if law.amplitude:
+        lowest = torch.where(feats.mask, feats.lr, feats.peak[:, None]).amin(1)
+        planned = (1.0 - lowest / feats.peak).clamp_min(0.0)  # the decay the horizon reaches
+        unknown = fit.evidence[gi] < torch.clamp(EVIDENCE_SHARE * planned, min=EVIDENCE_MIN)
+    else:
+        unknown = torch.zeros(T, dtype=torch.bool, device=dev)
     known = (~unknown).nonzero().squeeze(1)
     unknown_idx = unknown.nonzero().squeeze(1)
 
@@ -110,7 +120,9 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
         # the draws themselves, which are far from Gaussian: evaluated at every step
         idx = unknown_idx
         fu = feats.rows(idx)
-        samples = _draws(fit, chol, gi[idx], mi[idx], fu, n, gen)
+        # the fitted amplitude is noise here (a decay of a few % of the peak, if any): the draws
+        # are of the curve without annealing, and the gain is drawn on top
+        samples = _draws(fit, chol, gi[idx], mi[idx], fu, n, gen, without_annealing=True)
         samples = _unidentified_gain(fit, gi[idx], mi[idx], fu, samples, nh[idx], gen)
         point[idx] = samples.median(0).values.exp()
         noisy = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * spread[idx][None]
@@ -132,8 +144,8 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
             continue
         notes = []
         if bool(unknown[k]):
-            notes.append(f"annealing response not identifiable: no run in the group has decayed its LR yet; "
-                         f"the band spans 0-{MAX_GAIN:.0%} gain from the planned decay")
+            notes.append("annealing response not identifiable: no run in the group has decayed its LR far "
+                         f"enough yet; the band spans 0-{MAX_GAIN:.0%} gain from the planned decay")
         out[r] = RunForecast(
             run=h.run, group=h.group, steps=hz, lr=lr[hz] if (lr is not None and m) else np.full(m, np.nan),
             p50=p50, p10=np.minimum(qs[0, k, :m], p50), p90=np.maximum(qs[1, k, :m], p50),
@@ -144,9 +156,10 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
 
 
 def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor, f, n: int,
-           gen: torch.Generator) -> torch.Tensor:
+           gen: torch.Generator, without_annealing: bool = False) -> torch.Tensor:
     """Log predictions (n, R, P) of the runs at (gi, mi) on features f under n draws of the
-    group vectors from their Laplace Gaussian, in chunks of bounded size."""
+    group vectors from their Laplace Gaussian, in chunks of bounded size; `without_annealing`
+    zeroes the law's annealing amplitude (its curve had there been no LR decay)."""
     law = fit.law
     R, P = f.t.shape
     per = max(1, CHUNK // max(1, R * P * max(1, f.drop.shape[1])))
@@ -157,7 +170,10 @@ def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor
         xs = fit.x + (chol @ z.unsqueeze(-1)).squeeze(-1)  # (k, G, q)
         u = fit.run_params(xs)[:, gi, mi]  # (k, R, p)
         rows = f.rows(torch.arange(R, device=fit.x.device).repeat(k))
-        out.append(law.predict(law.natural(u.reshape(k * R, -1)), rows).reshape(k, R, P))
+        theta = law.natural(u.reshape(k * R, -1))
+        if without_annealing:
+            theta[:, law.params.index(law.amplitude)] = 0.0
+        out.append(law.predict(theta, rows).reshape(k, R, P))
     return torch.log(torch.cat(out).clamp_min(1e-12))
 
 
