@@ -210,7 +210,7 @@ def _unidentified_gain(fit: GroupFit, gi, mi, feats, samples, nh, gen) -> torch.
     shape = off - law.predict(theta, feats)  # (T, P): annealing gain per unit amplitude
     last = (nh - 1).clamp_min(0)[:, None]
     at_end = torch.gather(shape, 1, last).clamp_min(1e-30)
-    level = torch.gather(samples.exp().median(0).values, 1, last)
+    level = torch.gather(samples, 2, last.expand(samples.shape[0], -1, -1)).median(0).values.exp()
     rel = (shape / at_end).clamp_min(0) * level  # gain in loss units for the whole share
     # stratified: one gain per n-quantile of the range, shuffled against the parameter draws, so
     # the median forecast does not move by a Monte Carlo error of ~0.4 % from seed to seed
