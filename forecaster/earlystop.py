@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 FINAL_POINTS = 3  # a run's outcome = mean of its last 3 evaluated values (docs/evaluation.md)
 MAX_REPORTS = 200  # baselines see at most this many evenly spaced logged steps per run
-# laws are compared on stated 90 % intervals, which are bounded once 2/0.1 - 1 runs calibrate them
-SCORE_FROM = 19
 BASELINES = ("median", "successive_halving", "hyperband", "patience")
 
 
@@ -73,6 +71,13 @@ class EarlyStopSettings:
     # "auto": every law Forecaster's auto would consider, chosen per group and checkpoint by the
     # finished runs' interval scores (replay_forecast_rule); a law name: that law only
     law: str = "auto"
+    # how the finished runs judge the laws: "interval" (interval score of the stated 1 - alpha
+    # interval), or, as experiments, "log" (log density under the local predictive) and "crps"
+    law_score: str = "interval"
+    law_score_alpha: float = 0.1  # the stated interval is the 90 % one
+    # finished runs scored before laws are compared; None = 2/alpha - 1, the fewest with which the
+    # conformal interval is bounded (below that its levels reach 0 and 1)
+    law_score_from: int | None = None
     device: str | None = None
     seed: int = 0
 
@@ -248,6 +253,26 @@ def interval_score(f: RunForecast, value: float, cal: np.ndarray, k: int, alpha:
     return float(hi - lo + 2 / alpha * (max(lo - y, 0.0) + max(y - hi, 0.0)))
 
 
+def law_score(f: RunForecast, value: float, cal: np.ndarray, s: EarlyStopSettings) -> float:
+    """Penalty (lower is better) of a finished run's outcome under a law's calibrated predictive."""
+    if s.law_score == "interval":
+        return interval_score(f, value, cal, s.neighbours, s.law_score_alpha)
+    cen, h = _local(math.log(f.final), cal, s.neighbours)
+    y = math.log(value)
+    if s.law_score == "log":
+        z = norm.logpdf((y - cen) / h) - math.log(h)
+        return -float(np.logaddexp.reduce(z) - math.log(len(z)))
+    if s.law_score == "crps":
+        # CRPS of the kernel mixture, E|X - y| - E|X - X'|/2, on its deterministic 16-point quantiles
+        g = (cen[:, None] + h * norm.ppf((np.arange(16) + 0.5) / 16)[None, :]).ravel()
+        return float(np.mean(np.abs(g - y)) - 0.5 * np.mean(np.abs(g[:, None] - g[None, :])))
+    raise ValueError(f"unknown law score {s.law_score!r}")
+
+
+def score_from(s: EarlyStopSettings) -> int:
+    return s.law_score_from if s.law_score_from is not None else int(round(2 / s.law_score_alpha)) - 1
+
+
 def _valid(f: RunForecast | None) -> bool:
     return (f is not None and not f.skipped and len(f.p50) > 0 and f.final is not None
             and math.isfinite(f.final) and f.final > 0)
@@ -278,12 +303,13 @@ def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int
     (and the run goes on there), so the caller can forecast exactly the prefixes a replay reaches.
     """
     res = MethodResult("forecaster", {})
+    scored_from = score_from(s)
     for runs in groups.values():
         finished: list[float] = []
         # per (checkpoint index, law): standardised log errors and (log forecast, log outcome)
         residuals: dict[tuple[int, str], list[float]] = {}
         pairs: dict[tuple[int, str], list[tuple[float, float]]] = {}
-        iscore: dict[tuple[int, str], float] = {}  # summed prequential interval score, same runs per law
+        penalty: dict[tuple[int, str], float] = {}  # summed prequential law_score, same runs per law
 
         def near(c: int, law: str) -> np.ndarray:
             return np.asarray(pairs.get((c, law), []), dtype=float).reshape(-1, 2)
@@ -298,7 +324,7 @@ def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int
                         missing.add((r.history.run, k))
                     continue
                 # candidates in the caller's order (fewest parameters first): ties keep the simpler
-                law = min(fl, key=lambda n: iscore.get((c, n), 0.0))
+                law = min(fl, key=lambda n: penalty.get((c, n), 0.0))
                 f = fl[law]
                 cal = np.asarray(residuals.get((c, law), []))
                 use = cal if len(cal) >= s.min_calibration else None
@@ -337,10 +363,9 @@ def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int
                     # each law's sum runs over the same runs, and only once the stated interval is
                     # bounded: below 2/alpha - 1 calibration runs its conformal levels reach 0 and 1
                     if fl and len(fl) == len(got) and len(fl) > 1 and all(
-                            len(pairs.get((c, n), ())) >= SCORE_FROM for n in fl):
+                            len(pairs.get((c, n), ())) >= scored_from for n in fl):
                         for n, f in fl.items():
-                            iscore[(c, n)] = iscore.get((c, n), 0.0) + interval_score(
-                                f, r.outcome, near(c, n), s.neighbours)
+                            penalty[(c, n)] = penalty.get((c, n), 0.0) + law_score(f, r.outcome, near(c, n), s)
                     for n, f in fl.items():
                         z = (math.log(r.outcome) - math.log(f.final)) / _log_scale(f)
                         residuals.setdefault((c, n), []).append(z)
@@ -576,9 +601,9 @@ def run_early_stop(histories: list[RunHistory], settings: EarlyStopSettings | No
     out["forecaster_calls"] = calls
     out["context_rounds"] = rounds
     out["forecasts_skipped"] = skipped
-    out["settings"] = {k: getattr(s, k) for k in ("delta", "margin", "min_points", "first_share", "ratio",
-                                                   "min_calibration", "neighbours", "patience", "startup_trials", "context", "pool",
-                                                   "law", "seed")}
+    out["settings"] = {k: getattr(s, k) for k in (
+        "delta", "margin", "min_points", "first_share", "ratio", "min_calibration", "neighbours", "patience",
+        "startup_trials", "context", "pool", "law", "law_score", "law_score_alpha", "law_score_from", "seed")}
     out["notes"] = notes
     return _clean(out)
 

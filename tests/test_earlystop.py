@@ -180,7 +180,7 @@ def test_replay_uses_the_law_whose_calibrated_intervals_scored_best_on_finished_
     """Two candidate laws per checkpoint: one forecasts the final within 1 %, one within 30 %. The
     replay starts with the first (the default while nothing is scored) and switches to the sharp
     one once finished runs have scored both, which also lets it stop more."""
-    from forecaster.earlystop import SCORE_FROM
+    from forecaster.earlystop import score_from
 
     hs = _curves(80, 12, seed=4)
     groups, _ = _groups(hs)
@@ -201,8 +201,9 @@ def test_replay_uses_the_law_whose_calibrated_intervals_scored_best_on_finished_
             blunt[(r.history.run, k)] = b
     m = replay_forecast_rule(groups, grid, both, s)
     used = {law: sum(n for (_, l_), n in m.laws.items() if l_ == law) for law in ("blunt", "sharp")}
-    # blunt only until SCORE_FROM runs finished and scored both laws at a checkpoint
-    assert used["blunt"] <= len(grid[groups["g"][0].history.run]) * (SCORE_FROM + 2)
+    # blunt only until score_from(s) = 19 runs finished and scored both laws at a checkpoint
+    assert score_from(s) == 19
+    assert used["blunt"] <= len(grid[groups["g"][0].history.run]) * (score_from(s) + 2)
     assert used["sharp"] >= 50  # every later run is checked with it (and mostly stopped at once)
     res, res_blunt = score(m, groups, 0.01), score(replay_forecast_rule(groups, grid, blunt, s), groups, 0.01)
     assert res["compute_saved"] > res_blunt["compute_saved"]
