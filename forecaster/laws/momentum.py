@@ -37,4 +37,8 @@ def momentum_starts(f: Features, y: torch.Tensor, n: int) -> tuple[torch.Tensor,
         lambda a: torch.stack([torch.ones_like(f.s1), f.s1 ** -a, -f.s2], -1), grid, f, y, n
     )
     floor = 1e-3 * y.amax(1, keepdim=True)
-    return torch.maximum(c[..., 0], floor), c[..., 1].clamp_min(1e-6), alphas, c[..., 2].clamp_min(1e-6)
+    # an amplitude started at ~0 sits where its log-space gradient vanishes: start it at a gain of
+    # 1 % of the loss over the run's annealing area instead, and let the fit take it down
+    s2_end = torch.where(f.mask, f.s2, torch.zeros_like(f.s2)).amax(1, keepdim=True)
+    c_min = torch.where(s2_end > 0, 0.01 * y.amin(1, keepdim=True) / s2_end.clamp_min(1e-30), 1e-6)
+    return torch.maximum(c[..., 0], floor), c[..., 1].clamp_min(1e-6), alphas, torch.maximum(c[..., 2], c_min)

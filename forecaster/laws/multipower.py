@@ -77,6 +77,10 @@ class MultiPowerLaw(Law):
         floor = 1e-3 * y.amax(1, keepdim=True)
         L0 = torch.maximum(c[..., 0], floor)
         A = c[..., 1].clamp_min(1e-6)
-        B = c[..., 2].clamp_min(1e-3)
+        # as for the momentum law's C: an amplitude started at ~0 would stay there (its log-space
+        # gradient vanishes), so it starts no lower than a 1 % gain at the run's end
+        ld_end = torch.where(f.mask, ld, torch.zeros_like(ld)).amax(1, keepdim=True)
+        B = torch.maximum(c[..., 2], torch.where(ld_end > 0, 0.01 * y.amin(1, keepdim=True) / ld_end.clamp_min(1e-30),
+                                                 1e-3))
         const = lambda v: torch.full_like(L0, v)  # noqa: E731
         return torch.stack([L0, A, alphas, B, const(_PRIOR["C"]), const(_PRIOR["beta"]), const(_PRIOR["gamma"])], -1)
