@@ -63,3 +63,23 @@ def test_registry_lists_laws_and_rejects_unknown():
     assert "momentum" in laws.available(needs_lr=True) and "pow3" not in laws.available(needs_lr=True)
     with pytest.raises(KeyError, match="known"):
         laws.get("nope")
+
+
+@pytest.mark.parametrize("name", ["momentum", "multipower"])
+def test_annealing_amplitude_never_starts_where_its_gradient_vanishes(name):
+    # a decaying run whose loss does not improve with the decay: the least-squares start for the
+    # amplitude is <= 0, and a start at ~0 in log space could never grow (its gradient is ~0)
+    lr = LR_RUNS["cosine"]
+    h = RunHistory("r", STEPS, 3.0 + 0.001 * np.linspace(0, 1, len(STEPS)), lr_steps=np.arange(TOTAL + 1),
+                   lr_values=lr)
+    f = build_features([h], [STEPS])
+    y = torch.tensor(h.values)[None]
+    law = laws.get(name)
+    starts = law.starts(f, y, n=3)[0]  # (S, p)
+    amp = starts[:, law.params.index(law.amplitude)]
+    theta = starts.clone()
+    theta[:, law.params.index(law.amplitude)] = 0.0
+    rows = f.rows(torch.zeros(len(starts), dtype=torch.long))
+    effect = law.predict(theta, rows) - law.predict(starts, rows)  # what the amplitude takes off
+    gain = effect.amax(1) - effect.amin(1)  # over the run (the multi-power LD starts below 0)
+    assert torch.all(gain >= 0.0099 * y.min()), (amp, gain)

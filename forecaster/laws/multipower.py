@@ -78,9 +78,11 @@ class MultiPowerLaw(Law):
         L0 = torch.maximum(c[..., 0], floor)
         A = c[..., 1].clamp_min(1e-6)
         # as for the momentum law's C: an amplitude started at ~0 would stay there (its log-space
-        # gradient vanishes), so it starts no lower than a 1 % gain at the run's end
-        ld_end = torch.where(f.mask, ld, torch.zeros_like(ld)).amax(1, keepdim=True)
-        B = torch.maximum(c[..., 2], torch.where(ld_end > 0, 0.01 * y.amin(1, keepdim=True) / ld_end.clamp_min(1e-30),
+        # gradient vanishes), so it starts no lower than a 1 % gain over the run (the change of
+        # LD, which the warmup's increases make negative at first)
+        span = (torch.where(f.mask, ld, -torch.inf).amax(1, keepdim=True)
+                - torch.where(f.mask, ld, torch.inf).amin(1, keepdim=True))
+        B = torch.maximum(c[..., 2], torch.where(span > 0, 0.01 * y.amin(1, keepdim=True) / span.clamp_min(1e-30),
                                                  1e-3))
         const = lambda v: torch.full_like(L0, v)  # noqa: E731
         return torch.stack([L0, A, alphas, B, const(_PRIOR["C"]), const(_PRIOR["beta"]), const(_PRIOR["gamma"])], -1)
