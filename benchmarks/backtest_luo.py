@@ -5,7 +5,7 @@
     alone (no observed point of their own). Reported per size: PredE (mean relative error of a
     curve, averaged over the six), WorstE (each curve's worst point, averaged, as the authors'
     logs do) and the worst point overall, next to the published multi-power-law numbers.
-(b) docs/evaluation.md's protocol through `forecast backtest`'s code: every curve cut at 25/50/75 %
+(b) shared docs/evaluation.md's protocol through `forecast backtest`'s code: every curve cut at 25/50/75 %
     of its steps among its 8 complete siblings; all cases in one Forecaster call; the last-value
     and schedule-blind power-law baselines scored on the same cases.
 

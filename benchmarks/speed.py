@@ -1,4 +1,4 @@
-"""Speed (docs/evaluation.md): 1,000 independent runs x 500 observed + 300 horizon rows in one CSV.
+"""Speed (shared docs/evaluation.md): 1,000 independent runs x 500 observed + 300 horizon rows in one CSV.
 
 Times the whole `forecast predict` process (start-up, CSV in, batched fit, bands, CSV out) against
 a per-run `scipy.optimize.least_squares` loop fitting the same 4-parameter momentum law (L0, A,

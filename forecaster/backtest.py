@@ -1,4 +1,4 @@
-"""Backtest protocol (docs/evaluation.md): hide the tail of finished runs, score forecasts and baselines.
+"""Backtest protocol (shared docs/evaluation.md): hide the tail of finished runs, score forecasts and baselines.
 
 A *case* is a group of sibling runs with one *target* cut at a share of its planned steps: its metric
 after the cut is blanked, its LR rows are kept to the end, every sibling stays complete. Truth is

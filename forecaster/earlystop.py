@@ -41,7 +41,7 @@ from forecaster.histories import RunForecast, RunHistory
 
 log = logging.getLogger(__name__)
 
-FINAL_POINTS = 3  # a run's outcome = mean of its last 3 evaluated values (docs/evaluation.md)
+FINAL_POINTS = 3  # a run's outcome = mean of its last 3 evaluated values (shared docs/evaluation.md)
 MAX_REPORTS = 200  # baselines see at most this many evenly spaced logged steps per run
 BASELINES = ("median", "successive_halving", "hyperband", "patience")
 

@@ -197,7 +197,8 @@ def run_backtest(histories: list[RunHistory], cutoffs: list[float], law: str = "
 @click.option("--cutoffs", default="0.25,0.5,0.75", show_default=True,
               help="Shares of each finished run's planned steps at which its metric is cut.")
 @click.option("--law", type=click.Choice(LAW_CHOICES), default="auto", show_default=True,
-              help="Law to fit (auto: chosen per case on held-back data).")
+              help="Law to fit (auto: chosen per case on held-back data; with --early-stop, per group "
+                   "and checkpoint by how well each law's stated intervals did on the finished runs).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where the batched fit runs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the band sampling.")

@@ -1,4 +1,4 @@
-"""The backtest protocol (docs/evaluation.md) as pure functions: cases, scores, baselines, summary."""
+"""The backtest protocol (shared docs/evaluation.md) as pure functions: cases, scores, baselines, summary."""
 
 from __future__ import annotations
 
