@@ -64,7 +64,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     horizons = [np.asarray(h.horizon if h.horizon is not None else np.zeros(0), dtype=np.int64) for h in hist]
     # one feature build: each run's last observed step, then its horizon
     both = build_features(hist, [np.r_[h.last_step, hz] for h, hz in zip(hist, horizons)], warmup=fc.warmup,
-                          device=dev)
+                          blocks=fit.law.uses_blocks, device=dev)
     last = both.s1[:, :1]
     width = both.t.shape[1]
     feats = both.points(torch.arange(1, max(2, width), device=dev).clamp_max(width - 1).expand(len(hist), -1))

@@ -37,6 +37,7 @@ class Features:
     eta_k: torch.Tensor  # (R, K) LR at the end of each block
     s1_k: torch.Tensor  # (R, K) forward area before each block starts
     peak: torch.Tensor  # (R,) peak LR
+    decayed: torch.Tensor  # (R,) LR decreases up to the last point, relative to the peak
     log_n: torch.Tensor  # (R,) log model size where known (RunHistory.size), else 0
     has_lr: torch.Tensor  # (R,) bool
 
@@ -136,9 +137,11 @@ def build_features(
     warmup: str = "linear",
     lam: float = MOMENTUM_LAMBDA,
     max_blocks: int = 64,
+    blocks: bool = True,
     device: torch.device | None = None,
 ) -> Features:
-    """Features of each run at its evaluation steps `points[i]` (any steps, past or future)."""
+    """Features of each run at its evaluation steps `points[i]` (any steps, past or future);
+    `blocks=False` leaves out the LR-change blocks, which only the multi-power law reads."""
     if warmup not in WARMUP_MODES:
         raise ValueError(f"warmup must be one of {WARMUP_MODES}, not {warmup!r}")
     R = len(histories)
@@ -149,8 +152,9 @@ def build_features(
     s2 = np.zeros((R, P))
     mask = np.zeros((R, P), dtype=bool)
     peak = np.ones(R)
+    decayed = np.zeros(R)
     has_lr = np.zeros(R, dtype=bool)
-    blocks = []
+    changes = []
     for i, (h, pts) in enumerate(zip(histories, points)):
         pts = np.asarray(pts, dtype=np.int64)
         n = len(pts)
@@ -159,7 +163,7 @@ def build_features(
         last = int(max(pts.max() if n else 0, h.last_step))
         lr = lr_per_step(h, last, warmup)
         if lr is None:  # schedule-free laws read `t` only
-            blocks.append((np.zeros(0),) * 3)
+            changes.append((np.zeros(0),) * 3)
             continue
         if np.any(lr < 0):
             raise ValueError(f"run {h.run!r}: negative learning rate")
@@ -174,12 +178,14 @@ def build_features(
         s1[i, :n] = np.maximum(cum[idx], 1e-12)
         s2[i, :n] = _momentum_area(lr, lam)[idx]
         peak[i] = lr.max() if lr.max() > 0 else 1.0
-        blocks.append(_blocks(lr, cum, max_blocks, WARMUP_BLOCKS))
-    K = max([len(b[0]) for b in blocks] + [1])
+        upto = lr[: (int(pts.max()) if n else 0) + 1]
+        decayed[i] = np.clip(upto[:-1] - upto[1:], 0.0, None).sum() / peak[i]  # decreases only
+        changes.append(_blocks(lr, cum, max_blocks, WARMUP_BLOCKS) if blocks else (np.zeros(0),) * 3)
+    K = max([len(b[0]) for b in changes] + [1])
     drop = np.zeros((R, K))
     eta_k = np.ones((R, K))
     s1_k = np.zeros((R, K))
-    for i, (dr, ek, sk) in enumerate(blocks):
+    for i, (dr, ek, sk) in enumerate(changes):
         drop[i, : len(dr)], eta_k[i, : len(dr)], s1_k[i, : len(dr)] = dr, ek, sk
     eta_k = np.maximum(eta_k, 1e-12)
 
@@ -188,6 +194,7 @@ def build_features(
 
     return Features(
         t=tt(t), lr=tt(lr_at), s1=tt(s1), log_s1=tt(np.log(s1)), s2=tt(s2), mask=tt(mask, torch.bool),
-        drop=tt(drop), eta_k=tt(eta_k), s1_k=tt(s1_k), peak=tt(peak), has_lr=tt(has_lr, torch.bool),
+        drop=tt(drop), eta_k=tt(eta_k), s1_k=tt(s1_k), peak=tt(peak), decayed=tt(decayed),
+        has_lr=tt(has_lr, torch.bool),
         log_n=tt([np.log(h.size) if h.size and h.size > 0 else 0.0 for h in histories]),
     )

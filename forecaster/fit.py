@@ -58,13 +58,6 @@ def _expand(x: torch.Tensor, law: Law, local: list[int], M: int) -> torch.Tensor
     return u
 
 
-def annealing_evidence(f: Features) -> torch.Tensor:
-    """Per run, the LR decrease that happened before its last fitted point, relative to its peak."""
-    last = torch.where(f.mask, f.s1, torch.zeros_like(f.s1)).amax(1, keepdim=True)
-    seen = (f.s1_k < last).to(f.drop.dtype)
-    return (f.drop.clamp_min(0.0) * seen).sum(1) / f.peak  # decreases only: warmup blocks rise
-
-
 def _jacobian(fn, x: torch.Tensor, h: float, cols: int | None = None, r0=None) -> torch.Tensor:
     """Forward-difference Jacobian of fn (B, q) -> (B, n) in its first `cols` inputs."""
     r0 = fn(x) if r0 is None else r0
@@ -200,7 +193,7 @@ def fit_groups(
     # others' starts for them are arbitrary
     shared = [i for i in range(p) if i not in local]
     if shared:
-        ev = torch.where(valid, annealing_evidence(feats)[rows], -1.0)  # (G, M)
+        ev = torch.where(valid, feats.decayed[rows], -1.0)  # (G, M)
         top = ev.argmax(1)
         ug0[..., shared] = u0[torch.arange(G, device=dev), top][..., shared]
     d0 = ((u0 - ug0.unsqueeze(1)) * w)[..., local]  # (G, M, S, pl)
@@ -306,4 +299,4 @@ def fit_groups(
     cov = torch.linalg.inv(info + 1e-12 * eye)
     cov = 0.5 * (cov + cov.transpose(1, 2))
     return GroupFit(law=law, members=members, x=x, cov=cov, sigma=sigma, local=local,
-                    evidence=torch.where(valid, annealing_evidence(feats)[rows], 0.0).amax(1))
+                    evidence=torch.where(valid, feats.decayed[rows], 0.0).amax(1))

@@ -137,7 +137,7 @@ class Forecaster:
         # a law whose evaluation is costly (the multi-power double sum) is fitted on fewer points
         pts = [_fit_points(hist[r], min(self.max_points, law.max_points or self.max_points)) for r in rows]
         feats = build_features([hist[r] for r in rows], [p[0] for p in pts], warmup=self.warmup,
-                               device=self.device_)
+                               blocks=law.uses_blocks, device=self.device_)
         P = feats.t.shape[1]
         y = torch.ones(len(rows), P, dtype=DTYPE, device=self.device_)
         for k, (_, v) in enumerate(pts):
@@ -189,7 +189,7 @@ class Forecaster:
             targets = [(k, mi, plan.rows[m]) for k, g in enumerate(contested)
                        for mi, m in enumerate(plan.groups[g]) if plan.rows[m] in check]
             feats = build_features([cut_hist[r] for _, _, r in targets], [check[r][0] for _, _, r in targets],
-                                   warmup=self.warmup, device=self.device_)
+                                   warmup=self.warmup, blocks=fit.law.uses_blocks, device=self.device_)
             gi = torch.as_tensor([k for k, _, _ in targets], device=self.device_)
             mi = torch.as_tensor([m for _, m, _ in targets], device=self.device_)
             pred = fit.law.predict(fit.law.natural(fit.run_params()[gi, mi]), feats).cpu().numpy()

@@ -52,6 +52,7 @@ class Law:
     # the annealing parameter that scales the whole annealing gain, and typical values of the
     # others: used to draw the gain when no run of a group has decayed its LR (laws.md 1.3)
     amplitude: ClassVar[str | None] = None
+    uses_blocks: ClassVar[bool] = False  # reads the LR-change blocks (Features.drop, eta_k, s1_k)
     shape_prior: ClassVar[dict[str, float]] = {}
     # most observed points per run to fit on (equal-count bin means beyond): None for no cap
     max_points: ClassVar[int | None] = None

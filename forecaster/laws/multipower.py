@@ -19,6 +19,7 @@ class MultiPowerLaw(Law):
     params = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
     annealing = ("B", "C", "beta", "gamma")
     amplitude = "B"
+    uses_blocks = True
     shape_prior = _PRIOR
     max_points = 128
 
