@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 MIN_POINTS = 5
 HOLDOUT = 0.2
 SIMPLER_MARGIN = 0.7
+# share of each run's planned steps whose points LR laws are not fitted on: the first transient, as
+# in Luo et al.'s fits, whose data begin after a warmup of 9 % of the run (docs/benchmarks.md)
+SKIP_EARLY = 0.1
 
 
 @dataclass
@@ -30,15 +33,28 @@ class _Plan:
     candidates: list[str]
 
 
-def _fit_points(h: RunHistory, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """The observed points a law is fitted on: all, or means of equal-count bins when many."""
-    n = len(h.steps)
+def _fit_points(h: RunHistory, max_points: int, skip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The observed points a law is fitted on: all, or means of equal-count bins when many; the
+    points in the first `skip` share of the run's planned steps are left out (a run seen only
+    briefly keeps at least the later half of its points)."""
+    steps, values = h.steps, h.values
+    n = len(steps)
+    if skip > 0 and n >= 2 * MIN_POINTS:
+        end = h.meta.get("planned_end") or _planned_end(h)
+        keep = (steps >= skip * end) | (np.arange(n) >= n // 2)
+        steps, values, n = steps[keep], values[keep], int(keep.sum())
     if n <= max_points:
-        return h.steps, h.values
+        return steps, values
     edges = np.linspace(0, n, max_points + 1).astype(int)
     counts = np.diff(edges)
-    steps = np.round(np.add.reduceat(h.steps.astype(float), edges[:-1]) / counts).astype(np.int64)
-    return steps, np.add.reduceat(h.values, edges[:-1]) / counts
+    binned = np.round(np.add.reduceat(steps.astype(float), edges[:-1]) / counts).astype(np.int64)
+    return binned, np.add.reduceat(values, edges[:-1]) / counts
+
+
+def _planned_end(h: RunHistory) -> int:
+    """The run's last known step: its last horizon row, else its last observed step."""
+    last = int(h.steps[-1]) if len(h.steps) else 0
+    return max(last, int(h.horizon[-1])) if h.horizon is not None and len(h.horizon) else last
 
 
 class Forecaster:
@@ -61,6 +77,7 @@ class Forecaster:
         max_points: int = 512,
         holdout: float = HOLDOUT,
         samples: int = 100,
+        skip_early: float = SKIP_EARLY,
     ) -> None:
         self.law = law
         self.device = device
@@ -71,6 +88,7 @@ class Forecaster:
         self.max_points = max_points
         self.holdout = holdout
         self.samples = samples
+        self.skip_early = skip_early
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, histories: list[RunHistory]) -> "Forecaster":
@@ -135,7 +153,11 @@ class Forecaster:
         pos = {r: k for k, r in enumerate(rows)}
         law = laws.get(law_name)
         # a law whose evaluation is costly (the multi-power double sum) is fitted on fewer points
-        pts = [_fit_points(hist[r], min(self.max_points, law.max_points or self.max_points)) for r in rows]
+        # LR laws describe training after its first transient (the loss falling from ln(vocab)),
+        # which they misfit by several % and which would bend their fit
+        skip = self.skip_early if law.needs_lr else 0.0
+        most = min(self.max_points, law.max_points or self.max_points)
+        pts = [_fit_points(hist[r], most, skip) for r in rows]
         feats = build_features([hist[r] for r in rows], [p[0] for p in pts], warmup=self.warmup,
                                blocks=law.uses_blocks, device=self.device_)
         P = feats.t.shape[1]
@@ -166,7 +188,7 @@ class Forecaster:
             held[r] = (h.steps[k:], h.values[k:])
             cut_hist[r] = RunHistory(h.run, h.steps[:k], h.values[:k], group=h.group, lr_steps=h.lr_steps,
                                      lr_values=h.lr_values, schedule=h.schedule, horizon=h.steps[k:],
-                                     size=h.size, metric=h.metric)
+                                     size=h.size, metric=h.metric, meta={"planned_end": _planned_end(h)})
         # a lone run cannot tell one annealing law from another (its own prefix rarely shows the
         # decay it will see), so only groups of siblings with something held back are contested
         contested = [g for g, members in enumerate(plan.groups)
