@@ -4,7 +4,9 @@ Three 100M-parameter runs (cosine, WSD, 8-1-1 step decay; the raw per-step train
 point is noisy), each in turn the target: cut at a share of its steps, its metric blanked after
 the cut, its LR rows kept (logged every `--lr-every` steps, as trackers log them); the two
 siblings stay complete. One `group` per case; all cases of a cutoff in one CSV and one
-`forecast predict` call, exactly as a user would run it.
+`forecast predict` call, exactly as a user would run it. The baselines of evaluation.md run
+in-process on the same cases: the last observed value, and the momentum and multi-power laws
+fitted as their authors fit them (one parameter set per group, every point).
 
 Truth, as evaluation.md defines it: the mean of the target's last 3 values; since those are single
 noisy steps, the table also gives the error against the mean of the last 200 steps.
@@ -26,6 +28,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from forecaster.csvio import read_histories  # noqa: E402
+from forecaster.forecast import Forecaster  # noqa: E402
+
 DATA = REPO.parent / "shared/data/lr_curves/pku_tdlt_gpt100M_20B"
 NAMES = ("cosine", "wsd", "step811")
 
@@ -85,6 +91,7 @@ def main() -> None:
             if proc.returncode != 0:
                 sys.exit(f"forecast predict failed: {proc.stderr.strip()}")
             laws = {r["run"]: r["law"] for r in json.loads(js.read_text())["runs"]}
+            hist, _ = read_histories(src)  # the same cases, for the in-process baselines
             with out.open() as fh:
                 rows = list(csv.DictReader(fh))
         by_run: dict[str, dict[int, tuple[float, float, float]]] = {}
@@ -102,11 +109,28 @@ def main() -> None:
             errs.append(e), errs200.append(e200), cover.append(cov)
             print(f"| {cut:g} | {run.split('/')[-1]} | {laws[run]} | {truth3:.4f} | {pred3:.4f} | {100 * e:.2f} | "
                   f"{100 * e200:.2f} | {'yes' if inside else 'no'} | {100 * cov:.0f} |")
-        summary.append((cut, np.mean(errs), np.mean(errs200), np.mean(cover), secs))
-    print("\n| cutoff | mean error % (last 3) | mean error % (last 200) | horizon coverage % | seconds |")
-    print("|---|---|---|---|---|")
-    for cut, e, e200, cov, secs in summary:
-        print(f"| {cut:g} | {100 * e:.2f} | {100 * e200:.2f} | {100 * cov:.0f} | {secs:.0f} |")
+        summary.append((cut, "`forecast predict` (ours)", np.mean(errs), np.mean(errs200), np.mean(cover), secs))
+        # evaluation.md's baselines on the same cases, in-process: the last observed value, and
+        # each law fitted the way its authors fit it (one parameter set per group, every point)
+        index = {h.run: i for i, h in enumerate(hist)}
+        last = [abs(hist[index[r]].values[-1] / v[-3:].mean() - 1) for r, (_, v) in hidden.items()]
+        summary.append((cut, "last value", np.mean(last), np.nan, np.nan, 0.0))
+        for law in ("momentum", "multipower"):
+            t0 = time.perf_counter()
+            out = Forecaster(law=law, pool=1e8, skip_early=0.0).fit(hist).predict()
+            e3, e200 = [], []
+            for r, (steps, values) in hidden.items():
+                f = out[index[r]]
+                pred = f.p50[np.searchsorted(f.steps, steps[-3:])].mean()
+                e3.append(abs(pred / values[-3:].mean() - 1)), e200.append(abs(pred / values[-200:].mean() - 1))
+            summary.append((cut, f"{law} shared (authors)", np.mean(e3), np.mean(e200), np.nan,
+                            time.perf_counter() - t0))
+    print("\n| cutoff | method | mean error % (last 3) | mean error % (last 200) | horizon coverage % | seconds |")
+    print("|---|---|---|---|---|---|")
+    for cut, name, e, e200, cov, secs in summary:
+        cells = [f"{100 * x:.2f}" if np.isfinite(x) else "-" for x in (e, e200)]
+        print(f"| {cut:g} | {name} | {cells[0]} | {cells[1]} | "
+              f"{'-' if not np.isfinite(cov) else f'{100 * cov:.0f}'} | {secs:.0f} |")
 
 
 if __name__ == "__main__":
