@@ -66,8 +66,8 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     both = build_features(hist, [np.r_[h.last_step, hz] for h, hz in zip(hist, horizons)], warmup=fc.warmup,
                           blocks=fit.law.uses_blocks, device=dev)
     last = both.s1[:, :1]
-    width = both.t.shape[1]
-    feats = both.points(torch.arange(1, max(2, width), device=dev).clamp_max(width - 1).expand(len(hist), -1))
+    cols = both.t.shape[1]
+    feats = both.points(torch.arange(1, max(2, cols), device=dev).clamp_max(cols - 1).expand(len(hist), -1))
     T = feats.t.shape[0]
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), feats)  # (T, P)
@@ -95,6 +95,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     spread = torch.sqrt(noise[:, None] ** 2 + misfit**2 + extra**2)
     levels = torch.as_tensor([fc.quantiles[0], fc.quantiles[2]], dtype=DTYPE, device=dev)
     z = torch.distributions.Normal(0.0, 1.0).icdf(levels)
+    ranks = [max(1, int(round(level * n))) for level in (fc.quantiles[0], fc.quantiles[2])]  # of n draws
     qs = torch.empty(2, *point.shape, dtype=DTYPE, device=dev)
     finals = torch.empty(n, T, dtype=DTYPE, device=dev)  # log final value per draw
 
@@ -108,8 +109,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
         samples = _draws(fit, chol, gi[known], mi[known], fk, n, gen)  # (n, K, knots)
         # the spread from the draws' own quantiles: a few wild draws of a weakly determined
         # parameter must not blow up the band the way they would blow up a variance
-        q_lo = samples.kthvalue(max(1, int(round(fc.quantiles[0] * n))), dim=0).values
-        q_hi = samples.kthvalue(max(1, int(round(fc.quantiles[2] * n))), dim=0).values
+        q_lo, q_hi = (samples.kthvalue(k, dim=0).values for k in ranks)
         width = _interp_rows(fk.t, (q_hi - q_lo) / (z[1] - z[0]), feats.t[known])
         sd = torch.sqrt(width**2 + spread[known] ** 2)
         qs[:, known] = torch.exp(torch.log(point[known])[None] + z[:, None, None] * sd[None])
@@ -126,8 +126,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
         samples = _unidentified_gain(fit, gi[idx], mi[idx], fu, samples, nh[idx], gen)
         point[idx] = samples.median(0).values.exp()
         noisy = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * spread[idx][None]
-        qs[0, idx] = noisy.kthvalue(max(1, int(round(fc.quantiles[0] * n))), dim=0).values.exp()
-        qs[1, idx] = noisy.kthvalue(max(1, int(round(fc.quantiles[2] * n))), dim=0).values.exp()
+        qs[0, idx], qs[1, idx] = (noisy.kthvalue(k, dim=0).values.exp() for k in ranks)
         end = (nh[idx] - 1).clamp_min(0)
         finals[:, idx] = noisy[:, torch.arange(len(idx), device=dev), end]
     qs = qs.cpu().numpy()
