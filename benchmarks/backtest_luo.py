@@ -9,7 +9,7 @@
     of its steps among its 8 complete siblings; all cases in one Forecaster call; the last-value
     and schedule-blind power-law baselines scored on the same cases.
 
-Usage: python benchmarks/backtest_luo.py [--data DIR] [--part a|b|both] [--law auto] [--device cpu]
+Usage: python benchmarks/backtest_luo.py [--data DIR] [--part a|b|both] [--law auto] [--device cpu] [--released]
 Writes markdown to stdout.
 """
 
@@ -21,15 +21,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from forecaster import backtest as bt  # noqa: E402
-from forecaster import csvio  # noqa: E402
+from forecaster import batch, csvio  # noqa: E402
 from forecaster.batch import build_features  # noqa: E402
 from forecaster.forecast import Forecaster  # noqa: E402
 from forecaster.histories import RunHistory  # noqa: E402
+from forecaster.laws import get as get_law  # noqa: E402
 from forecaster.predict_cli import run_backtest  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "lr_curves" / "luo2025_multipowerlaw"
@@ -38,6 +40,10 @@ FIT = ("cosine_24000", "constant_24000", "wsdcon_9")
 TEST = ("constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18")
 # published multi-power-law test errors (Luo et al. 2025; their logs/*.log "Average Prede/Worste")
 PUBLISHED = {"25": (0.11, 0.41), "100": (0.14, 0.58), "400": (0.17, 1.0)}
+# the parameters they released for those errors (same logs, "Best Params"; L0, A, alpha, B, C, beta, gamma)
+RELEASED = {"25": (3.04045, 0.524686, 0.507869, 363.7875, 2.065608, 0.582790, 0.641423),
+            "100": (2.651448, 0.601152, 0.452958, 437.9464, 2.132456, 0.597852, 0.655236),
+            "400": (2.374745, 0.654212, 0.428787, 523.4246, 2.024627, 0.593505, 0.634725)}
 
 
 def load(data: Path, size: str) -> dict[str, RunHistory]:
@@ -65,10 +71,39 @@ def _group_params_predict(fc: Forecaster, row: int,
     return out, fit.law.name, {n: float(v) for n, v in zip(fit.law.params, theta[0].cpu().numpy())}
 
 
+def released(data: Path) -> str:
+    """Test errors of the authors' released parameters under our features, at several LR block counts."""
+    law = get_law("multipower")
+    lines = ["### (a) The authors' released multi-power parameters under our features", "",
+             "| size | warmup + decay blocks | PredE mean % | WorstE mean % | fit curves PredE % | published PredE / WorstE % |",
+             "|---|---|---|---|---|---|"]
+    details = []
+    default = batch.WARMUP_BLOCKS
+    for size in SIZES:
+        curves = load(data, size)
+        theta = torch.tensor([RELEASED[size]], dtype=torch.float64)
+        for wb, kb in ((8, 32), (default, 64), (64, 400)):
+            batch.WARMUP_BLOCKS = wb
+            rel = {}
+            for n in TEST + FIT:
+                h = curves[n]
+                pred = law.predict(theta, build_features([h], [h.steps], max_blocks=kb))[0, : len(h.steps)].numpy()
+                rel[n] = np.abs(pred - h.values) / h.values
+            batch.WARMUP_BLOCKS = default
+            pub = PUBLISHED[size]
+            lines.append(f"| {size}M | {wb} + {kb} | {100 * np.mean([rel[n].mean() for n in TEST]):.3f} | "
+                         f"{100 * np.mean([rel[n].max() for n in TEST]):.3f} | "
+                         f"{100 * np.mean([rel[n].mean() for n in FIT]):.3f} | {pub[0]:.2f} / {pub[1]:.2f} |")
+            if (wb, kb) == (default, 64):
+                details.append(f"- {size}M, default blocks, per curve PredE / WorstE % "
+                               + ", ".join(f"{n} {100 * rel[n].mean():.3f} / {100 * rel[n].max():.3f}" for n in TEST + FIT))
+    return "\n".join(lines + [""] + details)
+
+
 def part_a(data: Path, laws: list[str], device: str) -> str:
     lines = ["### (a) Authors' split: fit on cosine_24000, constant_24000, wsdcon_9; predict 6 curves from LR only",
-             "", "| size | law | PredE mean % | WorstE mean % | worst point % | published PredE / WorstE % | fit s |",
-             "|---|---|---|---|---|---|---|"]
+             "", "| size | law | PredE mean % | WorstE mean % | worst point % | published PredE / WorstE % | fit curves PredE % | fit s |",
+             "|---|---|---|---|---|---|---|---|"]
     details = []
     for law in laws:
         for size in SIZES:
@@ -79,16 +114,19 @@ def part_a(data: Path, laws: list[str], device: str) -> str:
             fc = Forecaster(law=law, device=device, pool=1e6).fit(train)
             secs = time.perf_counter() - t0
             targets = [curves[n] for n in TEST]
-            preds, chosen, params = _group_params_predict(fc, 0, targets)
-            rel = [np.abs(p - h.values) / h.values for p, h in zip(preds, targets)]
+            preds, chosen, params = _group_params_predict(fc, 0, targets + train)
+            rel = [np.abs(p - h.values) / h.values for p, h in zip(preds, targets + train)]
+            rel, rel_fit = rel[: len(targets)], rel[len(targets):]
+            on_fit = 100 * np.mean([r.mean() for r in rel_fit])
             prede = 100 * np.mean([r.mean() for r in rel])
             worste = 100 * np.mean([r.max() for r in rel])
             worst = 100 * max(r.max() for r in rel)
             pub = PUBLISHED[size]
             lines.append(f"| {size}M | {law if law != 'auto' else 'auto -> ' + chosen} | {prede:.3f} | "
-                         f"{worste:.3f} | {worst:.3f} | {pub[0]:.2f} / {pub[1]:.2f} | {secs:.1f} |")
+                         f"{worste:.3f} | {worst:.3f} | {pub[0]:.2f} / {pub[1]:.2f} | {on_fit:.3f} | {secs:.1f} |")
             details.append(f"- {size}M {chosen}: " + ", ".join(f"{n}={v:.4g}" for n, v in params.items())
-                           + "; per curve PredE % " + ", ".join(f"{n} {100 * r.mean():.3f}" for n, r in zip(TEST, rel)))
+                           + "; per curve PredE % " + ", ".join(f"{n} {100 * r.mean():.3f}"
+                                                                for n, r in zip(TEST + FIT, rel + rel_fit)))
     return "\n".join(lines + ["", "Fitted parameters and per-curve errors:", ""] + details)
 
 
@@ -132,6 +170,8 @@ def main() -> None:
     ap.add_argument("--part", choices=("a", "b", "both"), default="both")
     ap.add_argument("--laws-a", default="momentum,multipower", help="laws for part (a), comma-separated")
     ap.add_argument("--law", default="auto", help="law for part (b)")
+    ap.add_argument("--released", action="store_true",
+                    help="part (a): also score the authors' released multi-power parameters")
     ap.add_argument("--cutoffs", default="0.25,0.5,0.75")
     ap.add_argument("--sizes", default=",".join(SIZES))
     ap.add_argument("--device", default="auto")
@@ -142,6 +182,8 @@ def main() -> None:
     print(f"Command: `python benchmarks/backtest_luo.py {' '.join(sys.argv[1:])}`\n")
     if args.part in ("a", "both"):
         print(part_a(args.data, args.laws_a.split(","), args.device) + "\n")
+        if args.released:
+            print(released(args.data) + "\n")
     if args.part in ("b", "both"):
         print(part_b(args.data, args.law, args.device, [float(c) for c in args.cutoffs.split(",")],
                      args.sizes.split(",")))

@@ -29,6 +29,7 @@ NAMES = ["cosine_24000", "constant_24000", "wsdcon_9", "constant_72000", "cosine
 METHODS = {
     "ours (auto)": dict(law="auto"),
     "ours (momentum)": dict(law="momentum"),
+    "ours (multipower)": dict(law="multipower"),
     # as the papers fit them: one parameter set per group, on every point given
     "momentum shared (authors)": dict(law="momentum", pool=1e8, skip_early=0.0),
     "multipower shared (authors)": dict(law="multipower", pool=1e8, skip_early=0.0),
