@@ -9,11 +9,12 @@ run's own point-to-point scatter. Quantiles come from the samples; the median is
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from forecaster.batch import build_features, lr_per_step
+from forecaster.batch import Features, build_features, lr_per_step
 from forecaster.device import DTYPE
 from forecaster.fit import GroupFit
 from forecaster.histories import RunForecast, RunHistory
@@ -120,10 +121,16 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
         # the draws themselves, which are far from Gaussian: evaluated at every step
         idx = unknown_idx
         fu = feats.rows(idx)
+        s1_last, s2_last = both.s1[idx, :1], both.s2[idx, :1]
         # the fitted amplitude is noise here (a decay of a few % of the peak, if any): the draws
-        # are of the curve without annealing, and the gain is drawn on top
-        samples = _draws(fit, chol, gi[idx], mi[idx], fu, n, gen, without_annealing=True)
-        samples = _unidentified_gain(fit, gi[idx], mi[idx], fu, samples, nh[idx], gen)
+        # are of the curve without the planned decay, and the gain it brings is drawn on top
+        # and the annealing parameters stay at their fit: their spread is what the drawn gain
+        # replaces, and draws of unidentified ones swing the curve far off through the warmup's share
+        fixed = [law.params.index(name) for name in law.annealing]
+        samples = _draws(fit, _conditional_chol(fit.cov * INFLATION**2, fixed), gi[idx], mi[idx],
+                         _without_future_decay(fu, s1_last, s2_last), n, gen)
+        samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
+                                     nh[idx], planned[idx], gen)
         point[idx] = samples.median(0).values.exp()
         noisy = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * spread[idx][None]
         qs[0, idx], qs[1, idx] = (noisy.kthvalue(k, dim=0).values.exp() for k in ranks)
@@ -142,9 +149,10 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
             out[r] = RunForecast.skip(h.run, h.group, f"the {law.name} fit diverged (non-positive forecast)", h.metric)
             continue
         notes = []
-        if bool(unknown[k]):
+        if bool(unknown[k]) and float(planned[k]) >= EVIDENCE_MIN:  # a horizon that barely decays needs none
             notes.append("annealing response not identifiable: no run in the group has decayed its LR far "
-                         f"enough yet; the band spans 0-{MAX_GAIN:.0%} gain from the planned decay")
+                         f"enough yet; the band spans 0-{MAX_GAIN * float(planned[k]):.1%} gain from the "
+                         "planned decay")
         out[r] = RunForecast(
             run=h.run, group=h.group, steps=hz, lr=lr[hz] if (lr is not None and m) else np.full(m, np.nan),
             p50=p50, p10=np.minimum(qs[0, k, :m], p50), p90=np.maximum(qs[1, k, :m], p50),
@@ -154,11 +162,10 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     return out
 
 
-def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor, f, n: int,
-           gen: torch.Generator, without_annealing: bool = False) -> torch.Tensor:
+def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor, f: Features, n: int,
+           gen: torch.Generator) -> torch.Tensor:
     """Log predictions (n, R, P) of the runs at (gi, mi) on features f under n draws of the
-    group vectors from their Laplace Gaussian, in chunks of bounded size; `without_annealing`
-    zeroes the law's annealing amplitude (its curve had there been no LR decay)."""
+    group vectors from their Laplace Gaussian, in chunks of bounded size."""
     law = fit.law
     R, P = f.t.shape
     per = max(1, CHUNK // max(1, R * P * max(1, f.drop.shape[1])))
@@ -169,10 +176,7 @@ def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor
         xs = fit.x + (chol @ z.unsqueeze(-1)).squeeze(-1)  # (k, G, q)
         u = fit.run_params(xs)[:, gi, mi]  # (k, R, p)
         rows = f.rows(torch.arange(R, device=fit.x.device).repeat(k))
-        theta = law.natural(u.reshape(k * R, -1))
-        if without_annealing:
-            theta[:, law.params.index(law.amplitude)] = 0.0
-        out.append(law.predict(theta, rows).reshape(k, R, P))
+        out.append(law.predict(law.natural(u.reshape(k * R, -1)), rows).reshape(k, R, P))
     return torch.log(torch.cat(out).clamp_min(1e-12))
 
 
@@ -196,8 +200,43 @@ def _interp_rows(xk: torch.Tensor, yk: torch.Tensor, x: torch.Tensor) -> torch.T
     return y0 + w * (y1 - y0)
 
 
-def _unidentified_gain(fit: GroupFit, gi, mi, feats, samples, nh, gen) -> torch.Tensor:
-    """Draws of targets whose group's data cannot identify the annealing gain, the gain redrawn."""
+def _conditional_chol(cov: torch.Tensor, fixed: list[int]) -> torch.Tensor:
+    """Cholesky factor of the Gaussian (G, q, q) with the `fixed` coordinates held at their mean:
+    the others' conditional covariance, zero (up to jitter) for the fixed ones."""
+    q = cov.shape[-1]
+    free = torch.as_tensor([i for i in range(q) if i not in fixed], device=cov.device)
+    held = torch.as_tensor(fixed, device=cov.device)
+    out = torch.zeros_like(cov)
+    if len(free):
+        rr = cov[:, free][:, :, free]
+        if len(held):
+            rs = cov[:, free][:, :, held]
+            ss = cov[:, held][:, :, held]
+            rr = rr - rs @ torch.linalg.solve(ss, rs.transpose(1, 2))
+        out[:, free.unsqueeze(1), free.unsqueeze(0)] = 0.5 * (rr + rr.transpose(1, 2))
+    eye = torch.eye(q, dtype=cov.dtype, device=cov.device)
+    return torch.linalg.cholesky(out + 1e-12 * eye)
+
+
+def _without_future_decay(f: Features, s1_last: torch.Tensor, s2_last: torch.Tensor) -> Features:
+    """The same runs had their LR not decayed after the last observed step: the momentum area stops
+    growing and the LR decreases after that step leave the multi-power sum (its rises stay)."""
+    after = f.s1_k >= s1_last
+    return replace(f, s2=torch.minimum(f.s2, s2_last), drop=torch.where(after, f.drop.clamp_max(0.0), f.drop))
+
+
+def _future_decay_only(f: Features, s1_last: torch.Tensor, s2_last: torch.Tensor) -> Features:
+    """Only the LR decreases after the last observed step: what a planned decay adds."""
+    after = f.s1_k >= s1_last
+    return replace(f, s2=(f.s2 - s2_last).clamp_min(0.0),
+                   drop=torch.where(after, f.drop.clamp_min(0.0), torch.zeros_like(f.drop)))
+
+
+def _unidentified_gain(fit: GroupFit, gi, mi, feats: Features, samples, nh, planned, gen) -> torch.Tensor:
+    """Draws of targets whose group's data cannot identify the annealing gain, the gain redrawn:
+    `samples` are draws of the curve without the planned decay, and the gain its decay brings is
+    drawn between none and MAX_GAIN of the loss at the end, scaled by how far the LR decays
+    (`planned`, a share of the peak: a horizon at constant LR gains nothing)."""
     law = fit.law
     theta = law.natural(fit.run_params()[gi, mi]).clone()  # (T, p)
     for name, v in law.shape_prior.items():
@@ -206,11 +245,12 @@ def _unidentified_gain(fit: GroupFit, gi, mi, feats, samples, nh, gen) -> torch.
     theta[:, amp] = 0.0
     off = law.predict(theta, feats)
     theta[:, amp] = 1.0
-    shape = off - law.predict(theta, feats)  # (T, P): annealing gain per unit amplitude
+    shape = off - law.predict(theta, feats)  # (T, P): the planned decay's gain per unit amplitude
     last = (nh - 1).clamp_min(0)[:, None]
-    at_end = torch.gather(shape, 1, last).clamp_min(1e-30)
+    at_end = torch.gather(shape, 1, last)
+    unit = torch.where(at_end > 0, (shape / at_end.clamp_min(1e-300)).clamp(0.0, 1.0), torch.zeros_like(shape))
     level = torch.gather(samples, 2, last.expand(samples.shape[0], -1, -1)).median(0).values.exp()
-    rel = (shape / at_end).clamp_min(0) * level  # gain in loss units for the whole share
+    rel = unit * level * planned[:, None]  # gain in loss units for the whole share
     # stratified: one gain per n-quantile of the range, shuffled against the parameter draws, so
     # the median forecast does not move by a Monte Carlo error of ~0.4 % from seed to seed
     n = samples.shape[0]

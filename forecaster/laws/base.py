@@ -91,6 +91,10 @@ class PositiveLaw(Law):
         return torch.log(theta.clamp_min(1e-12))
 
 
+# a run whose LR fell by at least this share of its peak has an annealing response to start from
+DECAYED = 0.05
+
+
 def linear_fit(design: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched least squares y ~ design @ c over masked points: design (B, P, k), y (B, P) ->
     coefficients (B, k) and the residual sum of squares (B,)."""

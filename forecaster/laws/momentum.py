@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from forecaster.batch import Features
-from forecaster.laws.base import PositiveLaw, grid_starts, register
+from forecaster.laws.base import DECAYED, PositiveLaw, grid_starts, register
 
 
 @register
@@ -38,7 +38,10 @@ def momentum_starts(f: Features, y: torch.Tensor, n: int) -> tuple[torch.Tensor,
     )
     floor = 1e-3 * y.amax(1, keepdim=True)
     # an amplitude started at ~0 sits where its log-space gradient vanishes: start it at a gain of
-    # 1 % of the loss over the run's annealing area instead, and let the fit take it down
+    # 1 % of the loss over the run's annealing area instead, and let the fit take it down; only
+    # where the LR really decayed (a logged LR jittering in its last digits has an area ~0, and an
+    # amplitude to match it would fit the noise)
     s2_end = torch.where(f.mask, f.s2, torch.zeros_like(f.s2)).amax(1, keepdim=True)
-    c_min = torch.where(s2_end > 0, 0.01 * y.amin(1, keepdim=True) / s2_end.clamp_min(1e-30), 1e-6)
+    decayed = (f.decayed >= DECAYED)[:, None] & (s2_end > 0)
+    c_min = torch.where(decayed, 0.01 * y.amin(1, keepdim=True) / s2_end.clamp_min(1e-30), 1e-6)
     return torch.maximum(c[..., 0], floor), c[..., 1].clamp_min(1e-6), alphas, torch.maximum(c[..., 2], c_min)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from forecaster.batch import Features
-from forecaster.laws.base import Law, grid_starts, register
+from forecaster.laws.base import DECAYED, Law, grid_starts, register
 
 # laws.md 1.2: C, beta, gamma stay near these across model sizes; used only to start the fit
 _PRIOR = {"C": 2.0, "beta": 0.6, "gamma": 0.65}
@@ -83,7 +83,8 @@ class MultiPowerLaw(Law):
         # LD, which the warmup's increases make negative at first)
         span = (torch.where(f.mask, ld, -torch.inf).amax(1, keepdim=True)
                 - torch.where(f.mask, ld, torch.inf).amin(1, keepdim=True))
-        B = torch.maximum(c[..., 2], torch.where(span > 0, 0.01 * y.amin(1, keepdim=True) / span.clamp_min(1e-30),
+        decayed = (f.decayed >= DECAYED)[:, None] & (span > 0)
+        B = torch.maximum(c[..., 2], torch.where(decayed, 0.01 * y.amin(1, keepdim=True) / span.clamp_min(1e-30),
                                                  1e-3))
         const = lambda v: torch.full_like(L0, v)  # noqa: E731
         return torch.stack([L0, A, alphas, B, const(_PRIOR["C"]), const(_PRIOR["beta"]), const(_PRIOR["gamma"])], -1)
