@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 FINAL_POINTS = 3  # a run's outcome = mean of its last 3 evaluated values (shared docs/evaluation.md)
 MAX_REPORTS = 200  # baselines see at most this many evenly spaced logged steps per run
 BASELINES = ("median", "successive_halving", "hyperband", "patience")
+BOUNDED_90 = 19  # finished runs from which a split-conformal 90 % interval is bounded: 2 / 0.1 - 1
 
 
 @dataclass
@@ -332,10 +333,13 @@ def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int
                 lo, hi = final_quantiles(f, [0.05, 0.95], None)
                 res.covered_raw.append(bool(lo <= r.outcome <= hi))
                 if use is not None:
-                    # the stated interval is the local one: conditional on where this run is heading
+                    res.laws[(c, law)] = res.laws.get((c, law), 0) + 1
+                if use is not None and len(nb) >= BOUNDED_90:
+                    # the stated interval is the local one: conditional on where this run is heading;
+                    # with fewer finished runs its conformal levels reach 0 and 1 (no bounded 90 %
+                    # interval exists), so none is stated and none is scored
                     lo, hi = local_quantiles(f, [0.05, 0.95], nb, s.neighbours)
                     res.covered.append(bool(lo <= r.outcome <= hi))
-                    res.laws[(c, law)] = res.laws.get((c, law), 0) + 1
                 if best is None:
                     continue
                 # "could still end within the margin of the best": what a false stop would lose
