@@ -6,7 +6,7 @@ cases of a cutoff in one Forecaster call. Methods: our default (partial pooling,
 held-back tail) and the momentum and multi-power laws with every parameter shared across the group
 (one parameter set per model, as the papers fit them), plus the last observed value.
 
-    python benchmarks/luo_cases.py [--cutoffs 0.25,0.5,0.75] [--methods ours,momentum-shared,...]
+    python benchmarks/luo_cases.py [--cutoffs 0.25,0.5,0.75] [--methods ours,momentum-shared,...] [--lone]
 """
 
 from __future__ import annotations
@@ -41,15 +41,21 @@ def load(size: str, name: str):
     return tuple(np.array([float(r[k]) for r in rows]) for k in ("step", "lr", "loss"))
 
 
-def cases(cut: float, sizes: list[str]):
+def cases(cut: float, sizes: list[str], lone: bool = False):
+    """Histories and hidden truths: each curve the target of one group, with its 8 siblings
+    complete, or (`lone`) alone, as a run with no finished sibling is."""
     hs, truth = [], []
     for size in sizes:
         data = {n: load(size, n) for n in NAMES}
         for target in NAMES:
             for n, (s, lr, y) in data.items():
+                if lone and n != target:
+                    continue
                 s = s.astype(np.int64)
                 if n == target:
                     keep = s <= cut * s[-1]
+                    if lone and keep.sum() < 5:
+                        continue  # too few points to fit alone (the forecaster would skip it)
                     hs.append(RunHistory(n, s[keep], y[keep], group=f"{size}/{target}", lr_steps=s, lr_values=lr,
                                          horizon=s[~keep]))
                     truth.append((len(hs) - 1, y[~keep]))
@@ -63,11 +69,12 @@ def main() -> None:
     ap.add_argument("--cutoffs", default="0.25,0.5,0.75")
     ap.add_argument("--sizes", default="25,100,400")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--lone", action="store_true", help="each target alone in its group, no siblings")
     a = ap.parse_args()
     print("| cutoff | method | cases | final err mean % | final err worst % | band coverage % | laws | s |")
     print("|---|---|---|---|---|---|---|---|")
     for cut in [float(c) for c in a.cutoffs.split(",")]:
-        hs, truth = cases(cut, a.sizes.split(","))
+        hs, truth = cases(cut, a.sizes.split(","), a.lone)
         last = [abs(hs[i].values[-1] - y[-3:].mean()) / y[-3:].mean() for i, y in truth]
         print(f"| {cut:g} | last value | {len(truth)} | {100 * np.mean(last):.3f} | {100 * np.max(last):.3f} | - | - | - |")
         for name in a.methods.split(","):
