@@ -22,6 +22,8 @@ SIMPLER_MARGIN = 0.6
 # share of each run's planned steps whose points LR laws are not fitted on: the first transient, as
 # in Luo et al.'s fits, whose data begin after a warmup of 9 % of the run (docs/benchmarks.md)
 SKIP_EARLY = 0.1
+# an early stretch whose residuals' chunk means exceed this many times their noise is misfit
+EARLY_MISFIT = 4.0
 
 
 @dataclass
@@ -121,13 +123,33 @@ class Forecaster:
             chosen = self._select(plan)
             for law_name in sorted(set(chosen.values())):
                 grp_ids = [g for g, name in chosen.items() if name == law_name]
-                fit, rows = self._fit(law_name, plan, [plan.groups[g] for g in grp_ids], self.histories_)
-                key = f"{law_name}:{len(self.fits_)}"
-                self.fits_[key] = (fit, rows)
-                for g in grp_ids:
-                    for m in plan.groups[g]:
-                        self.choice_[plan.rows[m]] = key
+                for ids, fit, rows in self._fit_skipping_transients(law_name, plan, grp_ids):
+                    key = f"{law_name}:{len(self.fits_)}"
+                    self.fits_[key] = (fit, rows)
+                    for g in ids:
+                        for m in plan.groups[g]:
+                            self.choice_[plan.rows[m]] = key
         return self
+
+    def _fit_skipping_transients(self, law_name: str, plan: _Plan, grp_ids: list[int]):
+        """Fit `law_name` to the groups `grp_ids` on every point; refit, without the first
+        `skip_early` share of each run, the groups whose early points that fit misses: the first
+        transient (the loss falling from about ln(vocab)) that LR laws do not describe. A curve the
+        law does describe from its start keeps all its points. Yields (group ids, fit, rows)."""
+        groups = [plan.groups[g] for g in grp_ids]
+        if not (laws.get(law_name).needs_lr and self.skip_early > 0):
+            fit, rows, _ = self._fit(law_name, plan, groups, self.histories_, skip=0.0)
+            yield grp_ids, fit, rows
+            return
+        fit, rows, early = self._fit(law_name, plan, groups, self.histories_, skip=0.0, early=self.skip_early)
+        flagged = [k for k, g in enumerate(groups) if any(early.get(plan.rows[m], False) for m in g)]
+        kept = [grp_ids[k] for k in range(len(groups)) if k not in flagged]
+        if kept:
+            yield kept, fit, rows
+        if flagged:
+            refit, rows2, _ = self._fit(law_name, plan, [groups[k] for k in flagged], self.histories_,
+                                        skip=self.skip_early)
+            yield [grp_ids[k] for k in flagged], refit, rows2
 
     def _plans(self) -> list[_Plan]:
         """Split fittable runs by whether they carry LR information; group by `group`."""
@@ -147,15 +169,19 @@ class Forecaster:
             out.append(_Plan(rows=idx, groups=list(by_group.values()), candidates=cands))
         return out
 
-    def _fit(self, law_name: str, plan: _Plan, groups: list[list[int]], hist: list[RunHistory]):
-        """Fit one law to `groups` (member indices into plan.rows) of `hist`."""
+    def _fit(self, law_name: str, plan: _Plan, groups: list[list[int]], hist: list[RunHistory],
+             skip: float | None = None, early: float = 0.0):
+        """Fit one law to `groups` (member indices into plan.rows) of `hist`, leaving out each
+        run's first `skip` share (default: `skip_early` for LR laws). With `early`, also says per
+        run (row -> bool) whether the fit misses its points in that first share (`_misfits_early`)."""
         rows = sorted({plan.rows[m] for g in groups for m in g})
         pos = {r: k for k, r in enumerate(rows)}
         law = laws.get(law_name)
+        if skip is None:
+            # LR laws describe training after its first transient (the loss falling from
+            # ln(vocab)), which they misfit by several % and which would bend their fit
+            skip = self.skip_early if law.needs_lr else 0.0
         # a law whose evaluation is costly (the multi-power double sum) is fitted on fewer points
-        # LR laws describe training after its first transient (the loss falling from ln(vocab)),
-        # which they misfit by several % and which would bend their fit
-        skip = self.skip_early if law.needs_lr else 0.0
         most = min(self.max_points, law.max_points or self.max_points)
         pts = [_fit_points(hist[r], most, skip) for r in rows]
         feats = build_features([hist[r] for r in rows], [p[0] for p in pts], warmup=self.warmup,
@@ -169,7 +195,8 @@ class Forecaster:
         for gi, g in enumerate(groups):
             members[gi, : len(g)] = torch.as_tensor([pos[plan.rows[m]] for m in g])
         fit = fit_groups(law, feats, y, members, pool=self.pool)
-        return fit, rows
+        flags = _misfits_early(fit, feats, y, members, [hist[r] for r in rows], early) if early else {}
+        return fit, rows, {rows[k]: v for k, v in flags.items()}
 
     def _select(self, plan: _Plan) -> dict[int, str]:
         """Per group, the candidate that best forecasts the held-back tail of its target runs."""
@@ -207,7 +234,7 @@ class Forecaster:
                     k = int(round(len(h.steps) * (1 - self.holdout)))
                     check[r] = (h.steps[k:], h.values[k:])
         for c, name in enumerate(plan.candidates if contested else []):
-            fit, rows = self._fit(name, plan, [plan.groups[g] for g in contested], cut_hist)
+            fit, rows, _ = self._fit(name, plan, [plan.groups[g] for g in contested], cut_hist)
             targets = [(k, mi, plan.rows[m]) for k, g in enumerate(contested)
                        for mi, m in enumerate(plan.groups[g]) if plan.rows[m] in check]
             feats = build_features([cut_hist[r] for _, _, r in targets], [check[r][0] for _, _, r in targets],
@@ -240,6 +267,31 @@ class Forecaster:
             else:
                 out.append(done[i])
         return out
+
+
+def _misfits_early(fit: GroupFit, feats, y: torch.Tensor, members: torch.Tensor, hist: list[RunHistory],
+                   share: float) -> dict[int, bool]:
+    """Per fitted row: does the fit miss the row's points in the first `share` of its planned
+    steps? Judged by the chunked bias of the log residuals there against what noise alone would
+    leave in a chunk mean (EARLY_MISFIT x the fit's robust scale / sqrt(points per chunk))."""
+    valid = members >= 0
+    g_idx, m_idx = valid.nonzero(as_tuple=True)
+    rows = members[g_idx, m_idx]
+    u = fit.run_params()[g_idx, m_idx]  # (R, p) in the order of `rows`
+    pred = fit.law.predict(fit.law.natural(u), feats.rows(rows))
+    r = (torch.log(pred.clamp_min(1e-12)) - torch.log(y[rows].clamp_min(1e-12))).cpu().numpy()
+    t, mask = feats.t[rows].cpu().numpy(), feats.mask[rows].cpu().numpy()
+    sigma = fit.sigma[g_idx].cpu().numpy()
+    out = {}
+    for j, row in enumerate(rows.tolist()):
+        early = mask[j] & (t[j] < share * _planned_end(hist[row]))
+        n = int(early.sum())
+        if n < 2 * MIN_POINTS:
+            out[row] = False
+            continue
+        noise = sigma[j] / np.sqrt(n / 5)  # the chunk means' noise
+        out[row] = _bias(r[j][early]) > max(EARLY_MISFIT * noise, 1e-3)
+    return out
 
 
 def _bias(diff: np.ndarray, chunks: int = 5) -> float:
