@@ -169,3 +169,10 @@ def test_unidentified_annealing_gains_only_what_the_horizon_decays(law):
         assert any("not identifiable" in n for n in fc.notes) == planned
         if not planned:
             assert abs(fc.p50[-1] / truth[-1] - 1) < 0.005
+
+
+def test_a_curve_the_law_describes_from_its_start_keeps_every_point():
+    target, _ = _run("t", cosine_lr(FULL, 1e-3, TOTAL), cut=2000)
+    default = Forecaster(law="momentum").fit([target]).predict()[0]
+    every_point = Forecaster(law="momentum", skip_early=0.0).fit([target]).predict()[0]
+    np.testing.assert_allclose(default.p50, every_point.p50, rtol=1e-10)
