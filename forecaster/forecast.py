@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 MIN_POINTS = 5
 HOLDOUT = 0.2
 SIMPLER_MARGIN = 0.6
-# share of each run's planned steps whose points LR laws are not fitted on: the first transient, as
-# in Luo et al.'s fits, whose data begin after a warmup of 9 % of the run (docs/benchmarks.md)
+# share of each run's planned steps that an LR-law fit leaves out where it misses them: the first
+# transient, as in Luo et al.'s fits, whose data begin after a warmup of 9 % of the run
+# (docs/benchmarks.md)
 SKIP_EARLY = 0.1
 # an early stretch whose residuals' chunk means exceed this many times their noise is misfit
 EARLY_MISFIT = 4.0
