@@ -176,3 +176,13 @@ def test_a_curve_the_law_describes_from_its_start_keeps_every_point():
     default = Forecaster(law="momentum").fit([target]).predict()[0]
     every_point = Forecaster(law="momentum", skip_early=0.0).fit([target]).predict()[0]
     np.testing.assert_allclose(default.p50, every_point.p50, rtol=1e-10)
+
+
+def test_an_lr_logged_as_zero_throughout_is_no_lr():
+    y = curve("momentum", TRUTH, STEPS, constant_lr(FULL, 1e-3), noise=2e-3)
+    zero = RunHistory("z", STEPS[:40], y[:40], lr_steps=FULL, lr_values=np.zeros(len(FULL)), horizon=STEPS[40:])
+    fc = Forecaster().fit([zero]).predict()[0]
+    assert fc.law in ("pow3", "exponential", "logpower")  # a schedule-free law, not an LR law on zeros
+    assert y[-1] * 0.95 < fc.p50[-1] <= y[39]  # heading down from the last value, not off the chart
+    skipped = Forecaster(law="momentum").fit([zero]).predict()[0]
+    assert "needs a learning rate" in skipped.skipped
