@@ -199,10 +199,11 @@ def candidate_laws(h: RunHistory, law: str) -> tuple[str, ...]:
     """The laws a run's prefixes are forecast with: the one asked for, or under ``auto`` every law
     `Forecaster(law="auto")` would consider for it (schedule-free without an LR column)."""
     from forecaster import laws
+    from forecaster.forecast import informative_lr
 
     if law != "auto":
         return (law,)
-    names = laws.automatic(needs_lr=h.has_lr)
+    names = laws.automatic(needs_lr=informative_lr(h))
     return tuple(sorted(names, key=lambda n: (len(laws.get(n).params), n)))
 
 

@@ -54,7 +54,7 @@ def _fit_points(h: RunHistory, max_points: int, skip: float = 0.0) -> tuple[np.n
     return binned, np.add.reduceat(values, edges[:-1]) / counts
 
 
-def _informative_lr(h: RunHistory) -> bool:
+def informative_lr(h: RunHistory) -> bool:
     """The run has a learning rate the LR laws can read: a schedule, or logged values not all zero
     (an LR logged as 0 throughout says nothing of the schedule; the run gets the schedule-free laws)."""
     return h.schedule is not None or (h.has_lr and bool(np.any(np.asarray(h.lr_values) > 0)))
@@ -119,7 +119,7 @@ class Forecaster:
                 self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
             elif np.any(h.values <= 0):
                 self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
-            elif self.law != "auto" and laws.get(self.law).needs_lr and not _informative_lr(h):
+            elif self.law != "auto" and laws.get(self.law).needs_lr and not informative_lr(h):
                 self.skipped_[i] = (f"law {self.law!r} needs a learning rate and the run has none "
                                     "(or logs 0 throughout)")
         plans = self._plans()
@@ -164,7 +164,7 @@ class Forecaster:
         out = []
         for has_lr in (True, False):
             idx = [i for i, h in enumerate(self.histories_)
-                   if i not in self.skipped_ and _informative_lr(h) == has_lr]
+                   if i not in self.skipped_ and informative_lr(h) == has_lr]
             if not idx:
                 continue
             by_group: dict[str, list[int]] = {}
