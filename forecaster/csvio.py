@@ -385,6 +385,21 @@ def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def jsonable(obj: Any) -> Any:
+    """The same structure as strict JSON can hold it: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
 def summary(histories: list[RunHistory], forecasts: list[RunForecast], *,
             warnings: list[str] = (), settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per run: law, parameters, predicted final value with its interval, or why it was skipped."""

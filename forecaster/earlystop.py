@@ -36,6 +36,7 @@ import numpy as np
 from scipy.stats import norm
 
 from forecaster.alerts import final_quantiles, prob_final_below
+from forecaster.csvio import jsonable
 from forecaster.errors import InputError
 from forecaster.histories import RunForecast, RunHistory
 
@@ -610,22 +611,7 @@ def run_early_stop(histories: list[RunHistory], settings: EarlyStopSettings | No
         "delta", "margin", "min_points", "first_share", "ratio", "min_calibration", "neighbours", "patience",
         "startup_trials", "context", "pool", "law", "law_score", "law_score_alpha", "law_score_from", "seed")}
     out["notes"] = notes
-    return _clean(out)
-
-
-def _clean(x: Any) -> Any:
-    """NaN/inf -> None so the result is strict JSON."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
+    return jsonable(out)
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from forecaster.csvio import jsonable
 from forecaster.device import pick_device
 from forecaster.errors import InputError
 from forecaster.scaling import bootstrap as bs
@@ -90,7 +91,7 @@ class ScalingFit:
         out.pop("samples")
         if samples and self.samples is not None:
             out["samples"] = {k: self.samples[:, i].tolist() for i, k in enumerate(LAWS[self.law])}
-        return _clean(out)
+        return jsonable(out)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScalingFit":
@@ -129,19 +130,6 @@ class ScalingFit:
 def _num(x: Any) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def _clean(obj: Any) -> Any:
-    """Non-finite floats -> None so the JSON is standard."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return _num(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def _optimal(law: str, theta: np.ndarray, rows: np.ndarray | None, C: float, units: dict[str, float],
