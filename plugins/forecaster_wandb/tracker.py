@@ -105,6 +105,15 @@ def _is_gone(err: BaseException) -> bool:
     return False
 
 
+def _delete(run: Any, what: str) -> None:
+    """Delete a run through the API; one already gone is what deleting wanted."""
+    try:
+        run.delete()
+    except Exception as err:  # noqa: BLE001
+        if not _is_gone(err):
+            raise _tracker_error(err, what) from None
+
+
 def _tracker_error(err: BaseException, what: str) -> TrackerError:
     status = _status(err)
     if status in (401, 403):
@@ -741,11 +750,7 @@ class WandbTracker(Tracker):
         if existing.job_type != JOB_TYPE or block.get("source") != source.id:
             # Never delete anything that is not this run's companion, whatever the tags say.
             raise InputError(f"refusing to delete run {cid}: it is not a forecast companion of {source.label}")
-        try:
-            existing.delete()
-        except Exception as err:  # noqa: BLE001
-            if not _is_gone(err):
-                raise _tracker_error(err, f"deleting superseded forecast {cid}") from None
+        _delete(existing, f"deleting superseded forecast {cid}")
 
     # -- summary runs (forecast sync --scaling) -----------------------------------------------------
     def create_summary(self, revision: SummaryRevision) -> str:
@@ -854,11 +859,7 @@ class WandbTracker(Tracker):
         if not _is_summary(existing.job_type, existing.config):
             # Never delete anything that is not our summary run, whatever its tags say.
             raise InputError(f"refusing to delete run {sid} of {scope}: it is not a forecaster summary run")
-        try:
-            existing.delete()
-        except Exception as err:  # noqa: BLE001
-            if not _is_gone(err):
-                raise _tracker_error(err, f"deleting superseded summary run {sid}") from None
+        _delete(existing, f"deleting superseded summary run {sid}")
 
     # -- offline mode -------------------------------------------------------------------------------
     def _list_offline(self) -> list[RunInfo]:
