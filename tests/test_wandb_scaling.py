@@ -24,7 +24,7 @@ from forecaster.scaling.sync import ScalingSettings  # noqa: E402
 from forecaster.sync import SyncSettings, sync  # noqa: E402
 from forecaster_wandb import WandbTracker  # noqa: E402
 from forecaster_wandb.offline import read_run, run_dirs  # noqa: E402
-from wandb_server import WandbTestServer, wandb_session_env  # noqa: E402
+from wandb_server import WandbTestServer, server  # noqa: E402,F401 - server is a fixture
 
 LAW = "multipower"
 ENTITY, PROJECT = "lab", "scaling"
@@ -67,13 +67,6 @@ def _settings(**kw) -> SyncSettings:
 
 def _summaries(server: WandbTestServer) -> list:
     return [r for r in server.project_runs(ENTITY, PROJECT) if r.job_type == "scaling"]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with WandbTestServer() as srv, wandb_session_env(srv):
-        yield srv
-        assert not srv.unknown, f"client sent requests the test server does not model: {srv.unknown}"
 
 
 @pytest.fixture(scope="module")

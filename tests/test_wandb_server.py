@@ -11,16 +11,9 @@ import pytest
 
 wandb = pytest.importorskip("wandb")
 
-from wandb_server import WandbTestServer, wandb_session_env  # noqa: E402
+from wandb_server import WandbTestServer, server  # noqa: E402,F401 - server is a fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with WandbTestServer() as srv, wandb_session_env(srv):
-        yield srv
-        assert not srv.unknown, f"client sent requests the test server does not model: {srv.unknown}"
 
 
 def test_online_run_round_trip(server: WandbTestServer) -> None:

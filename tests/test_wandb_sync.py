@@ -7,8 +7,6 @@ runs (``--wandb-dir``) whose files must stay byte-identical.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,31 +23,14 @@ from forecaster.sync import SyncSettings, sync  # noqa: E402
 from forecaster.trackers import TrackerError  # noqa: E402
 from forecaster_wandb import WandbTracker  # noqa: E402
 from forecaster_wandb.offline import read_run, run_dirs  # noqa: E402
-from wandb_server import WandbTestServer, wandb_session_env  # noqa: E402
+from mlflow_runs import cosine_lr, synthetic_loss  # noqa: E402 - how HF Trainer runs look
+from wandb_server import WandbTestServer, file_digests, server  # noqa: E402,F401 - server is a fixture
 
 LAW = "multipower"  # one law keeps the suite fast; law choice is the core's to test
 ENTITY = "lab"
 HF = {"learning_rate": 3e-4, "lr_scheduler_type": "cosine", "warmup_steps": 100, "max_steps": 2000,
       "num_train_epochs": 3.0, "per_device_train_batch_size": 8}
 LOSS, LR = "train/loss", "train/learning_rate"  # what the HF W&B callback logs
-
-
-def cosine_lr(steps: np.ndarray, peak: float, warmup: int, total: int) -> np.ndarray:
-    """HF get_cosine_schedule_with_warmup."""
-    s = np.asarray(steps, dtype=float)
-    prog = np.clip((s - warmup) / max(1, total - warmup), 0, 1)
-    return np.where(s < warmup, peak * s / max(1, warmup), peak * 0.5 * (1 + np.cos(np.pi * prog)))
-
-
-def synthetic_loss(steps: np.ndarray, lr: np.ndarray, scale: float = 1.0, seed: int = 0,
-                   noise: float = 0.004) -> np.ndarray:
-    """A loss that falls with the LR area and drops further as the LR anneals (multi-power-like)."""
-    s = np.asarray(steps)
-    full = np.interp(np.arange(int(s.max()) + 1), s, lr)
-    area = np.cumsum(full)[s]
-    anneal = (lr.max() - lr) / max(lr.max(), 1e-12)
-    base = 2.0 * scale + 3.0 * (1.0 + area / 0.05) ** -0.5 - 0.15 * anneal
-    return base * np.exp(noise * np.random.default_rng(seed).standard_normal(len(s)))
 
 
 def _hf_metrics(upto: int, seed: int, scale: float = 1.0, log_lr: bool = True, every: int = 20,
@@ -86,13 +67,6 @@ def _cli(server_tmp: Path, project: str, *extra: str):
     args = ["sync", "--tracker", "wandb", "--project", f"{ENTITY}/{project}", "--metric", LOSS,
             "--lr-key", LR, "--law", LAW, "--no-plots", "--lock-file", str(server_tmp / f"{project}.lock"), *extra]
     return CliRunner().invoke(main, args, catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with WandbTestServer() as srv, wandb_session_env(srv):
-        yield srv
-        assert not srv.unknown, f"client sent requests the test server does not model: {srv.unknown}"
 
 
 @pytest.fixture(scope="module")
@@ -253,29 +227,19 @@ def _offline_hf_run(root: Path, run_id: str, upto: int, seed: int, finished: boo
         run.finish(exit_code=0)
 
 
-def _digest(root: Path) -> dict[str, str]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink():
-            out[str(p.relative_to(root))] = "->" + os.readlink(p)
-        elif p.is_file():
-            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
 def test_offline_runs_are_forecast_into_offline_companions(tmp_path) -> None:
     root = tmp_path / "job"
     _offline_hf_run(root, "off1", 2000, seed=1, finished=True)
     _offline_hf_run(root, "off2", 600, seed=2, finished=False)
     wandb.teardown()  # flush the user's runs before fingerprinting their files
     user = {d.name for d in run_dirs(root / "wandb")}
-    before = _digest(root / "wandb")
+    before = file_digests(root / "wandb")
     args = ["sync", "--tracker", "wandb", "--wandb-dir", str(root / "wandb"), "--metric", LOSS,
             "--lr-key", LR, "--law", LAW, "--no-plots", "--include-ended", "--lock-file", str(tmp_path / "l")]
     res = CliRunner().invoke(main, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "2 runs seen: 1 forecast" in res.output and "skipped (done x1)" in res.output
-    after = _digest(root / "wandb")
+    after = file_digests(root / "wandb")
     assert {k: v for k, v in after.items() if k in before} == before  # the user's files: byte-identical
     (comp_dir,) = [d for d in run_dirs(root / "wandb") if d.name not in user]
     comp = read_run(comp_dir)

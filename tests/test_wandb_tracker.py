@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import uuid
 from pathlib import Path
 
@@ -19,16 +17,9 @@ from forecaster.schedules import from_config  # noqa: E402
 from forecaster.trackers import FINISHED, RUNNING, ForecastRevision, RunGone, TrackerError  # noqa: E402
 from forecaster_wandb.offline import read_run, run_dirs  # noqa: E402
 from forecaster_wandb.tracker import WandbTracker, companion_id  # noqa: E402
-from wandb_server import WandbTestServer, wandb_session_env  # noqa: E402
+from wandb_server import WandbTestServer, file_digests, server  # noqa: E402,F401 - server is a fixture
 
 HF_CONFIG = {"learning_rate": 3e-4, "lr_scheduler_type": "cosine", "warmup_steps": 10, "max_steps": 200}
-
-
-@pytest.fixture(scope="module")
-def server():
-    with WandbTestServer() as srv, wandb_session_env(srv):
-        yield srv
-        assert not srv.unknown, f"client sent requests the test server does not model: {srv.unknown}"
 
 
 @pytest.fixture
@@ -214,23 +205,13 @@ def _offline_run(root: Path, run_id: str, n: int, config: dict | None = None, fi
     run.finish(exit_code=0 if finish else 1)
 
 
-def _digest(root: Path) -> dict[str, str]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink():
-            out[str(p.relative_to(root))] = "->" + os.readlink(p)
-        elif p.is_file():
-            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
 def test_offline_runs_are_read_and_companions_written_as_offline_runs(server, tmp_path) -> None:
     root = tmp_path / "job"
     _offline_run(root, "offa", 30, HF_CONFIG)
     _offline_run(root, "offb", 12, finish=False)
     wandb.teardown()  # flush the user's runs completely before fingerprinting their files
     user_runs = {d.name for d in run_dirs(root / "wandb")}
-    before = _digest(root / "wandb")
+    before = file_digests(root / "wandb")
 
     with WandbTracker(wandb_dir=str(root)) as tr:
         runs = {r.id: r for r in tr.list_runs()}
@@ -248,7 +229,7 @@ def test_offline_runs_are_read_and_companions_written_as_offline_runs(server, tm
     assert again["offa"].forecasts == [cid] and again["offa"].tags["forecast.run_id"] == cid
 
     # The user's runs, their files and the latest-run / debug links are byte-identical.
-    after = _digest(root / "wandb")
+    after = file_digests(root / "wandb")
     assert {k: v for k, v in after.items() if k in before} == before
     (comp_dir,) = [d for d in run_dirs(root / "wandb") if d.name not in user_runs]
     comp = read_run(comp_dir)
@@ -262,4 +243,4 @@ def test_offline_runs_are_read_and_companions_written_as_offline_runs(server, tm
         info = next(r for r in tr.list_runs() if r.id == "offa")
         tr.delete_forecast(info, cid)
     assert {d.name for d in run_dirs(root / "wandb")} == user_runs
-    assert {k: v for k, v in _digest(root / "wandb").items() if k in before} == before
+    assert {k: v for k, v in file_digests(root / "wandb").items() if k in before} == before

@@ -14,13 +14,18 @@ summaries and tags change through ``upsertBucket``, deleted runs disappear from 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
+
+import pytest
 
 from graphql import (
     GraphQLError,
@@ -881,3 +886,23 @@ def _reset_wandb_setup() -> None:
     except ImportError:  # pragma: no cover - wandb extra not installed
         return
     wandb.teardown()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """One loopback server per test module (import it there); fails if the client sent anything
+    the server does not model."""
+    with WandbTestServer() as srv, wandb_session_env(srv):
+        yield srv
+        assert not srv.unknown, f"client sent requests the test server does not model: {srv.unknown}"
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """Every file below `root` by its SHA-256 (links by their target): to show a tree unchanged."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            out[str(p.relative_to(root))] = "->" + os.readlink(p)
+        elif p.is_file():
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
