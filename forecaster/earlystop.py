@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 FINAL_POINTS = 3  # a run's outcome = mean of its last 3 evaluated values (shared docs/evaluation.md)
 MAX_REPORTS = 200  # baselines see at most this many evenly spaced logged steps per run
 BASELINES = ("median", "successive_halving", "hyperband", "patience")
-BOUNDED_90 = 19  # finished runs from which a split-conformal 90 % interval is bounded: 2 / 0.1 - 1
 
 
 @dataclass
@@ -272,8 +271,14 @@ def law_score(f: RunForecast, value: float, cal: np.ndarray, s: EarlyStopSetting
     raise ValueError(f"unknown law score {s.law_score!r}")
 
 
+def bounded_from(alpha: float) -> int:
+    """Finished runs from which a split-conformal 1 - alpha interval is bounded (its levels stay in
+    (0, 1)): 2 / alpha - 1, 19 for the 90 % interval."""
+    return int(round(2 / alpha)) - 1
+
+
 def score_from(s: EarlyStopSettings) -> int:
-    return s.law_score_from if s.law_score_from is not None else int(round(2 / s.law_score_alpha)) - 1
+    return s.law_score_from if s.law_score_from is not None else bounded_from(s.law_score_alpha)
 
 
 def _valid(f: RunForecast | None) -> bool:
@@ -336,7 +341,7 @@ def replay_forecast_rule(groups: dict[str, list[_Run]], grid: dict[str, list[int
                 res.covered_raw.append(bool(lo <= r.outcome <= hi))
                 if use is not None:
                     res.laws[(c, law)] = res.laws.get((c, law), 0) + 1
-                if use is not None and len(nb) >= BOUNDED_90:
+                if use is not None and len(nb) >= bounded_from(0.1):
                     # the stated interval is the local one: conditional on where this run is heading;
                     # with fewer finished runs its conformal levels reach 0 and 1 (no bounded 90 %
                     # interval exists), so none is stated and none is scored
