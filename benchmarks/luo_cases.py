@@ -31,8 +31,8 @@ METHODS = {
     "ours (momentum)": dict(law="momentum"),
     "ours (multipower)": dict(law="multipower"),
     # as the papers fit them: one parameter set per group, on every point given
-    "momentum shared (authors)": dict(law="momentum", pool=1e8, skip_early=0.0),
-    "multipower shared (authors)": dict(law="multipower", pool=1e8, skip_early=0.0),
+    "momentum shared (authors)": dict(law="momentum", pool=1e8, skip_early=0.0, follow_siblings=False),
+    "multipower shared (authors)": dict(law="multipower", pool=1e8, skip_early=0.0, follow_siblings=False),
 }
 
 

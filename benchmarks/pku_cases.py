@@ -117,7 +117,7 @@ def main() -> None:
         summary.append((cut, "last value", np.mean(last), np.nan, np.nan, 0.0))
         for law in ("momentum", "multipower"):
             t0 = time.perf_counter()
-            out = Forecaster(law=law, pool=1e8, skip_early=0.0).fit(hist).predict()
+            out = Forecaster(law=law, pool=1e8, skip_early=0.0, follow_siblings=False).fit(hist).predict()
             e3, e200 = [], []
             for r, (steps, values) in hidden.items():
                 f = out[index[r]]

@@ -4,6 +4,8 @@ Parameters are drawn from the fit's Gaussian approximation in unconstrained spac
 the data cannot pin down (an annealing response no sibling has shown) keeps its wide prior and the
 band widens where the schedule makes it matter. Observation noise is added in log space from the
 run's own point-to-point scatter. Quantiles come from the samples; the median is the point fit.
+Where finished siblings share a run's step-to-step deviations (the same data order, `shared_noise`),
+every quantile follows them and the band keeps only what they leave unexplained.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from forecaster.batch import Features, build_features, lr_per_step
 from forecaster.device import DTYPE
 from forecaster.fit import GroupFit
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.shared_noise import shared_noise
 
 # Scale on the Laplace covariance. A misspecified law's Laplace band is too narrow when it
 # extrapolates, but the misfit and extrapolation terms below carry that (backtests in
@@ -72,6 +75,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     T = feats.t.shape[0]
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), feats)  # (T, P)
+    P = point.shape[1]
 
     gen = torch.Generator(device="cpu").manual_seed(fc.seed)
     nh = torch.as_tensor([len(x) for x in horizons], device=dev)
@@ -94,6 +98,17 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     # the group fit's own residual scale stands for the law's misfit, which does not average out
     misfit = MISFIT * fit.sigma[gi][:, None]
     spread = torch.sqrt(noise[:, None] ** 2 + misfit**2 + extra**2)
+    # what finished siblings trained on the same data order say about each step's deviation from
+    # the law: the shift moves every quantile (at the end), and where it applies, the deviation it
+    # leaves on the run's observed steps stands for both the noise and the misfit there
+    shared = shared_noise(fit, fc.histories_, rows, targets, fc.warmup, dev) if fc.follow_siblings else {}
+    shift = torch.zeros_like(spread)
+    for k, r in enumerate(targets):
+        if r in shared:
+            sn, m = shared[r], len(horizons[k])
+            shift[k, :m] = torch.as_tensor(sn.shift, dtype=DTYPE, device=dev)
+            left = torch.sqrt((MISFIT * sn.left) ** 2 + extra[k, :m] ** 2)
+            spread[k, :m] = torch.where(torch.as_tensor(sn.covered, device=dev), left, spread[k, :m])
     levels = torch.as_tensor([fc.quantiles[0], fc.quantiles[2]], dtype=DTYPE, device=dev)
     z = torch.distributions.Normal(0.0, 1.0).icdf(levels)
     ranks = [max(1, int(round(level * n))) for level in (fc.quantiles[0], fc.quantiles[2])]  # of n draws
@@ -136,9 +151,9 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
         qs[0, idx], qs[1, idx] = (noisy.kthvalue(k, dim=0).values.exp() for k in ranks)
         end = (nh[idx] - 1).clamp_min(0)
         finals[:, idx] = noisy[:, torch.arange(len(idx), device=dev), end]
-    qs = qs.cpu().numpy()
-    point_np = point.cpu().numpy()
-    samples_np = finals.cpu().numpy()
+    qs = (qs * shift.exp()[None]).cpu().numpy()
+    point_np = (point * shift.exp()).cpu().numpy()
+    samples_np = (finals + shift[torch.arange(T, device=dev), (nh - 1).clamp_min(0)][None]).cpu().numpy()
     theta = law.natural(fit.run_params()[gi, mi]).cpu().numpy()
     out = {}
     for k, (r, h, hz) in enumerate(zip(targets, hist, horizons)):
@@ -153,6 +168,9 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
             notes.append("annealing response not identifiable: no run in the group has decayed its LR far "
                          f"enough yet; the band spans 0-{MAX_GAIN * float(planned[k]):.1%} gain from the "
                          "planned decay")
+        if r in shared:
+            notes.append(f"the forecast follows the step-to-step deviations that {shared[r].siblings} finished "
+                         "sibling(s) share with this run (same data order)")
         out[r] = RunForecast(
             run=h.run, group=h.group, steps=hz, lr=lr[hz] if (lr is not None and m) else np.full(m, np.nan),
             p50=p50, p10=np.minimum(qs[0, k, :m], p50), p90=np.maximum(qs[1, k, :m], p50),

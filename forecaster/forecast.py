@@ -72,6 +72,8 @@ class Forecaster:
     Settings are constructor arguments (scikit-learn style); `fit` learns, `predict` answers.
     ``law="auto"`` picks, per group, the candidate law that best forecasts the held-back last
     ``holdout`` share of the runs being forecast, not the one with the smallest training error.
+    ``follow_siblings`` carries over the deviations from the law that finished siblings share with
+    a run step by step (the same data order; `shared_noise`), where they are measured to share them.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class Forecaster:
         holdout: float = HOLDOUT,
         samples: int = 100,
         skip_early: float = SKIP_EARLY,
+        follow_siblings: bool = True,
     ) -> None:
         self.law = law
         self.device = device
@@ -98,6 +101,7 @@ class Forecaster:
         self.holdout = holdout
         self.samples = samples
         self.skip_early = skip_early
+        self.follow_siblings = follow_siblings
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, histories: list[RunHistory]) -> "Forecaster":
