@@ -4,7 +4,7 @@ Parameters are drawn from the fit's Gaussian approximation in unconstrained spac
 the data cannot pin down (an annealing response no sibling has shown) keeps its wide prior and the
 band widens where the schedule makes it matter. Observation noise is added in log space from the
 run's own point-to-point scatter. Quantiles come from the samples; the median is the point fit.
-Where finished siblings share a run's step-to-step deviations (the same data order, `shared_noise`),
+Where siblings share a run's step-to-step deviations (the same data order, `shared_noise`),
 every quantile follows them and the band keeps only what they leave unexplained.
 """
 
@@ -75,7 +75,6 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     T = feats.t.shape[0]
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), feats)  # (T, P)
-    P = point.shape[1]
 
     gen = torch.Generator(device="cpu").manual_seed(fc.seed)
     nh = torch.as_tensor([len(x) for x in horizons], device=dev)
@@ -98,7 +97,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     # the group fit's own residual scale stands for the law's misfit, which does not average out
     misfit = MISFIT * fit.sigma[gi][:, None]
     spread = torch.sqrt(noise[:, None] ** 2 + misfit**2 + extra**2)
-    # what finished siblings trained on the same data order say about each step's deviation from
+    # what siblings trained on the same data order say about each step's deviation from
     # the law: the shift moves every quantile (at the end), and where it applies, the deviation it
     # leaves on the run's observed steps stands for both the noise and the misfit there
     shared = shared_noise(fit, fc.histories_, rows, targets, fc.warmup, dev) if fc.follow_siblings else {}
@@ -169,7 +168,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
                          f"enough yet; the band spans 0-{MAX_GAIN * float(planned[k]):.1%} gain from the "
                          "planned decay")
         if r in shared:
-            notes.append(f"the forecast follows the step-to-step deviations that {shared[r].siblings} finished "
+            notes.append(f"the forecast follows the step-to-step deviations that {shared[r].siblings} "
                          "sibling(s) share with this run (same data order)")
         out[r] = RunForecast(
             run=h.run, group=h.group, steps=hz, lr=lr[hz] if (lr is not None and m) else np.full(m, np.nan),

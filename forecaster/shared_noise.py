@@ -1,7 +1,7 @@
 """Deviations from the law that sibling runs share, step by step, carried over to a target's horizon.
 
 Runs trained on the same data in the same order see the same easy and hard batches, so their
-losses wiggle together: a finished sibling's deviation from its own fitted law at step s foretells
+losses wiggle together: a sibling's deviation from its own fitted law at a step it logged foretells
 the target's at s (the PKU curves: correlation 0.999 between runs with different schedules). Whether
 siblings share it is measured, not assumed: each sibling is regressed on the target where both
 logged a value, in the second half of the target's observed steps, and carried over only where
@@ -59,7 +59,8 @@ def shared_noise(fit: GroupFit, histories: list[RunHistory], rows: list[int], ta
         return {}
     # every member of those groups, at its observed steps that some target there needs: the
     # targets' evidence (second half of their observed steps) and their horizons
-    needed, involved = {}, []
+    needed: dict[int, np.ndarray] = {}
+    involved: list[tuple[int, int, int, np.ndarray, np.ndarray]] = []  # (group, slot, row, steps, values)
     for g, ts in groups.items():
         needed[g] = np.unique(np.concatenate(
             [histories[t].steps[len(histories[t].steps) // 2:] for t in ts] + [histories[t].horizon for t in ts]))
@@ -74,14 +75,19 @@ def shared_noise(fit: GroupFit, histories: list[RunHistory], rows: list[int], ta
     mi = torch.as_tensor([m for _, m, *_ in involved], device=device)
     pred = fit.law.predict(fit.law.natural(fit.run_params()[gi, mi]), feats).cpu().numpy()
 
+    by_group: dict[int, list[int]] = {}
+    for j, (g, *_) in enumerate(involved):
+        by_group.setdefault(g, []).append(j)
+
     out: dict[int, SharedNoise] = {}
     for g, ts in groups.items():
         grid = needed[g]
         M = members.shape[1]
         dev = np.full((M, len(grid)), np.nan)  # log deviation of each member from its own fit
         val = np.full((M, len(grid)), np.nan)
-        for j, (gg, m, _, steps, values) in enumerate(involved):
-            if gg == g and len(steps):
+        for j in by_group[g]:
+            _, m, _, steps, values = involved[j]
+            if len(steps):
                 at = np.searchsorted(grid, steps)
                 dev[m, at] = np.log(values) - np.log(np.clip(pred[j, : len(steps)], 1e-12, None))
                 val[m, at] = values
