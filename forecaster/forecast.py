@@ -60,6 +60,18 @@ def informative_lr(h: RunHistory) -> bool:
     return h.schedule is not None or (h.has_lr and bool(np.any(np.asarray(h.lr_values) > 0)))
 
 
+def rises(values: np.ndarray) -> bool:
+    """Does the metric clearly rise over the run (its last quarter above its first by far more than
+    its noise)? The laws model a falling, loss-like metric: an accuracy or a reward is not one, nor
+    a run that diverged; a flat noisy curve is (it is forecast flat)."""
+    q = len(values) // 4
+    if q < 2:
+        return False
+    logs = np.log(values)
+    gap = float(np.median(logs[-q:]) - np.median(logs[:q]))
+    return gap > 5.0 * bands.noise_scale(values) * np.sqrt(2.0 / q) + 1e-3
+
+
 def _planned_end(h: RunHistory) -> int:
     """The run's last known step: its last horizon row, else its last observed step."""
     last = int(h.steps[-1]) if len(h.steps) else 0
@@ -123,6 +135,9 @@ class Forecaster:
                 self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
             elif np.any(h.values <= 0):
                 self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
+            elif rises(h.values):
+                self.skipped_[i] = ("metric rises over the run; the laws model a falling, loss-like metric "
+                                    "(forecast an error such as 1 - accuracy instead)")
             elif self.law != "auto" and laws.get(self.law).needs_lr and not informative_lr(h):
                 self.skipped_[i] = (f"law {self.law!r} needs a learning rate and the run has none "
                                     "(or logs 0 throughout)")

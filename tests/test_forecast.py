@@ -76,6 +76,20 @@ def test_too_few_points_and_nonpositive_values_are_skipped_with_reason():
     assert "non-positive" in out[2].skipped
 
 
+def test_a_rising_metric_is_skipped_with_reason_and_a_flat_noisy_one_is_forecast():
+    t = np.arange(1, 61)
+    rng = np.random.default_rng(0)
+    accuracy = 0.9 - 0.5 * t ** -0.7 + rng.normal(0, 0.003, len(t))
+    flat = 3.0 * np.exp(rng.normal(0, 0.01, len(t)))
+    runs = [RunHistory(name, t[:40], v[:40], group=name, horizon=t[40:]) for name, v in
+            (("accuracy", accuracy), ("flat", flat))]
+    out = Forecaster().fit(runs).predict()
+    assert "rises" in out[0].skipped and "1 - accuracy" in out[0].skipped
+    assert out[1].skipped is None and abs(out[1].p50[-1] / 3.0 - 1) < 0.01
+    error = RunHistory("error", t[:40], 1 - accuracy[:40], horizon=t[40:])
+    assert Forecaster().fit([error]).predict()[0].skipped is None
+
+
 def test_runs_without_lr_use_schedule_free_laws():
     y = curve("pow3", {"c": 2.0, "a": 5.0, "alpha": 0.6}, STEPS, None, noise=1e-3)
     h = RunHistory("nolr", STEPS[:40], y[:40], horizon=STEPS[40:])
