@@ -84,7 +84,7 @@ class Forecaster:
     Settings are constructor arguments (scikit-learn style); `fit` learns, `predict` answers.
     ``law="auto"`` picks, per group, the candidate law that best forecasts the held-back last
     ``holdout`` share of the runs being forecast, not the one with the smallest training error.
-    ``follow_siblings`` carries over the deviations from the law that finished siblings share with
+    ``follow_siblings`` carries over the deviations from the law that siblings share with
     a run step by step (the same data order; `shared_noise`), where they are measured to share them.
     """
 

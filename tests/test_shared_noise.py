@@ -55,16 +55,13 @@ def test_independent_noise_is_not_carried_over():
 
 
 def test_a_branch_repeating_the_targets_history_is_no_evidence():
-    # the constant-LR sibling is the target's own history up to the cut (a cooldown branched off
-    # it), with batches the target does not share after it: identical values are not evidence
+    # the constant-LR sibling repeats the target's values up to the cut (the target is a cooldown
+    # branched off it there) and has batches of its own after it: identical values are not evidence
     runs, _ = _group(lambda name: BATCHES)
     own = np.exp(0.01 * np.random.default_rng(11).standard_normal(len(STEPS)))
-    target = runs[2]
-    const = runs[1]
-    n = len(target.steps)
+    const, target = runs[1], runs[2]
     values = const.values / BATCHES * own
-    values[:n] = target.values
-    runs = [runs[0].__class__(const.run, const.steps, values, lr_steps=const.lr_steps, lr_values=const.lr_values),
-            target]
+    values[: len(target.steps)] = target.values
+    runs = [RunHistory(const.run, const.steps, values, lr_steps=const.lr_steps, lr_values=const.lr_values), target]
     on, off = (Forecaster(law="momentum", **kw).fit(runs).predict()[1] for kw in ({}, {"follow_siblings": False}))
     np.testing.assert_array_equal(on.p50, off.p50)
