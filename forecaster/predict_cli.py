@@ -104,9 +104,11 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     """Fit loss-curve laws to the runs in a CSV and forecast each run's remaining steps.
 
     Runs sharing a `group` are fitted jointly (siblings lend each other the response to LR decay);
-    every group goes through one batched fit. The output has one row per horizon step with the
-    median forecast p50 and the 10 %/90 % band. Runs too short to fit are reported as skipped
-    (summary JSON and stderr) while the rest are forecast.
+    every group goes through one batched fit. Where siblings trained on the same data order share a
+    run's step-to-step wiggles, its forecast follows theirs at the steps they logged. The output
+    has one row per horizon step with the median forecast p50 and the 10 %/90 % band. Runs that
+    cannot be forecast (too short, a rising metric such as an accuracy) are reported as skipped
+    with the reason (summary JSON and stderr) while the rest are forecast.
 
     \b
     Example:
