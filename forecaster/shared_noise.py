@@ -103,7 +103,10 @@ def shared_noise(fit: GroupFit, histories: list[RunHistory], rows: list[int], ta
             dx = np.where(pair, np.diff(np.nan_to_num(dev), axis=1), 0.0)
             dy = np.where(pair, np.diff(np.nan_to_num(dev[mt]))[None], 0.0)
             corr = (dx * dy).sum(1) / np.sqrt(np.maximum((dx * dx).sum(1) * (dy * dy).sum(1), 1e-300))
-            use = (ok.sum(1) >= MIN_EVIDENCE) & (corr >= MIN_CORRELATION)
+            # and well clear of what independent noise gives on that many pairs (sd 1/sqrt(n)), so a
+            # big group does not carry over the few siblings that correlate by chance
+            n = pair.sum(1)
+            use = (ok.sum(1) >= MIN_EVIDENCE) & (corr >= np.maximum(MIN_CORRELATION, 3.0 / np.sqrt(np.maximum(n, 1))))
             if not use.any():
                 continue
             carried = b[use, None] * dev[use]  # (K, grid)
