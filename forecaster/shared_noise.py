@@ -2,7 +2,7 @@
 
 Runs trained on the same data in the same order see the same easy and hard batches, so their
 losses wiggle together: a sibling's deviation from its own fitted law at a step it logged foretells
-the target's at s (the PKU curves: correlation 0.999 between runs with different schedules). Whether
+the target's at that step (the PKU curves: correlation 0.999 between runs with different schedules). Whether
 siblings share it is measured, not assumed: each sibling is regressed on the target where both
 logged a value, in the second half of the target's observed steps, and carried over only where
 their step-to-step changes correlate. Steps where the two logged the same value are not evidence:
