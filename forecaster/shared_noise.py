@@ -112,8 +112,10 @@ def shared_noise(fit: GroupFit, histories: list[RunHistory], rows: list[int], ta
             carried = b[use, None] * dev[use]  # (K, grid)
             have = np.isfinite(carried)
             shift = np.where(have.any(0), np.nansum(carried, 0) / np.maximum(have.sum(0), 1), 0.0)
-            at_ev = evidence & np.isfinite(dev[mt]) & have.any(0)
             horizon = np.searchsorted(grid, h.horizon)
+            if not have.any(0)[horizon].any():
+                continue  # the siblings ended before the target's horizon: nothing to carry over
+            at_ev = evidence & np.isfinite(dev[mt]) & have.any(0)
             out[t] = SharedNoise(shift=shift[horizon], covered=have.any(0)[horizon],
                                  left=_typical(dev[mt, at_ev] - shift[at_ev]), siblings=int(use.sum()))
     return out

@@ -65,3 +65,13 @@ def test_a_branch_repeating_the_targets_history_is_no_evidence():
     runs = [RunHistory(const.run, const.steps, values, lr_steps=const.lr_steps, lr_values=const.lr_values), target]
     on, off = (Forecaster(law="momentum", **kw).fit(runs).predict()[1] for kw in ({}, {"follow_siblings": False}))
     np.testing.assert_array_equal(on.p50, off.p50)
+
+
+def test_siblings_that_ended_before_the_horizon_change_nothing():
+    runs, _ = _group(lambda name: BATCHES, cut=3000)
+    short = [RunHistory(h.run, h.steps[h.steps <= 2900], h.values[h.steps <= 2900], lr_steps=h.lr_steps,
+                        lr_values=h.lr_values) for h in runs[:2]]
+    on, off = (Forecaster(law="momentum", **kw).fit(short + [runs[2]]).predict()[2]
+               for kw in ({}, {"follow_siblings": False}))
+    np.testing.assert_array_equal(on.p50, off.p50)
+    assert not any("same data order" in note for note in on.notes)
