@@ -11,7 +11,7 @@ fitted as their authors fit them (one parameter set per group, every point).
 Truth, as evaluation.md defines it: the mean of the target's last 3 values; since those are single
 noisy steps, the table also gives the error against the mean of the last 200 steps.
 
-    python benchmarks/pku_cases.py [--cutoffs 0.25,0.5] [--lr-every 250] [--law auto]
+    python benchmarks/pku_cases.py [--cutoffs 0.25,0.5] [--lr-every 250] [--law auto] [--no-follow-siblings]
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--cutoffs", default="0.25,0.5")
     ap.add_argument("--lr-every", type=int, default=250)
     ap.add_argument("--law", default="auto")
+    ap.add_argument("--no-follow-siblings", action="store_true",
+                    help="pass --no-follow-siblings to `forecast predict` (smooth law forecasts)")
     a = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"needs the shared data: {DATA} not found")
@@ -85,7 +87,8 @@ def main() -> None:
             hidden = write_cases(src, cut, a.lr_every, data)
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "forecaster.cli", "predict", "--input", str(src),
-                                   "--output", str(out), "--summary", str(js), "--law", a.law],
+                                   "--output", str(out), "--summary", str(js), "--law", a.law]
+                                  + (["--no-follow-siblings"] if a.no_follow_siblings else []),
                                   cwd=REPO, capture_output=True, text=True)
             secs = time.perf_counter() - t0
             if proc.returncode != 0:

@@ -28,7 +28,7 @@ def _info(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def _forecaster(law: str, device: str, seed: int):
+def _forecaster(law: str, device: str, seed: int, follow_siblings: bool = True):
     from forecaster.device import pick_device
     from forecaster.forecast import Forecaster
 
@@ -36,7 +36,7 @@ def _forecaster(law: str, device: str, seed: int):
         pick_device(device)
     except (RuntimeError, ValueError) as exc:
         raise InputError(one_line(exc)) from None
-    return Forecaster(law=law, device=device, seed=seed)
+    return Forecaster(law=law, device=device, seed=seed, follow_siblings=follow_siblings)
 
 
 def apply_plan(histories: list[RunHistory], schedule_spec: str | None, until: int | None) -> None:
@@ -97,10 +97,14 @@ def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> 
               help="Per-run summary JSON: law, parameters, final value with interval, skipped runs.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where the batched fit runs (auto: CUDA when available).")
+@click.option("--follow-siblings/--no-follow-siblings", default=True, show_default=True,
+              help="Let a forecast follow the step-to-step wiggles that siblings trained on the same data "
+                   "order share with the run (measured per sibling; see docs/how-it-works.md). Off: the "
+                   "forecast is the law's smooth curve.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the band sampling.")
 @one_line_errors
 def predict(input_path: str, metric: str, schedule_spec: str | None, until: int | None, law: str,
-            output: str | None, summary_path: str | None, device: str, seed: int) -> None:
+            output: str | None, summary_path: str | None, device: str, follow_siblings: bool, seed: int) -> None:
     """Fit loss-curve laws to the runs in a CSV and forecast each run's remaining steps.
 
     Runs sharing a `group` are fitted jointly (siblings lend each other the response to LR decay);
@@ -126,7 +130,7 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     if sys.stderr.isatty():  # progress for a person watching; logs get only the final line
         _info(f"read {report.rows} rows: {len(histories)} runs in {n_groups} group{'s' * (n_groups != 1)}; "
               "fitting ...")
-    fc = _forecaster(law, device, seed).fit(histories)
+    fc = _forecaster(law, device, seed, follow_siblings).fit(histories)
     forecasts = _output_order(histories, fc.predict())
     wanted = [f for h, f in zip(histories, forecasts) if h.horizon is not None and len(h.horizon)]
     if all(f.skipped for f in wanted):
@@ -146,7 +150,7 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
         _info(f"... and {len(skipped) - 10} more skipped runs (see --summary)")
     if summary_path:
         settings = {"input": str(input_path), "metric": metric, "law": law, "schedule": schedule_spec,
-                    "until": until, "device": str(fc.device_), "seed": seed}
+                    "until": until, "device": str(fc.device_), "seed": seed, "follow_siblings": follow_siblings}
         csvio.write_json(csvio.summary(histories, forecasts, warnings=report.warnings(), settings=settings),
                          summary_path)
     done = sum(1 for f in forecasts if not f.skipped and len(f.steps))

@@ -275,3 +275,32 @@ def test_non_positive_size_is_one_line_exit_2(tmp_path):
     src.write_text("run,size,step,loss\na,-5,1,3.0\na,-5,2,2.9\n")
     res = invoke("predict", "--input", src)
     assert res.exit_code == 2 and "model size must be positive" in res.output and "Traceback" not in res.output
+
+
+def test_no_follow_siblings_gives_the_smooth_law_forecast(tmp_path):
+    # three runs trained on one data order: the same per-step wiggle on each
+    total, every = 2000, 10
+    steps = np.arange(every, total + 1, every)
+    batches = np.exp(0.01 * np.random.default_rng(3).standard_normal(len(steps)))
+    path = tmp_path / "runs.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["run", "group", "step", "lr", "loss"])
+        for kind in ("cosine", "constant", "wsd"):
+            lr = schedule(kind, total)
+            y = momentum_curve(lr, 2.0)[steps] * batches
+            for s, v in zip(steps, y):
+                w.writerow([kind, "g", s, lr[s], f"{v:.6f}" if kind != "wsd" or s <= 1000 else ""])
+    runner = CliRunner()
+    out = {}
+    for flag in ("--follow-siblings", "--no-follow-siblings"):
+        res = runner.invoke(main, ["predict", "--input", str(path), "--law", "momentum", flag,
+                                   "--output", str(tmp_path / f"{flag}.csv"), "--summary", str(tmp_path / f"{flag}.json")])
+        assert res.exit_code == 0, res.output
+        rows = list(csv.DictReader((tmp_path / f"{flag}.csv").open()))
+        out[flag] = np.array([float(r["p50"]) for r in rows if r["run"] == "wsd"])
+        settings = json.loads((tmp_path / f"{flag}.json").read_text())["settings"]
+        assert settings["follow_siblings"] is (flag == "--follow-siblings")
+    # the smooth forecast falls step by step; the followed one wiggles with the shared batches
+    assert np.all(np.diff(out["--no-follow-siblings"]) <= 1e-9)
+    assert np.sum(np.diff(out["--follow-siblings"]) > 0) > 10
