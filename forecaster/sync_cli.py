@@ -20,7 +20,7 @@ log = logging.getLogger("forecaster.sync")
 
 _GENERIC = ("tracker", "tracking_uri", "experiment", "filter", "metric", "lr_key", "group_by", "law", "device",
             "target", "include_ended", "plots", "dry_run", "force", "lock_file", "lock_wait", "quiet", "seed",
-            "max_points", "workers", "stop_runs")
+            "max_points", "workers", "stop_runs", "follow_siblings")
 # config-file [sync] names that differ from the option names (plural lists read naturally in TOML)
 _ALIASES = {"experiments": "experiment", "metrics": "metric", "lr_keys": "lr_key", "uri": "tracking_uri"}
 
@@ -71,6 +71,9 @@ def _adapter_options(f):
 @click.option("--include-ended", "include_ended", is_flag=True, default=None,
               help="Also forecast finished/failed/killed runs that stopped before their planned end.")
 @click.option("--plots/--no-plots", "plots", default=None, help="Attach a PNG of real vs forecast (default on).")
+@click.option("--follow-siblings/--no-follow-siblings", "follow_siblings", default=None,
+              help="Let forecasts follow the step-to-step wiggles that sibling runs trained on the same data "
+                   "order share (default on); off: the law's smooth curve.")
 @click.option("--dry-run", "dry_run", is_flag=True, default=None, help="Read and fit, print what would change, write nothing.")
 @click.option("--force", is_flag=True, default=None, help="Re-forecast runs even when their inputs did not change.")
 @click.option("--lock-file", "lock_file", type=click.Path(dir_okay=False), default=None,
@@ -177,7 +180,8 @@ def _run(kw: dict[str, Any]) -> int:
         plots=True if opts.get("plots") is None else bool(opts["plots"]),
         max_points=int(opts.get("max_points") or 500), workers=int(opts.get("workers") or 8),
         mapping=config_mod.ConfigMapping.from_table(data.get("config")),
-        alert_settings=alert_settings, notify_settings=notify_settings)
+        alert_settings=alert_settings, notify_settings=notify_settings,
+        forecaster_options={} if opts.get("follow_siblings") is None else {"follow_siblings": bool(opts["follow_siblings"])})
     scaling_table = data.get("scaling") or {}
     if opts.get("scaling") or (opts.get("scaling") is None and "scaling" in data
                                and scaling_table.get("enabled", True)):

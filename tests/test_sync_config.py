@@ -78,3 +78,39 @@ def test_groups_by_experiment_or_param() -> None:
     assert group_of(r, None) == "7"
     assert group_of(r, "params.size") == "7/params.size=1b"
     assert group_of(r, "size") == group_of(_run({"size": "1b"}), "size")
+
+
+def test_follow_siblings_flows_from_the_config_file_and_the_flag(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    import forecaster.sync as sync_mod
+    from forecaster import sync_cli
+    from forecaster.cli import main
+
+    class Tracker:  # stands in for the adapter: only the settings the engine receives matter here
+        options = ()
+
+        def __init__(self, **kw) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> bool:
+            return False
+
+    class Report:
+        def summary(self) -> str:
+            return "ok"
+
+    seen: list[SyncSettings] = []
+    monkeypatch.setattr(sync_cli.trackers, "load", lambda name: Tracker)
+    monkeypatch.setattr(sync_mod, "sync", lambda tracker, settings, on_outcome=None: seen.append(settings) or Report())
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[sync]\nfollow_siblings = false\n")
+    lock = ["--lock-file", str(tmp_path / "lock")]
+    for args in ([], ["--config", str(cfg)], ["--config", str(cfg), "--follow-siblings"]):
+        res = CliRunner().invoke(main, ["sync", *lock, *args])
+        assert res.exit_code == 0, res.output
+    assert [s.forecaster_options for s in seen] == [{}, {"follow_siblings": False}, {"follow_siblings": True}]
+    assert seen[0].token() != seen[1].token()  # switching it re-forecasts every run
