@@ -100,7 +100,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     # what siblings trained on the same data order say about each step's deviation from
     # the law: the shift moves every quantile (at the end), and where it applies, the deviation it
     # leaves on the run's observed steps stands for both the noise and the misfit there
-    shared = shared_noise(fit, fc.histories_, rows, targets, fc.warmup, dev) if fc.follow_siblings else {}
+    shared = shared_noise(fit, fc.histories_, rows, targets, slots, fc.warmup, dev) if fc.follow_siblings else {}
     shift = torch.zeros_like(spread)
     for k, r in enumerate(targets):
         if r in shared:

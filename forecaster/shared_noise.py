@@ -43,18 +43,16 @@ def _typical(e: np.ndarray) -> float:
 
 
 def shared_noise(fit: GroupFit, histories: list[RunHistory], rows: list[int], targets: list[int],
-                 warmup: str, device: torch.device) -> dict[int, SharedNoise]:
-    """Per target (index into `histories`, fitted at position `rows.index(t)`), the deviations its
-    siblings in the group share with it, at its horizon steps; targets without such siblings are
-    left out."""
+                 slots: list[tuple[int, int]], warmup: str, device: torch.device) -> dict[int, SharedNoise]:
+    """Per target (index into `histories`, in the fit's group and member slot given by `slots`;
+    `rows` maps member slots to histories), the deviations its siblings in the group share with
+    it, at its horizon steps; targets without such siblings are left out."""
     members = fit.members.cpu().numpy()
-    pos = {r: k for k, r in enumerate(rows)}
-    groups: dict[int, list[int]] = {}
-    for t in targets:
+    groups: dict[int, list[tuple[int, int]]] = {}  # group -> (target, its member slot)
+    for t, (g, m) in zip(targets, slots):
         h = histories[t]
-        g = int(np.argwhere(members == pos[t])[0, 0])
         if h.horizon is not None and len(h.horizon) and (members[g] >= 0).sum() > 1:
-            groups.setdefault(g, []).append(t)
+            groups.setdefault(g, []).append((t, m))
     if not groups:
         return {}
     # every member of those groups, at its observed steps that some target there needs: the
@@ -63,7 +61,7 @@ def shared_noise(fit: GroupFit, histories: list[RunHistory], rows: list[int], ta
     involved: list[tuple[int, int, int, np.ndarray, np.ndarray]] = []  # (group, slot, row, steps, values)
     for g, ts in groups.items():
         needed[g] = np.unique(np.concatenate(
-            [histories[t].steps[len(histories[t].steps) // 2:] for t in ts] + [histories[t].horizon for t in ts]))
+            [histories[t].steps[len(histories[t].steps) // 2:] for t, _ in ts] + [histories[t].horizon for t, _ in ts]))
         for m, slot in enumerate(members[g]):
             if slot >= 0:
                 h = histories[rows[slot]]
@@ -91,9 +89,8 @@ def shared_noise(fit: GroupFit, histories: list[RunHistory], rows: list[int], ta
                 at = np.searchsorted(grid, steps)
                 dev[m, at] = np.log(values) - np.log(np.clip(pred[j, : len(steps)], 1e-12, None))
                 val[m, at] = values
-        for t in ts:
+        for t, mt in ts:
             h = histories[t]
-            mt = int(np.argwhere(members[g] == pos[t])[0, 0])
             evidence = np.isin(grid, h.steps[len(h.steps) // 2:])
             ok = evidence[None] & np.isfinite(dev) & np.isfinite(dev[mt])[None] & (val != val[mt][None])
             ok[mt] = False
