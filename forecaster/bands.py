@@ -41,6 +41,7 @@ KNOTS = 48  # horizon points per run at which the parameter draws are evaluated
 MAX_GAIN = 0.10
 EVIDENCE_MIN = 0.05
 EVIDENCE_SHARE = 0.25
+Z90 = 1.2815515655446004  # the standard normal's 90 % quantile: a p10-p90 band is +-Z90 sd
 
 
 def noise_scale(values: np.ndarray) -> float:
@@ -51,11 +52,14 @@ def noise_scale(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
-def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict[int, RunForecast]:
+def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
+                 unidentified: frozenset[int] = frozenset()) -> dict[int, RunForecast]:
     """Forecasts for the fitted `rows` listed in `targets` (indices into fc.histories_).
 
     Only the targets are evaluated: their per-run parameters are gathered from the group vectors
     (and from each sampled group vector), then the law runs once on (samples x targets) rows.
+    Targets in `unidentified` get the band of an unidentified annealing response whatever their
+    group has shown (their own decay was seen to mislead the law: `Forecaster._check_own_decays`).
     """
     if not targets:
         return {}
@@ -84,9 +88,13 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
     if law.amplitude:
         lowest = torch.where(feats.mask, feats.lr, feats.peak[:, None]).amin(1)
         planned = (1.0 - lowest / feats.peak).clamp_min(0.0)  # the decay the horizon reaches
-        unknown = fit.evidence[gi] < torch.clamp(EVIDENCE_SHARE * planned, min=EVIDENCE_MIN)
+        forced = torch.as_tensor([r in unidentified for r in targets], device=dev)
+        unknown = forced | (fit.evidence[gi] < torch.clamp(EVIDENCE_SHARE * planned, min=EVIDENCE_MIN))
+        # the share of the peak still to decay after the last observed step: a run already in its
+        # cooldown has had part of the gain, which its fit holds
+        remaining = ((both.lr[:, 0] - lowest) / feats.peak).clamp_min(0.0)
     else:
-        unknown = torch.zeros(T, dtype=torch.bool, device=dev)
+        unknown = forced = torch.zeros(T, dtype=torch.bool, device=dev)
     known = (~unknown).nonzero().squeeze(1)
     unknown_idx = unknown.nonzero().squeeze(1)
 
@@ -144,7 +152,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
         samples = _draws(fit, _conditional_chol(fit.cov * INFLATION**2, fixed), gi[idx], mi[idx],
                          _without_future_decay(fu, s1_last, s2_last), n, gen)
         samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
-                                     nh[idx], planned[idx], gen)
+                                     nh[idx], remaining[idx], gen)
         point[idx] = samples.median(0).values.exp()
         noisy = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * spread[idx][None]
         qs[0, idx], qs[1, idx] = (noisy.kthvalue(k, dim=0).values.exp() for k in ranks)
@@ -163,9 +171,13 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
             out[r] = RunForecast.skip(h.run, h.group, f"the {law.name} fit diverged (non-positive forecast)", h.metric)
             continue
         notes = []
-        if bool(unknown[k]) and float(planned[k]) >= EVIDENCE_MIN:  # a horizon that barely decays needs none
+        if bool(forced[k]):
+            notes.append("annealing response not identifiable: the law fitted to the first half of this run's "
+                         "own LR decay forecast its end beyond the uncertainty of the full fit; the band spans "
+                         f"0-{MAX_GAIN * float(remaining[k]):.1%} gain from the rest of the planned decay")
+        elif bool(unknown[k]) and float(planned[k]) >= EVIDENCE_MIN:  # a horizon that barely decays needs none
             notes.append("annealing response not identifiable: no run in the group has decayed its LR far "
-                         f"enough yet; the band spans 0-{MAX_GAIN * float(planned[k]):.1%} gain from the "
+                         f"enough yet; the band spans 0-{MAX_GAIN * float(remaining[k]):.1%} gain from the "
                          "planned decay")
         if r in shared:
             notes.append(f"the forecast follows the step-to-step deviations that {shared[r].siblings} "
@@ -177,6 +189,19 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int]) -> dict
             final_samples=np.exp(samples_np[:, k]) if m else None, notes=notes,
         )
     return out
+
+
+def law_spread(fit: GroupFit, gi: torch.Tensor, mi: torch.Tensor, f: Features, n: int,
+               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The law's value (R, P) for the runs at (gi, mi) on features f, and the spread of its log
+    (a robust sd, from the p10-p90 range of n Laplace draws): the parameter part of a band alone."""
+    law = fit.law
+    point = law.predict(law.natural(fit.run_params()[gi, mi]), f)
+    q = fit.x.shape[-1]
+    chol = torch.linalg.cholesky(fit.cov * INFLATION**2 + 1e-12 * torch.eye(q, dtype=DTYPE, device=fit.x.device))
+    samples = _draws(fit, chol, gi, mi, f, n, torch.Generator(device="cpu").manual_seed(seed))
+    lo, hi = (samples.kthvalue(max(1, int(round(level * n))), dim=0).values for level in (0.1, 0.9))
+    return point, (hi - lo) / (2 * Z90)
 
 
 def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor, f: Features, n: int,
