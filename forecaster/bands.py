@@ -64,8 +64,8 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     if not targets:
         return {}
     dev = fit.x.device
-    members = fit.members.cpu().numpy()
-    slots = [tuple(map(int, np.argwhere(members == rows.index(r))[0])) for r in targets]
+    pos = {r: k for k, r in enumerate(rows)}
+    slots = fit.slots([pos[r] for r in targets])
     gi = torch.as_tensor([s[0] for s in slots], device=dev)
     mi = torch.as_tensor([s[1] for s in slots], device=dev)
     hist = [fc.histories_[r] for r in targets]

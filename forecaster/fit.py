@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from forecaster.batch import Features
@@ -46,6 +47,13 @@ class GroupFit:
     def theta(self) -> torch.Tensor:
         """Natural per-run parameters (G, M, p)."""
         return self.law.natural(self.run_params())
+
+    def slots(self, positions: list[int]) -> list[tuple[int, int]]:
+        """(group, member slot) of each fitted row position (an index into the rows fitted)."""
+        members = self.members.cpu().numpy()
+        g, m = np.nonzero(members >= 0)
+        where = dict(zip(members[g, m].tolist(), zip(g.tolist(), m.tolist())))
+        return [where[k] for k in positions]
 
 
 def _expand(x: torch.Tensor, law: Law, local: list[int], M: int) -> torch.Tensor:

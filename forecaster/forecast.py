@@ -338,9 +338,9 @@ class Forecaster:
             groups = {self.histories_[r].group for r in mine}
             sub_rows = [r for r in rows if self.histories_[r].group in groups]
             sub_hist = [cut.get(r, self.histories_[r]) for r in sub_rows]
-            sub = Forecaster(fit.law.name, device=self.device, seed=self.seed, warmup=self.warmup,
-                             pool=self.pool, max_points=self.max_points, skip_early=self.skip_early,
-                             follow_siblings=False).fit(sub_hist)
+            sub = Forecaster(fit.law.name, device=self.device, seed=self.seed, quantiles=self.quantiles,
+                             warmup=self.warmup, pool=self.pool, max_points=self.max_points, holdout=self.holdout,
+                             samples=self.samples, skip_early=self.skip_early, follow_siblings=False).fit(sub_hist)
             from_half, sd_half = _law_at_end(sub, sub_hist, [sub_rows.index(r) for r in mine])
             from_all, _ = _law_at_end(self, self.histories_, mine)
             for r, a, b, sd in zip(mine, from_half, from_all, sd_half):
@@ -391,10 +391,9 @@ def _law_at_end(fc: "Forecaster", hist: list[RunHistory], rows: list[int]) -> tu
         if not mine:
             continue
         pos = {r: k for k, r in enumerate(fit_rows)}
-        g_idx, m_idx = np.nonzero(fit.members.cpu().numpy() >= 0)
-        slot = dict(zip(fit.members.cpu().numpy()[g_idx, m_idx].tolist(), zip(g_idx.tolist(), m_idx.tolist())))
-        gi = torch.as_tensor([slot[pos[r]][0] for _, r in mine], device=fit.x.device)
-        mi = torch.as_tensor([slot[pos[r]][1] for _, r in mine], device=fit.x.device)
+        slots = fit.slots([pos[r] for _, r in mine])
+        gi = torch.as_tensor([g for g, _ in slots], device=fit.x.device)
+        mi = torch.as_tensor([m for _, m in slots], device=fit.x.device)
         feats = build_features([hist[r] for _, r in mine], [hist[r].horizon[-1:] for _, r in mine],
                                warmup=fc.warmup, blocks=fit.law.uses_blocks, device=fc.device_)
         p, s = bands.law_spread(fit, gi, mi, feats, fc.samples, fc.seed)
