@@ -341,7 +341,8 @@ class Forecaster:
             sub = Forecaster(fit.law.name, device=self.device, seed=self.seed, quantiles=self.quantiles,
                              warmup=self.warmup, pool=self.pool, max_points=self.max_points, holdout=self.holdout,
                              samples=self.samples, skip_early=self.skip_early, follow_siblings=False).fit(sub_hist)
-            from_half, sd_half = _law_at_end(sub, sub_hist, [sub_rows.index(r) for r in mine])
+            at = {r: k for k, r in enumerate(sub_rows)}
+            from_half, sd_half = _law_at_end(sub, sub_hist, [at[r] for r in mine])
             from_all, _ = _law_at_end(self, self.histories_, mine)
             for r, a, b, sd in zip(mine, from_half, from_all, sd_half):
                 f = done[r]
