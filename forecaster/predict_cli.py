@@ -109,7 +109,9 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
 
     Runs sharing a `group` are fitted jointly (siblings lend each other the response to LR decay);
     every group goes through one batched fit. Where siblings trained on the same data order share a
-    run's step-to-step wiggles, its forecast follows theirs at the steps they logged. The output
+    run's step-to-step wiggles, its forecast follows theirs at the steps they logged. Where nothing
+    in a group has shown how much an LR decay gains (a lone run before or part way through its
+    cooldown), the band spans a range of gains and the summary notes it. The output
     has one row per horizon step with the median forecast p50 and the 10 %/90 % band. Runs that
     cannot be forecast (too short, a rising metric such as an accuracy) are reported as skipped
     with the reason (summary JSON and stderr) while the rest are forecast.
