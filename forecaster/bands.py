@@ -82,8 +82,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
 
     gen = torch.Generator(device="cpu").manual_seed(fc.seed)
     nh = torch.as_tensor([len(x) for x in horizons], device=dev)
-    q = fit.x.shape[-1]
-    chol = torch.linalg.cholesky(fit.cov * INFLATION**2 + 1e-12 * torch.eye(q, dtype=DTYPE, device=dev))
+    chol = _chol(fit)
     n = fc.samples
     if law.amplitude:
         lowest = torch.where(feats.mask, feats.lr, feats.peak[:, None]).amin(1)
@@ -197,11 +196,15 @@ def law_spread(fit: GroupFit, gi: torch.Tensor, mi: torch.Tensor, f: Features, n
     (a robust sd, from the p10-p90 range of n Laplace draws): the parameter part of a band alone."""
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), f)
-    q = fit.x.shape[-1]
-    chol = torch.linalg.cholesky(fit.cov * INFLATION**2 + 1e-12 * torch.eye(q, dtype=DTYPE, device=fit.x.device))
-    samples = _draws(fit, chol, gi, mi, f, n, torch.Generator(device="cpu").manual_seed(seed))
+    samples = _draws(fit, _chol(fit), gi, mi, f, n, torch.Generator(device="cpu").manual_seed(seed))
     lo, hi = (samples.kthvalue(max(1, int(round(level * n))), dim=0).values for level in (0.1, 0.9))
     return point, (hi - lo) / (2 * Z90)
+
+
+def _chol(fit: GroupFit) -> torch.Tensor:
+    """Cholesky factor of the fit's (inflated) Laplace covariance, the parameter draws' scale."""
+    eye = torch.eye(fit.x.shape[-1], dtype=DTYPE, device=fit.x.device)
+    return torch.linalg.cholesky(fit.cov * INFLATION**2 + 1e-12 * eye)
 
 
 def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor, f: Features, n: int,
