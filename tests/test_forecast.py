@@ -233,3 +233,13 @@ def test_a_cooldown_the_law_describes_keeps_its_fit():
         fc = Forecaster(law="momentum").fit([run]).predict()[0]
         assert not any("not identifiable" in n for n in fc.notes)
         assert fc.p10[-1] <= truth <= fc.p90[-1]
+
+
+def test_the_drawn_gain_covers_only_the_decay_still_to_come():
+    # cut an eighth into a 1,600-step WSD cooldown to 0 (too little to identify the response): the
+    # gain is drawn for the 87.5 % of the peak still to decay, not for the whole decay
+    wsd = wsd_lr(FULL, 1e-3, TOTAL, decay=0.4)
+    target, truth = _run("w", wsd, cut=2600, noise=3e-3)
+    fc = Forecaster(law="momentum").fit([target]).predict()[0]
+    assert any("band spans 0-8.8% gain" in n for n in fc.notes), fc.notes
+    assert fc.p10[-1] <= truth[-1] <= fc.p90[-1]
