@@ -80,7 +80,7 @@ def main() -> None:
             flagged += any("first half of this run's own LR decay" in n for n in ours[k].notes)
             rows[methods[2]].append((cut, h.values[-1] / truth - 1, np.nan, np.nan))
             print(f"| {cut:g} | {name} | {ours[k].law} | {' | '.join(cells)} |")
-    print(f"\nOurs flagged {flagged} of {sum(1 for r in rows[methods[0]])} cases as a decay the law "
+    print(f"\nOurs flagged {flagged} of {len(rows[methods[0]])} cases as a decay the law "
           "misextrapolates (the unidentified band instead of the law's fit).\n")
     print("| cutoffs | method | cases | mean abs error % | worst % | truth in [p10, p90] | horizon coverage % |")
     print("|---|---|---|---|---|---|---|")
