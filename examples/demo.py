@@ -3,7 +3,7 @@
 No server is needed: the store is a SQLite file (``.forecast-demo/mlflow.db``). The runs are
 logged the way Hugging Face's Trainer logs them (metrics ``loss`` and ``learning_rate``,
 TrainingArguments as params); some finished, some cut short and left RUNNING. Then the real
-command line runs twice: the first sync writes a forecast child run per running run, the second
+command line runs twice: the first sync writes a forecast run beside each running run, the second
 finds nothing new and writes nothing. Finally it prints the command that opens the MLflow UI.
 """
 
@@ -59,15 +59,21 @@ def read_curve(path: Path) -> tuple[list[int], list[float], list[float]]:
 
 def seed_store(store: Path) -> str:
     """A fresh SQLite MLflow store with the example runs; returns its tracking URI."""
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
-
     if store.exists():
         shutil.rmtree(store)
     store.mkdir(parents=True)
     uri = f"sqlite:///{store / 'mlflow.db'}"
+    seed(uri, artifact_location=(store / "artifacts").as_uri())
+    return uri
+
+
+def seed(uri: str, experiment: str = EXPERIMENT, artifact_location: str | None = None) -> str:
+    """Log the example runs into a new experiment at `uri` (a store or a server); returns its id."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(uri)
-    exp = client.create_experiment(EXPERIMENT, artifact_location=(store / "artifacts").as_uri())
+    exp = client.create_experiment(experiment, artifact_location=artifact_location)
     now = int(time.time() * 1000)
     for name, file, args, upto, status, tags in RUNS:
         steps, lrs, losses = read_curve(DATA / file)
@@ -86,7 +92,7 @@ def seed_store(store: Path) -> str:
         client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag("source_csv", file)])
         if status != "RUNNING":
             client.set_terminated(rid, status, end_time=t0 + steps[keep[-1]] * 1800)
-    return uri
+    return exp
 
 
 def main() -> int:
@@ -108,15 +114,18 @@ def main() -> int:
     second = subprocess.run(sync_cmd + ["--quiet"], cwd=ROOT)
     if second.returncode != 0:
         return second.returncode
-    _show(uri)
-    print("\nOpen the MLflow UI on this store (then the experiment "
-          f"'{EXPERIMENT}'; select the runs and their forecast children to overlay the curves):\n\n"
-          f"    {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri} --port 5000\n")
+    exp_id = _show(uri)
+    from forecaster_mlflow import chart_view_path
+
+    print("\nOpen the MLflow UI on this store:\n\n"
+          f"    {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri} --port 5000\n\n"
+          "then this page: each running run's loss with its forecast continuing it, in the run's colour\n\n"
+          f"    http://127.0.0.1:5000/{chart_view_path(exp_id)}\n")
     return 0
 
 
-def _show(uri: str) -> None:
-    """The forecast.* tags the sync wrote on each source run."""
+def _show(uri: str) -> str:
+    """Print the forecast.* tags the sync wrote on each source run; return the experiment's id."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -134,6 +143,7 @@ def _show(uri: str) -> None:
         else:
             fc = t.get("forecast.skipped", "-")[:32]
         print(f"{r.info.run_name:16} {r.info.status:9} {last:>11} {fc:>32} {losses[-1]:>7.3f}")
+    return exp.experiment_id
 
 
 if __name__ == "__main__":

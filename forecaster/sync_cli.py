@@ -92,9 +92,10 @@ def sync(**kw: Any) -> None:
     """Read runs from a tracker, forecast each active run to its planned end, write the forecasts back.
 
     \b
-    Each forecast goes into a child run of its source (MLflow: mlflow.parentRunId) that logs
-    the predicted curve under the same metric key at future steps (bands as <key>.p10 / .p90),
-    so the experiment's charts overlay it on the real curve; the source run gets forecast.*
+    Each forecast goes into a run of its own beside its source ("<run> forecast", tag
+    forecast.source_run, drawn in the source's colour) that logs the predicted curve under the
+    same metric key at future steps (bands as <key>.p10 / .p90), so the experiment's default
+    chart view overlays it on the real curve; the source run gets forecast.*
     tags (final value and interval, law, alert state, watermark, forecast run id). Source runs'
     status, end time and metrics are never changed. Unchanged runs cost nothing beyond one
     search: safe to run from cron every few minutes.
@@ -199,8 +200,11 @@ def _run(kw: dict[str, Any]) -> int:
                      filter=opts.get("filter_"), **adapter_kw) as tracker:
                 report = run_sync(tracker, settings,
                                   on_outcome=None if quiet else (lambda o: log.info(o.line())))
+                urls = sorted({u for u in (tracker.scope_url(s) for s in {o.run.scope for o in report.outcomes}) if u})
     except LockBusy as e:
         click.echo(f"forecast sync: {e}", err=True)
         return EXIT_BUSY
     click.echo(("[dry run] " if settings.dry_run else "") + report.summary())
+    for url in urls:
+        click.echo(f"forecasts beside the real curves: {url}")
     return 0

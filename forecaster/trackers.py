@@ -7,7 +7,7 @@ this interface, Optuna-storage style: a handful of coarse calls, each a few requ
     list_runs()          one paged search: every run in scope with status, the latest-metric
                          watermark per key, params, tags, config and its live forecast runs
     read_histories()     full metric histories of some runs, read concurrently
-    create_forecast()    a new, complete forecast run (MLflow child run, W&B companion run)
+    create_forecast()    a new, complete forecast run (MLflow: a run beside the source; W&B: a companion run)
     set_tags()           key-value annotations on a source run (MLflow tags, W&B summary)
     delete_forecast()    remove a superseded forecast run
     stop_run()           optional, opt-in only (`forecast sync --stop-runs`): ask to stop a run
@@ -46,7 +46,8 @@ STATES = (RUNNING, FINISHED, FAILED, KILLED)
 TAG_PREFIX = "forecast."
 TAG_KIND = "forecast.kind"  # on forecast runs: "forecast"
 KIND_SCALING = "scaling"  # forecast.kind of summary runs: the experiment's cross-run scaling-law fit
-TAG_SOURCE = "forecast.source"  # on forecast runs: the source run's id
+TAG_SOURCE = "forecast.source_run"  # on forecast runs: the source run's id
+LEGACY_TAG_SOURCE = "forecast.source"  # what forecasts written before 0.2 carry instead
 TAG_RUN_ID = "forecast.run_id"  # on source runs: the live forecast run
 TAG_INPUT = "forecast.input"  # on source runs: fingerprint of what the last forecast was made from
 KIND_FORECAST = "forecast"
@@ -222,6 +223,10 @@ class Tracker(abc.ABC):
         """One line naming what is synced, free of secrets (for logs and the lock file name)."""
         return f"{self.name} {self.uri or ''} {','.join(self.experiments)}".strip()
 
+    def scope_url(self, scope: str) -> str | None:
+        """Where the tracker's UI draws a scope's runs beside their forecasts (None: no web UI known)."""
+        return None
+
     # optional: summary runs of a whole scope (`forecast sync --scaling`); list_runs returns them
     # as RunInfo with their forecast.kind tag, and the engine keeps them apart from source runs
     @property
@@ -320,7 +325,7 @@ def fingerprint(*parts: Any) -> str:
 
 __all__ = [
     "ENTRY_POINT_GROUP", "RUNNING", "FINISHED", "FAILED", "KILLED", "STATES", "TAG_PREFIX", "TAG_KIND",
-    "TAG_SOURCE", "TAG_RUN_ID", "TAG_INPUT", "TAG_STOP", "KIND_FORECAST", "TrackerError", "RunGone", "Watermark",
+    "TAG_SOURCE", "LEGACY_TAG_SOURCE", "TAG_RUN_ID", "TAG_INPUT", "TAG_STOP", "KIND_FORECAST", "TrackerError", "RunGone", "Watermark",
     "RunInfo", "Series", "clean_series", "ForecastRevision", "TrackerOption", "Tracker", "available",
     "load", "fingerprint",
 ]

@@ -16,6 +16,8 @@ from mlflow.entities import ViewType  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow_runs import add_points, log_hf_run  # noqa: E402
 
+from forecaster_mlflow import run_color  # noqa: E402
+
 from forecaster import trackers  # noqa: E402
 from forecaster.cli import main  # noqa: E402
 from forecaster.sync import SyncSettings, exclusive_lock, sync  # noqa: E402
@@ -33,7 +35,8 @@ def _state(client: MlflowClient, rid: str) -> dict:
 
 
 def _children(client: MlflowClient, exp_id: str, rid: str, view=ViewType.ACTIVE_ONLY) -> list:
-    return [r for r in client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{rid}'", run_view_type=view)]
+    """The forecast runs of source run `rid` (top-level runs linked by forecast.source_run)."""
+    return [r for r in client.search_runs([exp_id], f"tags.`forecast.source_run` = '{rid}'", run_view_type=view)]
 
 
 def _cli(*args: str):
@@ -75,7 +78,7 @@ def scenario(mlflow_server, tmp_path_factory):
             "first": res, "cfg": cfg, "uri": mlflow_server.uri, "nan_loss": nan_loss}
 
 
-def test_first_sync_forecasts_active_runs_into_child_runs(scenario) -> None:
+def test_first_sync_forecasts_active_runs_into_runs_beside_them(scenario) -> None:
     res, client, ids, exp = scenario["first"], scenario["client"], scenario["ids"], scenario["exp"]
     assert res.exit_code == 0, res.output
     assert "8 runs seen: 4 forecast" in res.output
@@ -85,6 +88,10 @@ def test_first_sync_forecasts_active_runs_into_child_runs(scenario) -> None:
         (child,) = _children(client, exp, ids[name])
         assert tags["forecast.run_id"] == child.info.run_id
         assert child.info.status == "FINISHED" and child.data.tags["forecast.kind"] == "forecast"
+        # top level (a nested run stays collapsed and undrawn in the UI), named and coloured after its source
+        assert "mlflow.parentRunId" not in child.data.tags
+        assert child.info.run_name == f"{client.get_run(ids[name]).info.run_name} forecast"
+        assert child.data.tags["mlflow.runColor"] == run_color(ids[name])
         hist = client.get_metric_history(child.info.run_id, "loss")
         steps = sorted(m.step for m in hist)
         last_obs = max(m.step for m in client.get_metric_history(ids[name], "loss"))
@@ -98,6 +105,22 @@ def test_first_sync_forecasts_active_runs_into_child_runs(scenario) -> None:
         assert tags["forecast.watermark"] == f"loss@{last_obs}"
         arts = [a.path for a in client.list_artifacts(child.info.run_id)]
         assert "forecast.png" in arts
+
+
+def test_experiment_opens_on_its_training_runs(scenario) -> None:
+    """MLflow 3 lands an experiment without a kind on the GenAI overview; the sync marks it as training."""
+    client, exp = scenario["client"], scenario["exp"]
+    assert client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert f"forecasts beside the real curves: {scenario['uri'].rstrip('/')}/#/experiments/{exp}/runs?" \
+           "compareRunsMode=CHART" in scenario["first"].output
+
+
+def test_run_color_follows_the_mlflow_ui() -> None:
+    """The UI's hash of a run id into its palette (colours read off MLflow 3.17's runs chart)."""
+    assert run_color("b4e46290f47046648aa371e0390cb831") == "#2272b4"  # drawn blue
+    assert run_color("6f429481e13a4324bc7a66bbf8d6ca62") == "#c83243"  # drawn red
+    assert run_color("x", {"mlflow.runColor": "#123456"}) == "#123456"
+    assert run_color("") == "#a6630c"
 
 
 def test_user_runs_keep_status_end_time_and_metrics(scenario) -> None:

@@ -100,6 +100,8 @@ def test_follow_siblings_flows_from_the_config_file_and_the_flag(tmp_path, monke
             return False
 
     class Report:
+        outcomes: list = []
+
         def summary(self) -> str:
             return "ok"
 

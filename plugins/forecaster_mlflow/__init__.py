@@ -1,10 +1,12 @@
-"""MLflow adapter for `forecast sync`: reads runs with MlflowClient, writes forecasts as child runs.
+"""MLflow adapter for `forecast sync`: reads runs with MlflowClient, writes forecasts as runs beside them.
 
 Every call names its run explicitly through `MlflowClient`; the fluent API (`mlflow.start_run`,
 `mlflow.log_*`) is never used, because resuming a user's run rewrites its end time and status.
 Source runs only ever receive tags (`log_batch` with tags leaves status and end time alone). The
-forecast lives in a child run (``mlflow.parentRunId``) that logs the predicted curve under the
-source's metric keys at future steps, so the experiment's charts overlay it on the real curve.
+forecast lives in a top-level run named "<run> forecast", linked by ``forecast.source_run`` and
+drawn in its source's colour, that logs the predicted curve under the source's metric keys at
+future steps: the experiment's default chart view overlays it on the real curve with no clicks
+(a child run would stay collapsed, and undrawn, under its parent).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import numpy as np
 
 from forecaster.errors import InputError
 from forecaster.trackers import (
-    FAILED, FINISHED, KILLED, KIND_FORECAST, RUNNING, TAG_KIND, TAG_SOURCE, TAG_STOP, ForecastRevision, RunGone,
+    FAILED, FINISHED, KILLED, KIND_FORECAST, LEGACY_TAG_SOURCE, RUNNING, TAG_KIND, TAG_SOURCE, TAG_STOP,
+    ForecastRevision, RunGone,
     RunInfo, Series, Tracker, TrackerError, TrackerOption, Watermark, clean_series,
 )
 
@@ -29,7 +32,15 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MlflowTracker"]
 
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = "mlflow.parentRunId"  # forecasts written before 0.2 were child runs
+COLOR_TAG = "mlflow.runColor"  # the UI draws a run in this colour instead of one hashed from its id
+KIND_TAG = "mlflow.experimentKind"  # MLflow 3 opens an experiment without it on the GenAI overview
+KIND_TRAINING = "custom_model_development"
+# The MLflow UI's run palette and hash (getStableColorForRun): a forecast takes its source's colour.
+_PALETTE = ("#a6630c", "#c83243", "#b45091", "#8a63bf", "#434a93", "#137dae", "#04867d", "#308613", "#facb66",
+            "#1f272d", "#445461", "#5f7281", "#8396a5", "#93320b", "#be501e", "#de7921", "#f2be88", "#115026",
+            "#277c43", "#3ba65e", "#8ddda8", "#9e102c", "#c82d4c", "#e65b77", "#f792a6", "#0e538b", "#2272b4",
+            "#4299e0", "#8acaff")
 _STATUS = {"RUNNING": RUNNING, "SCHEDULED": RUNNING, "FINISHED": FINISHED, "FAILED": FAILED,
            "KILLED": KILLED}
 # MLflow retries a refused connection 7 times with a 2 s backoff factor by default (minutes):
@@ -38,6 +49,17 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_B
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 PAGE = 1000
 MAX_TAG_VALUE = 5000  # MLflow 2.x rejects longer tag values (3.x: 8000)
+
+
+def run_color(run_id: str, tags: Mapping[str, str] | None = None) -> str:
+    """The colour the MLflow UI draws a run in: its own ``mlflow.runColor`` tag, else a hash of its id."""
+    if tags and tags.get(COLOR_TAG):
+        return tags[COLOR_TAG]
+    a = b = 0
+    for ch in run_id:
+        a = (a + ord(ch)) % 255
+        b = (b + a) % 255
+    return _PALETTE[(a | (b << 8)) % len(_PALETTE)]
 
 
 def _is_gone(err: BaseException) -> bool:
@@ -75,6 +97,7 @@ class MlflowTracker(Tracker):
         self.client = MlflowClient(tracking_uri=self.uri)
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="mlflow-read")
         self._exp_ids: list[str] | None = None
+        self._kind_checked: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------
     def describe(self) -> str:
@@ -138,6 +161,28 @@ class MlflowTracker(Tracker):
             return f"{_safe_uri(self.uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
         return None
 
+    def scope_url(self, scope: str) -> str | None:
+        """The experiment's training-runs chart view, where forecasts are drawn beside the real curves."""
+        if self.uri and self.uri.startswith(("http://", "https://")):
+            return f"{_safe_uri(self.uri).rstrip('/')}/{chart_view_path(scope)}"
+        return None
+
+    def _mark_training(self, scope: str) -> None:
+        """Tag the experiment as model training when it has no kind yet, so MLflow 3 opens its runs.
+
+        An experiment the user (or MLflow) already gave a kind keeps it; failure only costs the
+        landing page, so it is logged and the forecast goes on.
+        """
+        if scope in self._kind_checked:
+            return
+        self._kind_checked.add(scope)
+        try:
+            exp = self.client.get_experiment(scope)
+            if not exp.tags.get(KIND_TAG):
+                self.client.set_experiment_tag(scope, KIND_TAG, KIND_TRAINING)
+        except Exception as e:  # noqa: BLE001 - cosmetic; the write of the forecast reports real failures
+            log.debug("could not set the kind of experiment %s: %s", scope, _first_line(e))
+
     # -- reading ---------------------------------------------------------------------------
     def list_runs(self) -> list[RunInfo]:
         """One paged search of the experiments (two when a user filter would hide forecast runs)."""
@@ -155,7 +200,7 @@ class MlflowTracker(Tracker):
             seen.add(rid)
             tags = dict(r.data.tags)
             if tags.get(TAG_KIND) == KIND_FORECAST:
-                src = tags.get(TAG_SOURCE) or tags.get(PARENT_TAG)
+                src = tags.get(TAG_SOURCE) or tags.get(LEGACY_TAG_SOURCE) or tags.get(PARENT_TAG)
                 if src:
                     children.append((src, rid))
                 continue
@@ -200,11 +245,12 @@ class MlflowTracker(Tracker):
 
     # -- writing ---------------------------------------------------------------------------
     def create_forecast(self, revision: ForecastRevision) -> str:
-        """Create the child run, log every point (and the PNG), then mark the CHILD finished."""
-        from mlflow.entities import Metric, RunTag
+        """Create the forecast run, log every point (and the PNG), then mark the FORECAST run finished."""
+        from mlflow.entities import Metric
 
         src = revision.source
-        tags = {PARENT_TAG: src.id, TAG_KIND: KIND_FORECAST, TAG_SOURCE: src.id,
+        self._mark_training(src.scope)
+        tags = {TAG_KIND: KIND_FORECAST, TAG_SOURCE: src.id, COLOR_TAG: run_color(src.id, src.tags),
                 "forecast.input": revision.input, "mlflow.note.content":
                 f"Forecast of run {src.name} ({src.id}) made by forecaster; superseded revisions are deleted."}
         tags.update({k: _clip(v) for k, v in revision.tags.items()})
@@ -233,7 +279,7 @@ class MlflowTracker(Tracker):
                     self._call(f"uploading the plot of {src.id}", self.client.log_artifact, cid, path)
             self._call(f"finishing the forecast run of {src.id}", self.client.set_terminated, cid, "FINISHED")
         except BaseException:
-            # best effort: an unfinished child must not linger beside the live forecast
+            # best effort: an unfinished forecast run must not linger beside the live one
             try:
                 self.client.delete_run(cid)
             except Exception:  # noqa: BLE001 - the tracker may be gone; the next sync removes it
@@ -349,6 +395,11 @@ def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     return line if len(line) <= 300 else line[:297] + "..."
+
+
+def chart_view_path(experiment_id: str) -> str:
+    """The UI route of an experiment's training runs in chart view (MLflow 3; 2.x ignores the tab)."""
+    return f"#/experiments/{experiment_id}/runs?compareRunsMode=CHART"
 
 
 def _safe_uri(uri: str | None) -> str:
