@@ -14,9 +14,14 @@ from forecaster.histories import RunForecast, RunHistory
 _LOCK = threading.Lock()
 
 
-def forecast_png(history: RunHistory, forecast: RunForecast, title: str = "", dpi: int = 90,
-                 max_points: int = 2000) -> bytes:
-    """Real (observed) versus predicted curve with its band, log-scaled metric axis, as PNG bytes."""
+def forecast_png(history: RunHistory, forecast: RunForecast, title: str = "", dpi: int = 100,
+                 max_points: int = 2000, log_scale: bool = False) -> bytes:
+    """Real (observed) versus predicted curve with its band, 1350 px wide, as PNG bytes.
+
+    The metric axis is linear and framed on the part of the run that matters for the forecast (the
+    later observed points and the band), so the band is seen at a glance; the early steep descent
+    is cut off at the top rather than squashing the tail into a few pixels.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -25,36 +30,48 @@ def forecast_png(history: RunHistory, forecast: RunForecast, title: str = "", dp
         idx = np.unique(np.linspace(0, len(steps) - 1, max_points).astype(int))
         steps, values = steps[idx], values[idx]
     with _LOCK:
-        fig = Figure(figsize=(7, 4), dpi=dpi)
+        fig = Figure(figsize=(13.5, 6.5), dpi=dpi)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
-        ax.plot(steps, values, color="#1f77b4", lw=1.2, label="observed")
+        ax.plot(steps, values, color="#1f77b4", lw=1.4, label=f"observed {history.metric}")
         if len(forecast.steps):
             fs = np.concatenate([[history.last_step], forecast.steps]) if len(history.steps) else forecast.steps
             join = [float(history.values[-1])] if len(history.steps) else []
             p50 = np.concatenate([join, forecast.p50])
             lo = np.concatenate([join, forecast.p10])
             hi = np.concatenate([join, forecast.p90])
-            ax.fill_between(fs, lo, hi, color="#ff7f0e", alpha=0.25, lw=0, label="p10-p90")
-            ax.plot(fs, p50, color="#ff7f0e", lw=1.5, ls="--",
-                    label=f"forecast ({forecast.law})" if forecast.law else "forecast")
-            ax.axvline(history.last_step, color="0.6", lw=0.8, ls=":")
-        finite = np.concatenate([values[np.isfinite(values) & (values > 0)],
-                                 forecast.p10[np.isfinite(forecast.p10) & (forecast.p10 > 0)],
-                                 forecast.p90[np.isfinite(forecast.p90) & (forecast.p90 > 0)]])
-        if len(finite):
+            ax.fill_between(fs, lo, hi, color="#ff7f0e", alpha=0.3, lw=0, label="80 % band (p10-p90)")
+            ax.plot(fs, p50, color="#d95f02", lw=2.0, ls="--",
+                    label=f"forecast, {forecast.law} law" if forecast.law else "forecast")
+            ax.axvline(history.last_step, color="0.5", lw=0.9, ls=":", label=f"last observed step {history.last_step:,}")
+        ok = np.isfinite(values)
+        if log_scale and np.all(values[ok] > 0):
             ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(history.metric)
+        else:
+            _frame(ax, values[ok], forecast)
+        ax.set_xlabel("step", fontsize=12)
+        ax.set_ylabel(history.metric, fontsize=12)
+        ax.tick_params(labelsize=11)
+        head = title or history.run
         if forecast.final is not None:
             lo_f, hi_f = forecast.final_interval
-            title = (title + "\n" if title else "") + (
-                f"final {history.metric} {forecast.final:.4g} (p10-p90 {lo_f:.4g}-{hi_f:.4g}) "
-                f"at step {int(forecast.steps[-1])}")
-        ax.set_title(title, fontsize=9)
-        ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=8, loc="upper right")
+            head += (f": predicted final {history.metric} {forecast.final:.4g} (80 % band {lo_f:.4g}-{hi_f:.4g}) "
+                     f"at step {int(forecast.steps[-1]):,}")
+        ax.set_title(head, fontsize=13)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=11, loc="upper right")
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _frame(ax, observed: np.ndarray, forecast: RunForecast) -> None:
+    """Metric limits that hold the band and the later 80 % of the observed points, with a margin."""
+    parts = [observed[len(observed) // 5:]] if len(observed) else []
+    parts += [a[np.isfinite(a)] for a in (forecast.p10, forecast.p90)]
+    vals = np.concatenate(parts) if parts else np.empty(0)
+    if len(vals) < 2 or not np.ptp(vals) > 0:
+        return
+    pad = 0.08 * np.ptp(vals)
+    ax.set_ylim(vals.min() - pad, vals.max() + pad)
