@@ -91,6 +91,9 @@ def test_wheel_name_and_contents(wheel) -> None:
     assert "wandb = forecaster_wandb:WandbTracker" in entry_points
     assert f"Name: {PROJECT['name']}" in metadata
     assert "Provides-Extra: mlflow" in metadata and "Provides-Extra: wandb" in metadata
+    # the install lines in the docs name the file this build makes
+    for doc, extra in (("docs/mlflow.md", "mlflow"), ("docs/wandb.md", "wandb")):
+        assert f"dist/{wheel.name}[{extra}]" in (ROOT / doc).read_text(), doc
 
 
 def test_fresh_environment_imports_everything_from_the_wheel(fresh) -> None:
