@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	@# a .venv made before the rename still holds the old distribution: drop it so only one owns the package
+	$(PY) -m pip uninstall -q -y forecaster 2>/dev/null || true
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 

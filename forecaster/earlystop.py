@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy.stats import norm
 
+from forecaster import DISTRIBUTION
 from forecaster.alerts import final_quantiles, prob_final_below
 from forecaster.csvio import jsonable
 from forecaster.errors import InputError
@@ -411,7 +412,7 @@ def replay_optuna(name: str, groups: dict[str, list[_Run]], s: EarlyStopSettings
     try:
         import optuna
     except ImportError:  # pragma: no cover - optuna is in the dev extra
-        raise InputError("the early-stop baselines need optuna: pip install 'forecaster[dev]'") from None
+        raise InputError(f"the early-stop baselines need optuna: pip install '{DISTRIBUTION}[dev]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     res = MethodResult(name, {})
     t0 = time.perf_counter()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import sys
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import click
 
@@ -20,7 +22,7 @@ log = logging.getLogger("forecaster.sync")
 
 _GENERIC = ("tracker", "tracking_uri", "experiment", "filter", "metric", "lr_key", "group_by", "law", "device",
             "target", "include_ended", "plots", "dry_run", "force", "lock_file", "lock_wait", "quiet", "seed",
-            "max_points", "workers", "stop_runs", "follow_siblings")
+            "max_points", "workers", "stop_runs", "follow_siblings", "log_file")
 # config-file [sync] names that differ from the option names (plural lists read naturally in TOML)
 _ALIASES = {"experiments": "experiment", "metrics": "metric", "lr_keys": "lr_key", "uri": "tracking_uri"}
 
@@ -81,6 +83,10 @@ def _adapter_options(f):
 @click.option("--lock-wait", "lock_wait", type=float, default=None,
               help="Seconds to wait for another sync to finish before giving up (default 0).")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="Only the final summary (no per-run lines).")
+@click.option("--log-file", "log_file", metavar="PATH", default=None,  # checked on opening: one error line
+              help="Append timestamped lines (per-run lines, summary, errors) to this file instead of the "
+                   "terminal, creating its folders; for cron. Errors (exit 1, 2) also go to stderr, so cron "
+                   "mails them.")
 @click.option("--seed", type=int, default=None, hidden=True)
 @click.option("--max-points", "max_points", type=int, default=None, hidden=True)
 @click.option("--workers", type=int, default=None, hidden=True)
@@ -105,30 +111,106 @@ def sync(**kw: Any) -> None:
       forecast sync --tracker mlflow --tracking-uri http://127.0.0.1:5000 -e pretrain
     Exit codes: 0 ok, 1 tracker unreachable/refused, 2 bad input, 75 another sync is running.
     """
-    _logging(bool(kw.get("quiet")))
+    out = _Output()
     try:
-        code = _run(kw)
+        code = _run(kw, out)
     except InputError as e:
-        click.echo(f"error: {e}", err=True)
-        code = EXIT_INPUT
+        code = out.error(f"error: {e}", EXIT_INPUT)
     except trackers.TrackerError as e:
-        click.echo(f"error: {e}", err=True)
-        code = EXIT_TRACKER
+        code = out.error(f"error: {e}", EXIT_TRACKER)
+    finally:
+        out.close()
     sys.exit(code)
 
 
-def _logging(quiet: bool) -> None:
-    # bind to the stderr of this invocation: a handler kept from an earlier one (same process,
-    # e.g. an embedding program or a test runner) would write to a stream that is gone
-    for old in list(log.handlers):
-        log.removeHandler(old)
-    h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(h)
-    log.propagate = False
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-    # the tracker clients' HTTP retries warn on every attempt; the one-line error says it all
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+def _stamp(t: float | None = None) -> str:
+    """ISO 8601 local time with its UTC offset, to the second."""
+    when = _dt.datetime.now() if t is None else _dt.datetime.fromtimestamp(t)
+    return when.astimezone().isoformat(timespec="seconds")
+
+
+class _Stamped(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{_stamp(record.created)} {super().format(record)}"
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
+class _Output:
+    """Where one invocation's lines go: plain on a terminal, timestamped in logs and the --log-file.
+
+    Installs its logging handlers for the length of the command and takes them away again, so a
+    program (or test runner) that calls the command twice gets no handler bound to a stream that is gone.
+    """
+
+    def __init__(self) -> None:
+        self.file: IO[str] | None = None
+        self._saved: list[tuple[logging.Logger, list[logging.Handler], bool, int]] = []
+
+    def open(self, path: str | Path) -> None:
+        """Append to `path`, creating its folders (a fresh account has no ~/.cache yet)."""
+        p = Path(path).expanduser()
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(p, "a", encoding="utf-8", buffering=1)
+        except OSError as e:
+            raise InputError(f"log file {p}: {e.strerror or e}") from None
+
+    def start_logging(self, quiet: bool, packages: list[str]) -> None:
+        """Per-run lines of `forecaster.sync` (unless quiet) and warnings of the core and the adapters."""
+        if self.file is not None:
+            h: logging.Handler = logging.StreamHandler(self.file)
+            h.setFormatter(_Stamped("%(message)s"))
+        else:
+            h = logging.StreamHandler(sys.stderr)
+            h.setFormatter(logging.Formatter("%(message)s") if _is_tty(sys.stderr) else _Stamped("%(message)s"))
+        levels = {"forecaster": logging.WARNING, "forecaster.sync": logging.WARNING if quiet else logging.INFO}
+        levels.update({p: logging.WARNING for p in packages if p not in levels})
+        for name, level in levels.items():
+            lg = logging.getLogger(name)
+            self._saved.append((lg, list(lg.handlers), lg.propagate, lg.level))
+            for old in list(lg.handlers):
+                lg.removeHandler(old)
+            if name != "forecaster.sync":  # it reaches the handler through "forecaster"
+                lg.addHandler(h)
+                lg.propagate = False
+            lg.setLevel(level)
+        # the tracker clients' HTTP retries warn on every attempt; the one-line error says it all
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+    def line(self, text: str) -> None:
+        """The summary (stdout, or the log file)."""
+        if self.file is not None:
+            self.file.write(f"{_stamp()} {text}\n")
+        else:
+            click.echo(text if _is_tty(sys.stdout) else f"{_stamp()} {text}")
+
+    def error(self, text: str, code: int) -> int:
+        """A one-line failure: stderr as it is; in the log file timestamped with its exit code."""
+        if self.file is not None:
+            self.file.write(f"{_stamp()} {text} (exit {code})\n")
+            if code == EXIT_BUSY:  # a long sync overlapping the next tick is routine, not worth a mail
+                return code
+        click.echo(text, err=True)
+        return code
+
+    def close(self) -> None:
+        for lg, handlers, propagate, level in reversed(self._saved):
+            for h in list(lg.handlers):
+                lg.removeHandler(h)
+            for h in handlers:
+                lg.addHandler(h)
+            lg.propagate = propagate
+            lg.setLevel(level)
+        self._saved.clear()
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def _merge(kw: dict[str, Any], file_sync: dict[str, Any]) -> dict[str, Any]:
@@ -150,12 +232,21 @@ def _merge(kw: dict[str, Any], file_sync: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _run(kw: dict[str, Any]) -> int:
+def _run(kw: dict[str, Any], out: _Output) -> int:
     from forecaster.sync import LockBusy, SyncSettings, default_lock_path, exclusive_lock
     from forecaster.sync import sync as run_sync
 
+    if kw.get("log_file"):  # first, so that even a bad config file is reported there
+        out.open(kw["log_file"])
     data = config_mod.load(kw.pop("config_file")) if kw.get("config_file") else {}
     opts = _merge(kw, data.get("sync", {}))
+    if out.file is None and opts.get("log_file") is not None:
+        if not isinstance(opts["log_file"], str) or not opts["log_file"]:
+            raise InputError("config file [sync]: log_file must be a path (a string)")
+        out.open(opts["log_file"])
+    # adapters log under their own package names (entry point "forecaster_mlflow:MlflowTracker")
+    packages = sorted({ep.value.split(":")[0].split(".")[0] for ep in trackers.available().values()})
+    out.start_logging(bool(opts.get("quiet")), packages)
     name = opts.get("tracker") or "mlflow"
     cls = trackers.load(name)
     adapter_kw = dict(data.get("tracker", {}))
@@ -193,18 +284,18 @@ def _run(kw: dict[str, Any]) -> int:
     scope = f"{name}|{opts.get('tracking_uri') or ''}|{','.join(experiments)}|{opts.get('filter_') or ''}"
     lock = opts.get("lock_file") or default_lock_path(scope)
     quiet = bool(opts.get("quiet"))
+    mark = "[dry run] " if settings.dry_run else ""
     try:
         # the lock comes first: an overlapping invocation must not even connect
         with exclusive_lock(lock, float(opts.get("lock_wait") or 0.0)):
             with cls(uri=opts.get("tracking_uri"), experiments=list(opts.get("experiment") or ()),
                      filter=opts.get("filter_"), **adapter_kw) as tracker:
                 report = run_sync(tracker, settings,
-                                  on_outcome=None if quiet else (lambda o: log.info(o.line())))
+                                  on_outcome=None if quiet else (lambda o: log.info(mark + o.line())))
                 urls = sorted({u for u in (tracker.scope_url(s) for s in {o.run.scope for o in report.outcomes}) if u})
     except LockBusy as e:
-        click.echo(f"forecast sync: {e}", err=True)
-        return EXIT_BUSY
-    click.echo(("[dry run] " if settings.dry_run else "") + report.summary())
+        return out.error(f"forecast sync: {e}", EXIT_BUSY)
+    out.line(mark + report.summary())
     for url in urls:
-        click.echo(f"forecasts beside the real curves: {url}")
+        out.line(f"forecasts beside the real curves: {url}")
     return 0

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from forecaster import DISTRIBUTION
 from forecaster.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -303,12 +304,12 @@ def load(name: str) -> type[Tracker]:
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none installed"
         raise InputError(f"unknown tracker {name!r} (installed: {known}); "
-                         f"install its extra, e.g. pip install 'forecaster[{name}]'")
+                         f"trackers come with extras, e.g. pip install '{DISTRIBUTION}[mlflow]'")
     try:
         cls = eps[name].load()
     except ImportError as e:
         raise InputError(f"tracker {name!r} needs a package that is not installed ({e.name or e}); "
-                         f"pip install 'forecaster[{name}]'") from None
+                         f"pip install '{DISTRIBUTION}[{name}]'") from None
     if not (isinstance(cls, type) and issubclass(cls, Tracker)):
         raise InputError(f"entry point {name!r} does not name a forecaster.trackers.Tracker subclass")
     return cls

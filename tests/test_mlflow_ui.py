@@ -38,8 +38,8 @@ def synced(mlflow_server):
     res = CliRunner().invoke(main, ["sync", "--tracker", "mlflow", "--tracking-uri", mlflow_server.uri,
                                     "--experiment", "ui-demo", "--quiet"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    (url,) = [line.split(": ", 1)[1] for line in res.output.splitlines()
-              if line.startswith("forecasts beside the real curves: ")]
+    key = "forecasts beside the real curves: "
+    (url,) = [line.split(key, 1)[1] for line in res.output.splitlines() if key in line]
     return exp, url
 
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from forecaster import trackers
+from forecaster import DISTRIBUTION, trackers
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 from forecaster.errors import InputError
 
 
@@ -22,8 +30,12 @@ def test_clean_series_ties_on_timestamp_go_to_the_later_write_and_nan_is_kept() 
 
 
 def test_unknown_tracker_names_what_is_installed() -> None:
-    with pytest.raises(InputError, match="unknown tracker 'nope'"):
+    with pytest.raises(InputError, match="unknown tracker 'nope'") as e:
         trackers.load("nope")
+    assert "mlflow" in str(e.value)
+    # the install hint names this project's distribution, not the unrelated "forecaster" on PyPI
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert DISTRIBUTION == project["name"] and f"pip install '{project['name']}[mlflow]'" in str(e.value)
 
 
 def test_fingerprint_is_stable_and_sensitive() -> None:

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from forecaster import __version__
+from forecaster import DISTRIBUTION, __version__
 from forecaster.errors import InputError
 from forecaster.trackers import (
     FAILED,
@@ -375,7 +375,7 @@ class WandbTracker(Tracker):
                 try:
                     import wandb
                 except ImportError as e:  # pragma: no cover - the entry point needs the extra
-                    raise InputError("the W&B tracker needs wandb: pip install 'forecaster[wandb]'") from e
+                    raise InputError(f"the W&B tracker needs wandb: pip install '{DISTRIBUTION}[wandb]'") from e
                 overrides = {"base_url": self.uri} if self.uri else None
                 try:
                     self._api_obj = wandb.Api(overrides=overrides, timeout=self.timeout)
