@@ -334,3 +334,17 @@ def test_dry_run_writes_nothing_and_skip_tags_are_written_once(mlflow_server, tm
     assert client.get_run(rid).data.tags["forecast.skipped"].startswith("no schedule:")
     res = _cli(*args)
     assert "1 unchanged" in res.output and "0 writes" in res.output
+
+
+def test_child_forecasts_of_earlier_versions_still_belong_to_their_source(mlflow_server) -> None:
+    """After an upgrade the old child runs are found as the source's forecasts (and so replaced)."""
+    from forecaster_mlflow import MlflowTracker
+
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.create_experiment("legacy-children")
+    src = log_hf_run(client, exp, "src", upto=300, status="RUNNING")
+    old = client.create_run(exp, run_name="src forecast", tags={
+        "mlflow.parentRunId": src, "forecast.kind": "forecast", "forecast.source": src}).info.run_id
+    with MlflowTracker(uri=mlflow_server.uri, experiments=[exp]) as tracker:
+        (run,) = tracker.list_runs()
+    assert run.id == src and run.forecasts == [old]

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MlflowTracker"]
 
-PARENT_TAG = "mlflow.parentRunId"  # forecasts written before 0.2 were child runs
+PARENT_TAG = "mlflow.parentRunId"  # forecasts written by earlier versions were child runs
 COLOR_TAG = "mlflow.runColor"  # the UI draws a run in this colour instead of one hashed from its id
 KIND_TAG = "mlflow.experimentKind"  # MLflow 3 opens an experiment without it on the GenAI overview
 KIND_TRAINING = "custom_model_development"
@@ -191,7 +191,7 @@ class MlflowTracker(Tracker):
             # forecast and summary runs (any forecast.kind) would be hidden by the user's filter
             runs += self._search(f"tags.`{TAG_KIND}` LIKE '%'")
         sources: dict[str, RunInfo] = {}
-        children: list[tuple[str, str]] = []
+        forecast_runs: list[tuple[str, str]] = []
         seen = set()
         for r in runs:
             rid = r.info.run_id
@@ -202,7 +202,7 @@ class MlflowTracker(Tracker):
             if tags.get(TAG_KIND) == KIND_FORECAST:
                 src = tags.get(TAG_SOURCE) or tags.get(LEGACY_TAG_SOURCE) or tags.get(PARENT_TAG)
                 if src:
-                    children.append((src, rid))
+                    forecast_runs.append((src, rid))
                 continue
             latest = {m.key: Watermark(int(m.step), int(m.timestamp), float(m.value))
                       for m in r.data._metric_objs}
@@ -211,7 +211,7 @@ class MlflowTracker(Tracker):
                 status=_STATUS.get(r.info.status, FAILED), latest=latest, config=dict(r.data.params),
                 tags=tags, url=self.run_url(r.info.experiment_id, rid),
                 extra={"end_time": r.info.end_time})
-        for src, rid in children:
+        for src, rid in forecast_runs:
             if src in sources:
                 sources[src].forecasts.append(rid)
         return list(sources.values())
@@ -254,9 +254,9 @@ class MlflowTracker(Tracker):
                 "forecast.input": revision.input, "mlflow.note.content":
                 f"Forecast of run {src.name} ({src.id}) made by forecaster; superseded revisions are deleted."}
         tags.update({k: _clip(v) for k, v in revision.tags.items()})
-        child = self._call(f"creating the forecast run of {src.id}", self.client.create_run, src.scope,
+        made = self._call(f"creating the forecast run of {src.id}", self.client.create_run, src.scope,
                            tags=tags, run_name=revision.name or f"{src.name} forecast")
-        cid = child.info.run_id
+        cid = made.info.run_id
         try:
             now = int(time.time() * 1000)
             metrics = []
