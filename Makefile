@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	@# a .venv made before the rename still holds the old distribution: drop it so only one owns the package
 	$(PY) -m pip uninstall -q -y forecaster 2>/dev/null || true
+	rm -rf forecaster.egg-info
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
@@ -37,4 +38,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info
