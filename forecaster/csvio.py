@@ -81,8 +81,15 @@ def _arrow_columns(text: str, numeric: tuple[str, ...]) -> tuple[list[str], int,
         import pyarrow.csv as pcsv
     except ImportError:
         return None
+    # Arrow-owned copy of the bytes, not a view of a Python object: when a read fails (an empty
+    # file, a cell that is not a number), Arrow's worker thread may drop its last reference to
+    # the input after the exception reached us; a Python-owned buffer then takes the GIL from
+    # that thread while the interpreter is shutting down, which aborts the process (exit 134,
+    # "terminate called without an active exception") after the one-line error was printed.
+    sink = pa.BufferOutputStream()
+    sink.write(text.encode())
     try:
-        table = pcsv.read_csv(pa.BufferReader(text.encode()), convert_options=pcsv.ConvertOptions(
+        table = pcsv.read_csv(pa.BufferReader(sink.getvalue()), convert_options=pcsv.ConvertOptions(
             column_types={"run": pa.string(), "group": pa.string()}, null_values=[""],
             strings_can_be_null=False))
     except (pa.ArrowException, ValueError):
