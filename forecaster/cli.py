@@ -4,36 +4,69 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import click
 
 from forecaster import __version__
 
-# "module:attribute" of every command or sub-group, imported when the group is built.
+# "module:attribute" of every command or sub-group, imported when the group is built, with the
+# line `forecast --help` shows for it (click's own cut of the docstring stops mid-sentence)
 _COMMANDS = [
-    "forecaster.predict_cli:predict",
-    "forecaster.predict_cli:backtest",
-    "forecaster.scaling.cli:scaling",
-    "forecaster.sync_cli:sync",
+    ("forecaster.predict_cli:predict", "Forecast the rest of each run in a CSV of loss histories."),
+    ("forecaster.predict_cli:backtest", "Hide the tails of finished runs; score how well they are forecast."),
+    ("forecaster.scaling.cli:scaling", "Fit scaling laws across runs (Chinchilla, over-training)."),
+    ("forecaster.sync_cli:sync", "Forecast the runs in MLflow or W&B and write the forecasts back."),
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineUsageError(click.UsageError):
+    """A usage error shown as one line: cron mails and CI logs read the first line only."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"error: {self.format_message()}{hint}", err=True)
+
+
+class _Group(click.Group):
+    """Commands in the order of a first session (predict before sync); usage errors on one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _OneLineUsageError:
+            raise
+        except click.UsageError as e:
+            raise _OneLineUsageError(e.format_message(), e.ctx) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # a sub-command's options are parsed here, inside the group's invoke
+        try:
+            return super().invoke(ctx)
+        except _OneLineUsageError:
+            raise
+        except click.UsageError as e:
+            raise _OneLineUsageError(e.format_message(), e.ctx) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="forecast")
 def main() -> None:
     """Forecast training runs from their loss histories and learning-rate schedules.
 
-    \b
-    predict   fit per-run laws to a CSV of histories and forecast the rest of each run
-    backtest  hide the tail of finished runs and measure how well it is forecast
-    scaling   fit cross-run scaling laws (Chinchilla, over-training) and predict bigger runs
-    sync      read runs from a tracker (MLflow, W&B), forecast them, write the forecasts back
+    Start with `forecast predict --input runs.csv --until STEP`; `forecast COMMAND --help` tells
+    each command's input and options. Bad input ends with one `error:` line and exit code 2.
     """
 
 
-for _entry in _COMMANDS:
+for _entry, _line in _COMMANDS:
     _module, _attr = _entry.split(":")
-    main.add_command(getattr(importlib.import_module(_module), _attr))
+    _cmd = getattr(importlib.import_module(_module), _attr)
+    _cmd.short_help = _cmd.short_help or _line
+    main.add_command(_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,7 @@
 """CSV in and out: validate a history CSV (or a folder of them) into `RunHistory` objects, write forecasts.
 
-Input columns: ``step`` and the metric (required), ``run``, ``group``, ``lr`` (optional). Rows whose
+Input columns: ``step`` and the metric (required), ``run``, ``group``, ``lr`` (optional), names
+matched ignoring case, W&B's ``_step`` read as the step. Rows whose
 metric cell is empty carry LR only; a run's horizon is its rows after its last observed metric value.
 Every problem is either fatal (`InputError`: one line, exit code 2) or repaired and counted in a
 warning line, never silently dropped. Plain csv module and numpy: pandas is not a dependency.
@@ -70,7 +71,33 @@ def _text(path: Path) -> str:
         raise InputError(f"{path}: not a UTF-8 text CSV file") from None
 
 
-def _arrow_columns(text: str, numeric: tuple[str, ...]) -> tuple[list[str], int, dict[str, Any]] | None:
+def _resolve_columns(header: list[str], metric: str, path: Path) -> dict[str, str]:
+    """The header name that holds each column the reader knows, keyed by the name it knows it by.
+
+    An exact name wins; otherwise the one header name equal to it ignoring case (``Step``,
+    ``LR``, ``Loss``), and for the step W&B's ``_step`` as well. Two names that differ only in
+    case leave it open which one is meant: that is an error, not a guess.
+    """
+    wanted = {"step": ("step", "_step"), metric: (metric,), "lr": ("lr",), "run": ("run",),
+              "group": ("group",), "size": ("size",)}
+    out: dict[str, str] = {}
+    for known, aliases in wanted.items():
+        if known in header:
+            out[known] = known
+            continue
+        for alias in aliases:
+            hits = [h for h in header if h.lower() == alias.lower()]
+            if len(hits) > 1:
+                raise InputError(f"{path}: columns {', '.join(hits)} would all be read as {known!r} "
+                                 "(names match ignoring case); rename all but one")
+            if hits:
+                out[known] = hits[0]
+                break
+    return out
+
+
+def _arrow_columns(text: str, numeric: tuple[str, ...], strings: tuple[str, ...] = ("run", "group")
+                   ) -> tuple[list[str], int, dict[str, Any]] | None:
     """Header, row count and columns read by pyarrow, numeric ones already parsed; None when
     pyarrow is absent or the file is not plain (quotes, blanks, blank lines, ragged rows, a numeric
     column with text): the csv-module path then reads it and reports the exact line of a problem."""
@@ -90,7 +117,7 @@ def _arrow_columns(text: str, numeric: tuple[str, ...]) -> tuple[list[str], int,
     sink.write(text.encode())
     try:
         table = pcsv.read_csv(pa.BufferReader(sink.getvalue()), convert_options=pcsv.ConvertOptions(
-            column_types={"run": pa.string(), "group": pa.string()}, null_values=[""],
+            column_types={name: pa.string() for name in strings}, null_values=[""],
             strings_can_be_null=False))
     except (pa.ArrowException, ValueError):
         return None
@@ -108,7 +135,7 @@ def _arrow_columns(text: str, numeric: tuple[str, ...]) -> tuple[list[str], int,
                 return None
             present = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             cols[name] = (col.fill_null(0).to_numpy().astype(np.float64), present)
-        elif name in ("run", "group"):
+        elif name in strings:
             enc = col.dictionary_encode().combine_chunks()
             labels = np.asarray(enc.dictionary.to_pylist(), dtype=str)
             cols[name] = labels[enc.indices.to_numpy()] if len(labels) else np.zeros(0, dtype=str)
@@ -153,18 +180,23 @@ def _read_file(path: Path, metric: str, run_default: str, group_default: str,
                report: ReadReport) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Parse one CSV into per-row arrays, validated; returns one record of columns per file."""
     text = _text(path)
-    fast = _arrow_columns(text, ("step", metric, "lr", "size"))
+    # the header as the fast path will see it (it reads plain files only: no quotes, no blanks)
+    guess = _resolve_columns(text.split("\n", 1)[0].rstrip("\r").split(","), metric, path)
+    fast = _arrow_columns(text, tuple(guess[c] for c in ("step", metric, "lr", "size") if c in guess),
+                          tuple(guess[c] for c in ("run", "group") if c in guess))
     if fast is not None:
         header, n_rows, col = fast
         lines = np.arange(n_rows, dtype=np.int64) + 2  # plain file: the header is line 1
     else:
         header, rows, lines, spaced = _table(path, text)
         n_rows = len(rows)
-    missing = [c for c in ("step", metric) if c not in header]
+    names = _resolve_columns(header, metric, path)
+    missing = [c for c in ("step", metric) if c not in names]
     if missing:
         have = ", ".join(header) if any(header) else "none"
-        raise InputError(f"{path}: missing column{'s' * (len(missing) > 1)} {', '.join(missing)} "
-                         f"(columns found: {have})")
+        labels = ["step (or _step)" if c == "step" else c for c in missing]
+        raise InputError(f"{path}: missing column{'s' * (len(missing) > 1)} {', '.join(labels)}; names match "
+                         f"ignoring case (columns found: {have})")
     if not n_rows:
         raise InputError(f"{path}: empty input (a header and no data rows)")
     if fast is None:
@@ -177,6 +209,7 @@ def _read_file(path: Path, metric: str, run_default: str, group_default: str,
         if spaced:  # stripping is costly on big files; only when some cell may carry blanks
             grid = np.char.strip(grid)
         col = {name: grid[:, i] for i, name in enumerate(header)}
+    col = {known: col[name] for known, name in names.items() if name in col}
     report.files += 1
     report.rows += n_rows
 

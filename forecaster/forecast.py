@@ -18,6 +18,10 @@ from forecaster.histories import RunForecast, RunHistory
 log = logging.getLogger(__name__)
 
 MIN_POINTS = 5
+# largest metric value a run may reach: the fit clamps its predictions to 1e12 (fit.py), and
+# two decades of headroom keep a forecast scale-free; above it the fit and its bands are
+# nonsense or the covariance overflows, so such a run is declined with a hint to rescale
+MAX_VALUE = 1e10
 HOLDOUT = 0.2
 SIMPLER_MARGIN = 0.6
 # share of each run's planned steps that an LR-law fit leaves out where it misses them: the first
@@ -136,6 +140,9 @@ class Forecaster:
                 self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
             elif np.any(h.values <= 0):
                 self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
+            elif np.any(h.values > MAX_VALUE):
+                self.skipped_[i] = (f"metric reaches {float(np.max(h.values)):.3g}, beyond the fit's range (up to "
+                                    f"{MAX_VALUE:.0e}); rescale it, e.g. divide by a power of ten")
             elif rises(h.values):
                 self.skipped_[i] = ("metric rises over the run; the laws model a falling, loss-like metric "
                                     "(forecast an error such as 1 - accuracy instead)")

@@ -77,7 +77,8 @@ def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--input", "input_path", required=True, metavar="CSV",
-              help="History CSV: columns step and the metric (required); run, group, lr (optional). "
+              help="History CSV: columns step and the metric (required); run, group, lr (optional); "
+                   "names ignore case and W&B's _step counts as step. "
                    "Rows after a run's last metric value (LR set, metric empty) are its horizon. "
                    "A folder reads each CSV file as one run (name = file stem, group = folder).")
 @click.option("--metric", default="loss", show_default=True, help="Name of the metric column to forecast.")
@@ -119,15 +120,20 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     \b
     Example:
       forecast predict --input runs.csv --output forecast.csv --summary summary.json
+      forecast predict --input run.csv --until 20000
       forecast predict --input run.csv --schedule 'cosine(peak=3e-4, warmup=100, total=10000)'
+    Exit codes: 0 ok (skipped runs are listed on stderr), 2 bad input or nothing to forecast
+    (one `error:` line).
     """
     t0 = time.perf_counter()
     histories, report = csvio.read_histories(input_path, metric)
     _warn(report.warnings())
     apply_plan(histories, schedule_spec, until)
     if not any(h.horizon is not None and len(h.horizon) for h in histories):
-        raise InputError("nothing to forecast: no run has rows after its last observed value "
-                         "(add future rows with an lr and an empty metric, or give --until STEP)")
+        last = max((h.last_step for h in histories if len(h.steps)), default=0)
+        raise InputError(f"nothing to forecast: no run has rows after its last observed value; say how far "
+                         f"with --until STEP (e.g. --until {2 * max(last, 1)}, twice the last step {last}), "
+                         "or --schedule SPEC with total=STEP, or add future rows (lr set, metric empty)")
     n_groups = len({h.group for h in histories})
     if sys.stderr.isatty():  # progress for a person watching; logs get only the final line
         _info(f"read {report.rows} rows: {len(histories)} runs in {n_groups} group{'s' * (n_groups != 1)}; "

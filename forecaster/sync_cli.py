@@ -11,12 +11,14 @@ from typing import IO, Any
 import click
 
 from forecaster import config as config_mod
-from forecaster import trackers
+from forecaster import laws, trackers
 from forecaster.errors import InputError
 
 EXIT_TRACKER = 1  # tracker unreachable / refused: cron mails the one line, the next tick retries
 EXIT_INPUT = 2
 EXIT_BUSY = 75  # EX_TEMPFAIL: another sync of the same scope is running
+LAW_CHOICES = ("auto", *laws.available())
+DEVICES = ("auto", "cpu", "cuda")
 
 log = logging.getLogger("forecaster.sync")
 
@@ -63,8 +65,10 @@ def _adapter_options(f):
 @click.option("--group-by", "group_by", default=None,
               help="Param/tag whose value splits an experiment into jointly fitted groups "
                    "(params.x / tags.x to pick one); default: one group per experiment.")
-@click.option("--law", default=None, help="Loss-curve law, or auto (choose per group by validation).")
-@click.option("--device", default=None, help="auto | cpu | cuda (default: $FORECASTER_DEVICE, else auto).")
+@click.option("--law", type=click.Choice(LAW_CHOICES), default=None,
+              help="Loss-curve law, or auto (choose per group by validation; default).")
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="Where the fit runs (default: $FORECASTER_DEVICE, else auto: CUDA when available).")
 @click.option("--target", type=float, default=None, help="Target metric value: ETA tag and target alerts.")
 @click.option("--stop-runs", "stop_runs", is_flag=True, default=None,
               help="Opt-in: when a will-not-beat-best or divergence alert fires on a running run, ask the "
@@ -247,6 +251,10 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
     # adapters log under their own package names (entry point "forecaster_mlflow:MlflowTracker")
     packages = sorted({ep.value.split(":")[0].split(".")[0] for ep in trackers.available().values()})
     out.start_logging(bool(opts.get("quiet")), packages)
+    # the config file bypasses click's choices: the same check, so a typo is not a KeyError later
+    for key, allowed in (("law", LAW_CHOICES), ("device", DEVICES)):
+        if opts.get(key) is not None and opts[key] not in allowed:
+            raise InputError(f"config file [sync]: {key} {opts[key]!r} unknown; choose from {', '.join(allowed)}")
     name = opts.get("tracker") or "mlflow"
     cls = trackers.load(name)
     adapter_kw = dict(data.get("tracker", {}))

@@ -298,13 +298,25 @@ def available() -> dict[str, importlib.metadata.EntryPoint]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def _extras() -> set[str]:
+    """The extras this package declares (mlflow, wandb, ...), from its installed metadata."""
+    try:
+        return set(importlib.metadata.metadata(DISTRIBUTION).get_all("Provides-Extra") or ()) - {"dev"}
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return set()
+
+
 def load(name: str) -> type[Tracker]:
     """The adapter class registered as `name`; InputError naming what is installed otherwise."""
     eps = available()
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none installed"
-        raise InputError(f"unknown tracker {name!r} (installed: {known}); "
-                         f"trackers come with extras, e.g. pip install '{DISTRIBUTION}[mlflow]'")
+        if name in _extras():
+            hint = f"pip install '{DISTRIBUTION}[{name}]'"
+        else:  # no extra of that name: pointing at one would send the user to a pip error
+            hint = (f"an adapter for it would come from a package registering a {ENTRY_POINT_GROUP!r} "
+                    "entry point")
+        raise InputError(f"unknown tracker {name!r} (installed: {known}); {hint}")
     try:
         cls = eps[name].load()
     except ImportError as e:

@@ -344,6 +344,9 @@ class WandbTracker(Tracker):
             self.wandb_dir = find_wandb_dir(wandb_dir)
         for s in self.experiments:
             if not _SCOPE.match(s):
+                if s in experiments:  # --experiment / [sync] experiments, the MLflow word
+                    raise InputError(f"W&B has projects, not experiments: --experiment {s!r} is read as a "
+                                     f"project; give it as ENTITY/PROJECT, e.g. --project YOUR-ENTITY/{s}")
                 raise InputError(f"--project {s!r}: give it as ENTITY/PROJECT")
         if self.wandb_dir is None and not self.experiments:
             raise InputError("W&B needs --project ENTITY/PROJECT (online) or --wandb-dir DIR (offline runs)")
