@@ -1,6 +1,6 @@
 """Accuracy on Luo et al.'s 27 curves (25M/100M/400M x 9 schedules): the authors' split and the backtest.
 
-(a) The authors' split (laws.md 1.2): fit one parameter set per model size on {cosine_24000,
+(a) The authors' split (docs/laws.md §1.2): fit one parameter set per model size on {cosine_24000,
     constant_24000, wsdcon_9}, then predict the other six curves at every logged step from their LR
     alone (no observed point of their own). Reported per size: PredE (mean relative error of a
     curve, averaged over the six), WorstE (each curve's worst point, averaged, as the authors'
@@ -131,7 +131,7 @@ def part_a(data: Path, laws: list[str], device: str) -> str:
 
 
 def optimum(data: Path, device: str) -> str:
-    """The global optimum of laws.md's objective on the fit curves, found independently of our fitter.
+    """The global optimum of the objective (docs/laws.md §1) on the fit curves, found independently of our fitter.
 
     scipy's least_squares (Huber, delta 1e-3, on log loss, every point) from 36 starts: our fit's
     L0, A, alpha, B with a grid over C, beta, gamma. If every start lands on one optimum and its test
@@ -184,7 +184,7 @@ def optimum(data: Path, device: str) -> str:
         lines.append(f"| {size}M | {1e6 * cost(resid(rel_u)):.1f}e-6 | {1e6 * cost(resid(ours_u)):.1f}e-6 | {1e6 * best_cost:.1f}e-6 | {at_best} of {len(results)} | "
                      f"{100 * np.mean([r.mean() for r in rel]):.3f} | {100 * np.mean([r.max() for r in rel]):.3f} | "
                      f"{pub[0]:.2f} / {pub[1]:.2f} | {best[4]:.3g}, {best[5]:.3g}, {best[6]:.3g} |")
-        # the other objectives laws.md allows, each from the best of 4 starts
+        # the other objectives docs/laws.md §1.2 compares, each from the best of 4 starts
         for name, raw, kw in OBJECTIVES:
             def res_o(u: np.ndarray, raw: bool = raw) -> np.ndarray:
                 th = natural(u)

@@ -1,4 +1,4 @@
-"""Reproduce published scaling-law fits (laws.md section 2) and time the batched bootstrap.
+"""Reproduce published scaling-law fits (docs/laws.md §2, scaling laws) and time the batched bootstrap.
 
     python benchmarks/scaling_fits.py [--boot 1000] [--baseline 50] [--hoffmann] [--workdir DIR]
 

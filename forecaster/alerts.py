@@ -73,7 +73,7 @@ class GroupContext:
 
 @dataclass
 class AlertSettings:
-    """Thresholds of every rule; the defaults follow laws.md section 3."""
+    """Thresholds of every rule; the defaults follow docs/laws.md §3, stopping runs."""
 
     min_points: int = 5  # observations before any forecast-based rule may fire
     beat_threshold: float = 0.05  # will-not-beat-best fires when P(final beats best) < this

@@ -2,8 +2,8 @@
 
 At each checkpoint a stop rule sees only what a live search would have: the prefix of the running
 run and the outcome of the runs before it (finished runs' finals, stopped runs' last values). Our
-rule stops a run when P(final ends below the best finished run * (1 + margin)) < delta (laws.md
-section 3; the margin is the one the false-stop rate counts). The
+rule stops a run when P(final ends below the best finished run * (1 + margin)) < delta (docs/laws.md
+§3, stopping runs; the margin is the one the false-stop rate counts). The
 forecasts it needs do not depend on earlier decisions (each run is forecast from its own prefix and
 its planned LR), so they are made up front, one batched `Forecaster` call per law and checkpoint
 for all runs; the decisions then replay sequentially. The group enters through calibration: the

@@ -3,7 +3,7 @@
 Each group of sibling runs has one parameter vector: group-level parameters for every law
 parameter plus, for each member run, deviations of the non-annealing parameters, held near zero by
 a ridge penalty of strength `pool`. So the annealing parameters are shared (a run still at
-constant LR borrows its finished siblings' annealing response, laws.md 1.3) while L0, A, alpha
+constant LR borrows its finished siblings' annealing response, docs/laws.md §1.3) while L0, A, alpha
 follow each run as far as its data asks. The objective is Huber on log loss (IRLS), summed over
 points; every group takes its own damped Gauss-Newton steps, all groups and starts in one tensor
 program. The Jacobian is the law's analytic one where it has one, else forward differences (one

@@ -1,7 +1,9 @@
 """Deliver alerts once per change of state: run tags for the state, webhooks (JSON, Slack) for people.
 
-The state of every rule lives on the run itself as a tag ``forecast.alert.<rule> = <state>:<hash>``
-so a cron-driven sync fires an alert when its state changes, not on every tick. A run tagged
+The state of every rule lives on the run itself as a tag a person can read and search,
+``forecast.alert.<rule> = ok`` or ``firing: P(final loss beats best run r2 at 2.41) = 3.0% < 5%``,
+beside ``forecast.alert_hash.<rule>``, a hash of the rule, state and what the verdict refers to;
+a cron-driven sync fires an alert when that hash changes, not on every tick. A run tagged
 ``forecast.silence`` (``all``/``true``, or a comma list of rules) is not notified. A failed webhook
 is logged (URL masked: it is a secret) and its state tag is left unwritten, so the next sync retries;
 the sync itself goes on. Stopping a run is opt-in (`NotifySettings.stop_runs`), never the default.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +29,10 @@ from forecaster.errors import InputError
 log = logging.getLogger(__name__)
 
 ALERT_TAG_PREFIX = "forecast.alert."
+HASH_TAG_PREFIX = "forecast.alert_hash."
+STATE_TAG_MAX = 500  # characters; the message is one line, this only bounds a pathological one
+# what this module wrote before the states became readable: "<state>:<10 hex digits>"
+_LEGACY_STATE = re.compile(r"^([a-z_]+):([0-9a-f]{10})$")
 SILENCE_TAG = "forecast.silence"
 SUMMARY_TAG = "forecast.alerts"
 WEBHOOK_KINDS = ("json", "slack")
@@ -107,8 +114,32 @@ def load_alert_config(table: Mapping[str, Any] | None) -> tuple[AlertSettings, N
 
 # -- de-duplication state (pure) -------------------------------------------------------------
 def state_tag(alert: Alert) -> str:
-    """The tag value that records an alert's state: ``<state>:<hash>``."""
-    return f"{alert.state}:{alert.fingerprint}"
+    """The tag value a person reads: ``ok``, else the state and the message behind it."""
+    if alert.state == "ok":
+        return "ok"
+    return f"{alert.state}: {alert.message}"[:STATE_TAG_MAX]
+
+
+def alert_state(value: str | None) -> str | None:
+    """The state word of a state tag's value (``firing``, ``ok``, ...), written now or before."""
+    if value is None:
+        return None
+    return str(value).split(":", 1)[0].strip()
+
+
+def _last_hash(tags: Mapping[str, str], rule: str) -> str | None:
+    """The fingerprint recorded for `rule`: its hash tag, or the tail of a value written before."""
+    if HASH_TAG_PREFIX + rule in tags:
+        return str(tags[HASH_TAG_PREFIX + rule])
+    m = _LEGACY_STATE.match(str(tags.get(ALERT_TAG_PREFIX + rule, "")))
+    return m.group(2) if m else None
+
+
+def _rule_of(tag: str) -> str | None:
+    for prefix in (ALERT_TAG_PREFIX, HASH_TAG_PREFIX):
+        if tag.startswith(prefix):
+            return tag[len(prefix):]
+    return None
 
 
 def silenced(tags: Mapping[str, str], rule: str) -> bool:
@@ -134,11 +165,15 @@ def plan_notifications(alerts: list[Alert], tags: Mapping[str, str], notify_reso
     send, new_tags = [], {}
     for a in alerts:
         key = ALERT_TAG_PREFIX + a.rule
-        new, old = state_tag(a), tags.get(key)
-        if old == new:
+        old = tags.get(key)
+        if state_tag(a) != old:  # the same state in other words (a new probability) is only rewritten
+            new_tags[key] = state_tag(a)
+        if _last_hash(tags, a.rule) == a.fingerprint:
+            if HASH_TAG_PREFIX + a.rule not in tags:  # a value written before: move its hash over
+                new_tags[HASH_TAG_PREFIX + a.rule] = a.fingerprint
             continue
-        new_tags[key] = new
-        was_firing = old is not None and not old.startswith("ok:")
+        new_tags[HASH_TAG_PREFIX + a.rule] = a.fingerprint
+        was_firing = old is not None and alert_state(old) != "ok"
         wanted = a.firing or (notify_resolved and was_firing and a.rule != "eta_to_target")
         if wanted and not silenced(tags, a.rule):
             send.append(a)
@@ -249,7 +284,7 @@ def process_alerts(alerts_by_run: Mapping[str, list[Alert]], tags_by_run: Mappin
     for rid, p in plans.items():
         failed = failed_by_run.get(rid, [])
         bad_rules = {d.alert.rule for d in failed}
-        tags = {k: v for k, v in p.tags.items() if k[len(ALERT_TAG_PREFIX):] not in bad_rules}
+        tags = {k: v for k, v in p.tags.items() if _rule_of(k) not in bad_rules}
         tags[SUMMARY_TAG] = summary(list(alerts_by_run[rid]))
         stop = settings.stop_runs and not silenced(tags_by_run.get(rid, {}), "stop") and any(
             a.firing and a.rule in settings.stop_rules for a in alerts_by_run[rid])
@@ -257,6 +292,6 @@ def process_alerts(alerts_by_run: Mapping[str, list[Alert]], tags_by_run: Mappin
     return out
 
 
-__all__ = ["ALERT_TAG_PREFIX", "SILENCE_TAG", "SUMMARY_TAG", "RULES", "Webhook", "NotifySettings",
-           "load_alert_config", "mask_url", "state_tag", "silenced", "plan_notifications", "deliver",
+__all__ = ["ALERT_TAG_PREFIX", "HASH_TAG_PREFIX", "SILENCE_TAG", "SUMMARY_TAG", "RULES", "Webhook", "NotifySettings",
+           "load_alert_config", "mask_url", "state_tag", "alert_state", "silenced", "plan_notifications", "deliver",
            "process_alerts", "Outcome", "Delivery", "Plan", "payload", "summary"]

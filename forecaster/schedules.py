@@ -42,7 +42,7 @@ from forecaster.errors import InputError
 __all__ = [
     "Schedule", "Constant", "Linear", "Cosine", "CosineRestarts", "Poly", "WSD", "Step", "MultiStep",
     "InvSqrt", "Power", "Interpolated", "FAMILIES", "parse", "from_config", "from_points",
-    "format_number",
+    "format_number", "spec_number",
 ]
 
 DECAY_SHAPES = ("linear", "sqrt", "cosine", "exp")
@@ -63,6 +63,28 @@ def format_number(x: float | int) -> str:
     mant, _, exp = format(Decimal(r), "e").partition("e")
     sci = f"{mant}e{int(exp)}"
     return sci if len(sci) < len(r) else r
+
+
+SPEC_DIGITS = 6  # significant digits of the numbers a spec writes
+
+
+def spec_number(x: float | int) -> str:
+    """A number as a spec writes it: at most `SPEC_DIGITS` significant digits, so a fraction
+    worked out from steps (decay 1/6) reads 0.166667, not 0.16666666666666666."""
+    exact = format_number(x)
+    if isinstance(x, (int, np.integer)) or not math.isfinite(float(x)):
+        return exact
+    short = format_number(float(format(float(x), f".{SPEC_DIGITS}g")))
+    return short if len(short) < len(exact) else exact
+
+
+def _decay_number(decay: float, end: int | None) -> str:
+    """`decay` in as few digits as keep its cooldown window the same whole number of steps."""
+    for digits in range(SPEC_DIGITS, 18):
+        text = format_number(float(format(decay, f".{digits}g")))
+        if end is None or _decay_window(float(text), end) == _decay_window(decay, end):
+            return text if len(text) < len(format_number(decay)) else format_number(decay)
+    return format_number(decay)  # pragma: no cover - 17 digits are exact
 
 
 def _shape_name(v: Any, allowed: tuple[str, ...], what: str) -> str:
@@ -172,18 +194,20 @@ class Schedule:
 
     # ---- text -------------------------------------------------------------------------------
     def spec(self) -> str:
-        """One-line text such that ``parse(s.spec()) == s``."""
-        parts = [f"peak={format_number(self.peak)}", f"warmup={self.warmup}"]
+        """One-line text that `parse` reads back to this schedule: steps and names exactly, LRs and
+        other numbers to `SPEC_DIGITS` significant digits, a decay fraction to the same window."""
+        parts = [f"peak={spec_number(self.peak)}", f"warmup={self.warmup}"]
         if self.total is not None:
             parts.append(f"total={self.total}")
         for key, kind, always in self._family:
             v = getattr(self, key)
             if always or v != _DEFAULTS[self.name].get(key):
-                parts.append(f"{key}={_format_value(v, kind)}")
+                text = _decay_number(v, self.end) if key == "decay" else _format_value(v, kind)
+                parts.append(f"{key}={text}")
         if self.until is not None:
             parts.append(f"until={self.until}")
         if self.start != 0:
-            parts.append(f"start={format_number(self.start)}")
+            parts.append(f"start={spec_number(self.start)}")
         if self.warmup_shape != "linear":
             parts.append(f"warmup_shape={self.warmup_shape}")
         return f"{self.name}({', '.join(parts)})"
@@ -476,7 +500,7 @@ class Interpolated(Schedule):
         return np.array(out, dtype=np.float64)
 
     def spec(self) -> str:
-        at = ";".join(f"{a}:{format_number(b)}" for a, b in self.points)
+        at = ";".join(f"{a}:{spec_number(b)}" for a, b in self.points)
         parts = [f"at={at}"]
         if self.then is not None:
             parts.append(f"then={self.then.spec()}")
@@ -552,7 +576,7 @@ def _format_value(v: Any, kind: str) -> str:
         return str(v)
     if kind == "int":
         return str(int(v))
-    return format_number(v)
+    return spec_number(v)
 
 
 # --------------------------------------------------------------------------------------------------

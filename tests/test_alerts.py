@@ -139,7 +139,7 @@ def _lr(kind: str, total: int, decay_start: int | None = None) -> np.ndarray:
 
 
 def _momentum_curve(lr: np.ndarray) -> np.ndarray:
-    """Tissue et al.'s momentum law: L0 + A*S1^-alpha - C*S2 (laws.md 1.1)."""
+    """Tissue et al.'s momentum law: L0 + A*S1^-alpha - C*S2 (docs/laws.md §1.1, momentum law)."""
     s1 = np.cumsum(lr) / PEAK / 1000
     d = np.zeros_like(lr)
     d[1:] = lr[:-1] - lr[1:]

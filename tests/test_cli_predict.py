@@ -33,7 +33,7 @@ def schedule(kind: str, total: int) -> np.ndarray:
 
 
 def momentum_curve(lr: np.ndarray, L0: float, A: float = 1.0, alpha: float = 0.4, C: float = 0.08) -> np.ndarray:
-    """The momentum law (laws.md 1.1) on a per-step schedule, warmup counted at the peak in S2."""
+    """The momentum law (docs/laws.md §1.1) on a per-step schedule, warmup counted at the peak in S2."""
     s1 = np.maximum(np.cumsum(lr), 1e-9)
     eta = lr.copy()
     eta[: int(np.argmax(lr))] = lr.max()

@@ -77,7 +77,7 @@ def test_forecast_rule_stops_hopeless_runs_only_after_calibration():
 
 
 def test_optuna_pruners_and_patience_replay_and_prune_a_late_bloomer():
-    """Equal-step comparisons prune a run that is worse early and best at the end (laws.md 3)."""
+    """Equal-step comparisons prune a run that is worse early and best at the end (docs/laws.md §3)."""
     t = np.arange(1, 41)
     hs = []
     for i in range(8):

@@ -12,8 +12,8 @@ import pytest
 from forecaster.alerts import Alert
 from forecaster.errors import InputError
 from forecaster.notify import (
-    ALERT_TAG_PREFIX, SILENCE_TAG, SUMMARY_TAG, NotifySettings, Webhook, load_alert_config, mask_url,
-    plan_notifications, process_alerts,
+    ALERT_TAG_PREFIX, HASH_TAG_PREFIX, SILENCE_TAG, SUMMARY_TAG, NotifySettings, Webhook, alert_state,
+    load_alert_config, mask_url, plan_notifications, process_alerts,
 )
 
 
@@ -77,7 +77,7 @@ def test_fires_once_per_change_of_state(hook):
         assert again.sent == [] and len(hook.bodies) == 1
     # back to normal: the state tag changes, nothing posted unless asked for
     ok = _sync([_alert(firing=False, value=0.4)], tags, settings)
-    assert ok.sent == [] and tags[ALERT_TAG_PREFIX + "will_not_beat_best"].startswith("ok:")
+    assert ok.sent == [] and tags[ALERT_TAG_PREFIX + "will_not_beat_best"] == "ok"
     assert tags[SUMMARY_TAG] == "ok"
     # firing again after a change of state: posted again
     _sync([_alert(value=0.02)], tags, settings)
@@ -149,7 +149,8 @@ def test_unreachable_webhook_does_not_raise(caplog):
 
 def test_plan_is_pure_and_stop_is_opt_in():
     plan = plan_notifications([_alert()], {})
-    assert len(plan.to_send) == 1 and list(plan.tags) == [ALERT_TAG_PREFIX + "will_not_beat_best"]
+    assert len(plan.to_send) == 1
+    assert sorted(plan.tags) == [ALERT_TAG_PREFIX + "will_not_beat_best", HASH_TAG_PREFIX + "will_not_beat_best"]
     default = process_alerts({"r": [_alert(run="r")]}, {"r": {}}, NotifySettings())["r"]
     assert default.stop is False
     opted = process_alerts({"r": [_alert(run="r")]}, {"r": {}}, NotifySettings(stop_runs=True))["r"]
@@ -171,3 +172,49 @@ def test_config_and_masking(monkeypatch):
         load_alert_config({"webhook": [{"url": "ftp://x"}]})
     with pytest.raises(InputError):
         load_alert_config({"no_such_setting": 1})
+
+
+def test_state_tags_read_as_a_person_writes_them_and_keep_matching_firing_searches():
+    tags: dict[str, str] = {}
+    _sync([_alert(value=0.03)], tags, NotifySettings())
+    value = tags[ALERT_TAG_PREFIX + "will_not_beat_best"]
+    assert value == "firing: P(beats best) = 3.0%"
+    assert value.startswith("firing")  # what tags."forecast.alert.will_not_beat_best" LIKE 'firing%' finds
+    assert tags[HASH_TAG_PREFIX + "will_not_beat_best"] == _alert(value=0.03).fingerprint
+    _sync([_alert(firing=False, value=0.4)], tags, NotifySettings())
+    assert tags[ALERT_TAG_PREFIX + "will_not_beat_best"] == "ok" and alert_state("ok") == "ok"
+    assert alert_state("spike: loss has stayed 1.50x above its best") == "spike"
+
+
+def test_a_new_probability_in_the_same_state_rewrites_the_text_without_a_post(hook):
+    settings = NotifySettings(webhooks=[Webhook(hook.url)], timeout=2)
+    tags: dict[str, str] = {}
+    _sync([_alert(value=0.01)], tags, settings)
+    out = _sync([_alert(value=0.02)], tags, settings)
+    assert out.sent == [] and len(hook.bodies) == 1
+    assert tags[ALERT_TAG_PREFIX + "will_not_beat_best"] == "firing: P(beats best) = 2.0%"
+
+
+def test_states_written_before_as_state_and_hash_are_not_posted_again(hook):
+    settings = NotifySettings(webhooks=[Webhook(hook.url)], timeout=2, notify_resolved=True)
+    a = _alert()
+    tags = {ALERT_TAG_PREFIX + a.rule: f"firing:{a.fingerprint}"}  # the old "<state>:<hash>" value
+    out = _sync([a], tags, settings)
+    assert out.sent == [] and hook.bodies == []
+    assert tags[ALERT_TAG_PREFIX + a.rule] == "firing: P(beats best) = 1.0%"
+    assert tags[HASH_TAG_PREFIX + a.rule] == a.fingerprint
+    # an old firing value still counts as firing: going back to ok is a resolved notice
+    tags = {ALERT_TAG_PREFIX + a.rule: f"firing:{a.fingerprint}"}
+    resolved = _sync([_alert(firing=False, value=0.4)], tags, settings)
+    assert [x.rule for x in resolved.sent] == [a.rule]
+
+
+def test_a_failed_post_leaves_both_state_tags_unwritten():
+    bad = _Hook(status=500)
+    try:
+        settings = NotifySettings(webhooks=[Webhook(bad.url)], retries=0, timeout=2)
+        tags: dict[str, str] = {}
+        _sync([_alert()], tags, settings)
+        assert not [k for k in tags if k.startswith((ALERT_TAG_PREFIX, HASH_TAG_PREFIX))]
+    finally:
+        bad.close()

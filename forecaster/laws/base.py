@@ -41,7 +41,7 @@ class Law:
     Parameters live unconstrained during fitting: ``natural(u)`` maps them to the law's domain
     (positivity, bounds) so optimisers need no constraints. ``annealing`` names the parameters a
     group of sibling runs shares by default: they describe the response to LR decay, which a run
-    still at constant LR cannot show by itself (laws.md 1.3).
+    still at constant LR cannot show by itself (docs/laws.md §1.3, borrowing the annealing response).
     """
 
     name: ClassVar[str]
@@ -50,7 +50,7 @@ class Law:
     needs_lr: ClassVar[bool] = True
     needs_size: ClassVar[bool] = False  # reads RunHistory.size; never an automatic candidate
     # the annealing parameter that scales the whole annealing gain, and typical values of the
-    # others: used to draw the gain when no run of a group has decayed its LR (laws.md 1.3)
+    # others: used to draw the gain when no run of a group has decayed its LR (docs/laws.md §1.3)
     amplitude: ClassVar[str | None] = None
     uses_blocks: ClassVar[bool] = False  # reads the LR-change blocks (Features.drop, eta_k, s1_k)
     shape_prior: ClassVar[dict[str, float]] = {}

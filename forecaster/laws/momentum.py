@@ -10,7 +10,7 @@ from forecaster.laws.base import DECAYED, PositiveLaw, grid_starts, register
 
 @register
 class MomentumLaw(PositiveLaw):
-    """Loss from the LR area S1 and the momentum-smoothed annealing area S2 (laws.md 1.1)."""
+    """Loss from the LR area S1 and the momentum-smoothed annealing area S2 (docs/laws.md §1.1)."""
 
     name = "momentum"
     params = ("L0", "A", "alpha", "C")

@@ -7,7 +7,7 @@ import torch
 from forecaster.batch import Features
 from forecaster.laws.base import DECAYED, Law, grid_starts, register
 
-# laws.md 1.2: C, beta, gamma stay near these across model sizes; used only to start the fit
+# docs/laws.md §1.2: C, beta, gamma stay near these across model sizes; used only to start the fit
 _PRIOR = {"C": 2.0, "beta": 0.6, "gamma": 0.65}
 
 

@@ -1,4 +1,4 @@
-"""Cross-run scaling laws (laws.md section 2): Chinchilla, over-training and loss-to-downstream-error.
+"""Cross-run scaling laws (docs/laws.md §2): Chinchilla, over-training and loss-to-downstream-error.
 
 `fit_scaling(points, law=..., objective=...)` is the pure entry point (the CLI and the sync engine
 both call it); `ScalingPoints` carries the runs, `ScalingFit` the result with bootstrap intervals.

@@ -1,4 +1,4 @@
-"""The Chinchilla form L(N, D) = E + A N^-alpha + B D^-beta (laws.md 2.1), fitted in batches.
+"""The Chinchilla form L(N, D) = E + A N^-alpha + B D^-beta (docs/laws.md §2.1, Chinchilla), fitted in batches.
 
 Two objectives: squared error on raw loss (solved exactly by variable projection: a dense
 (alpha, beta) grid, NNLS for (E, A, B), per-replicate zoom) and Hoffmann's Huber on log loss
@@ -67,7 +67,7 @@ def huber_log_objective(lN: torch.Tensor, lD: torch.Tensor, y: torch.Tensor, w: 
                         delta: float = HUBER_DELTA, tied: bool = False):
     """Sum over points of w * Huber(LSE(a - alpha lN, b - beta lD, e) - log y) for x = (e, a, b, alpha, beta).
 
-    Sum, not mean (laws.md 2.1): the mean made the original optimiser stop early.
+    Sum, not mean (docs/laws.md §2.1, Chinchilla): the mean made the original optimiser stop early.
     """
     logy = torch.log(y)
 
@@ -137,7 +137,7 @@ def fit_huber_log(data: FitData, delta: float = HUBER_DELTA, tied: bool = False,
 
 
 def hoffmann_starts(tied: bool = False) -> torch.Tensor:
-    """Hoffmann et al.'s grid of starts in raw log N, log D: 4,500 points (laws.md 2.1)."""
+    """Hoffmann et al.'s grid of starts in raw log N, log D: 4,500 points (docs/laws.md §2.1, Chinchilla)."""
     ex = torch.arange(0.0, 2.01, 0.5)
     e = torch.arange(-1.0, 1.01, 0.5)
     ab = torch.arange(0.0, 25.01, 5.0)
@@ -174,7 +174,7 @@ def predict(theta: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
 
 
 def compute_optimal(theta: np.ndarray, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Compute-optimal (N, D) for budget C = 6ND (laws.md 2.1), in the units the parameters use."""
+    """Compute-optimal (N, D) for budget C = 6ND (docs/laws.md §2.1, Chinchilla), in the units the parameters use."""
     _, A, B, al, be = (theta[..., i] for i in range(5))
     G = np.power(al * A / (be * B), 1.0 / (al + be))
     base = np.asarray(C, dtype=np.float64) / 6.0

@@ -16,7 +16,7 @@ def scaling() -> None:
     """Fit cross-run scaling laws and predict bigger runs.
 
     \b
-    Laws (laws.md section 2):
+    Laws (docs/laws.md §2, scaling laws):
       chinchilla  L = E + A N^-alpha + B D^-beta          (Hoffmann et al. 2022)
       overtrain   L = E + (a M^eta + b M^-eta) C^-eta     (Gadre et al. 2024; M = D/N, C = 6ND)
       downstream  error = eps - k exp(-gamma L)            (Gadre et al. 2024)

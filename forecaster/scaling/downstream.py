@@ -1,4 +1,4 @@
-"""Loss-to-downstream-error law of Gadre et al.: error = eps - k exp(-gamma L) (laws.md 2.2).
+"""Loss-to-downstream-error law of Gadre et al.: error = eps - k exp(-gamma L) (docs/laws.md §2.2).
 
 Linear in (eps, k) for fixed gamma, so it is fitted by variable projection over a 1-D gamma grid,
 squared error on the raw error (the authors' objective); k >= 0 so that error falls with loss.

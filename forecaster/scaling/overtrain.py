@@ -1,4 +1,4 @@
-"""Gadre et al.'s over-training law L(C, M) = E + (a M^eta + b M^-eta) C^-eta (laws.md 2.2).
+"""Gadre et al.'s over-training law L(C, M) = E + (a M^eta + b M^-eta) C^-eta (docs/laws.md §2.2).
 
 With C = 6ND and M = D/N it is the Chinchilla form with one shared exponent:
 E + a 6^-eta N^-2eta + b 6^-eta D^-2eta. So it is fitted by the same variable projection with a

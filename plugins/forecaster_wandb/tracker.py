@@ -61,7 +61,7 @@ from forecaster.trackers import (
 
 JOB_TYPE = KIND_FORECAST  # job_type of companion runs: how they are told apart from the user's
 SUMMARY_KINDS = (KIND_SCALING,)  # summary runs of a whole project; their job_type is their kind
-ALERT_TAG_PREFIX = TAG_PREFIX + "alert."  # forecast.alert.<rule> = <state>:<hash>, mirrored as W&B tags
+ALERT_TAG_PREFIX = TAG_PREFIX + "alert."  # forecast.alert.<rule> = "ok" | "<state>: <message>", mirrored as W&B tags
 NUMERIC_TAGS = ("final", "final_p10", "final_p90", "final_step", "eta_step")  # stored as numbers
 WANDB_TAG_PREFIX = "forecast:"
 STATE_FILE = "forecaster-state.json"  # offline mode: source annotations (user runs stay untouched)
@@ -704,9 +704,11 @@ class WandbTracker(Tracker):
 
     def _mirror_alert_tags(self, wrun: Any, block: Mapping[str, Any]) -> None:
         """Firing alerts as W&B tags ``forecast:<rule>`` (filterable in the UI); other tags untouched."""
+        from forecaster.notify import alert_state  # scipy behind it: not at adapter import
+
         short = ALERT_TAG_PREFIX[len(TAG_PREFIX):]
         wanted = sorted(WANDB_TAG_PREFIX + k[len(short):] for k, v in block.items()
-                        if k.startswith(short) and v is not None and not str(v).startswith("ok:"))
+                        if k.startswith(short) and v is not None and alert_state(str(v)) != "ok")
         current = list(wrun.tags or [])
         new = [t for t in current if not t.startswith(WANDB_TAG_PREFIX)] + wanted
         if new == current:
