@@ -161,8 +161,9 @@ def _run(kw: dict[str, Any]) -> int:
     opts = _merge(kw, data.get("sync", {}))
     # the config file bypasses click's choices: the same check, so a typo is not a KeyError later
     for key, allowed in (("law", LAW_CHOICES), ("device", DEVICES)):
-        if opts.get(key) is not None and opts[key] not in allowed:
-            raise InputError(f"config file [sync]: {key} {opts[key]!r} unknown; choose from {', '.join(allowed)}")
+        value = opts.get(key)
+        if value is not None and value not in allowed and not (key == "device" and str(value).startswith("cuda:")):
+            raise InputError(f"config file [sync]: {key} {value!r} unknown; choose from {', '.join(allowed)}")
     name = opts.get("tracker") or "mlflow"
     cls = trackers.load(name)
     adapter_kw = dict(data.get("tracker", {}))
