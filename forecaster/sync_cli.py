@@ -253,8 +253,9 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
     out.start_logging(bool(opts.get("quiet")), packages)
     # the config file bypasses click's choices: the same check, so a typo is not a KeyError later
     for key, allowed in (("law", LAW_CHOICES), ("device", DEVICES)):
-        if opts.get(key) is not None and opts[key] not in allowed:
-            raise InputError(f"config file [sync]: {key} {opts[key]!r} unknown; choose from {', '.join(allowed)}")
+        value = opts.get(key)
+        if value is not None and value not in allowed and not (key == "device" and str(value).startswith("cuda:")):
+            raise InputError(f"config file [sync]: {key} {value!r} unknown; choose from {', '.join(allowed)}")
     name = opts.get("tracker") or "mlflow"
     cls = trackers.load(name)
     adapter_kw = dict(data.get("tracker", {}))
