@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -35,21 +37,24 @@ class _Group(click.Group):
         return list(self.commands)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
-        try:
+        with _one_line_usage():
             return super().make_context(*args, **kwargs)
-        except _OneLineUsageError:
-            raise
-        except click.UsageError as e:
-            raise _OneLineUsageError(e.format_message(), e.ctx) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         # a sub-command's options are parsed here, inside the group's invoke
-        try:
+        with _one_line_usage():
             return super().invoke(ctx)
-        except _OneLineUsageError:
-            raise
-        except click.UsageError as e:
-            raise _OneLineUsageError(e.format_message(), e.ctx) from None
+
+
+@contextlib.contextmanager
+def _one_line_usage() -> Iterator[None]:
+    """Re-raise click's usage errors as `_OneLineUsageError` (already one-line ones as they are)."""
+    try:
+        yield
+    except _OneLineUsageError:
+        raise
+    except click.UsageError as e:
+        raise _OneLineUsageError(e.format_message(), e.ctx) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

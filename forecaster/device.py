@@ -8,6 +8,7 @@ import torch
 
 DTYPE = torch.float64
 ENV_VAR = "FORECASTER_DEVICE"
+CHOICES = ("auto", "cpu", "cuda")  # what the CLIs offer; pick_device also takes "cuda:N"
 THREADS_VAR = "FORECASTER_THREADS"
 
 
@@ -23,5 +24,5 @@ def pick_device(choice: str | None = None) -> torch.device:
     if choice.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {choice!r} requested but CUDA is not available")
     if choice != "cpu" and not choice.startswith("cuda"):
-        raise ValueError(f"unknown device {choice!r}: use auto, cpu or cuda")
+        raise ValueError(f"unknown device {choice!r}: use {', '.join(CHOICES)}")
     return torch.device(choice)

@@ -165,9 +165,9 @@ def plan_notifications(alerts: list[Alert], tags: Mapping[str, str], notify_reso
     send, new_tags = [], {}
     for a in alerts:
         key = ALERT_TAG_PREFIX + a.rule
-        old = tags.get(key)
-        if state_tag(a) != old:  # the same state in other words (a new probability) is only rewritten
-            new_tags[key] = state_tag(a)
+        new, old = state_tag(a), tags.get(key)
+        if new != old:  # the same state in other words (a new probability) is only rewritten
+            new_tags[key] = new
         if _last_hash(tags, a.rule) == a.fingerprint:
             if HASH_TAG_PREFIX + a.rule not in tags:  # a value written before: move its hash over
                 new_tags[HASH_TAG_PREFIX + a.rule] = a.fingerprint

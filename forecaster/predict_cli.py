@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from forecaster import csvio, laws
+from forecaster.device import CHOICES as DEVICES
 from forecaster.errors import InputError, one_line, one_line_errors
 from forecaster.histories import RunForecast, RunHistory
 
 if TYPE_CHECKING:  # pragma: no cover
     from forecaster.backtest import CaseResult
 
-LAW_CHOICES = ["auto", *laws.available()]
-DEVICES = ["auto", "cpu", "cuda"]
+LAW_CHOICES = ("auto", *laws.available())  # sync_cli offers the same
 
 
 def _warn(lines: list[str]) -> None:

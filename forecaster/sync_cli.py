@@ -11,14 +11,14 @@ from typing import IO, Any
 import click
 
 from forecaster import config as config_mod
-from forecaster import laws, trackers
+from forecaster import trackers
+from forecaster.device import CHOICES as DEVICES
+from forecaster.predict_cli import LAW_CHOICES
 from forecaster.errors import InputError
 
 EXIT_TRACKER = 1  # tracker unreachable / refused: cron mails the one line, the next tick retries
 EXIT_INPUT = 2
 EXIT_BUSY = 75  # EX_TEMPFAIL: another sync of the same scope is running
-LAW_CHOICES = ("auto", *laws.available())
-DEVICES = ("auto", "cpu", "cuda")
 
 log = logging.getLogger("forecaster.sync")
 
