@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from forecaster import __version__
+from forecaster import __version__, screen
 from forecaster.config import ConfigMapping
 from forecaster.errors import InputError
 from forecaster.histories import RunForecast, RunHistory
@@ -46,6 +46,7 @@ _TAG_KIND = "forecast.kind"  # forecaster.trackers.TAG_KIND
 TAG_STATUS = "forecast.status"
 TAG_SKIPPED = "forecast.skipped"
 TAG_WATERMARK = "forecast.watermark"
+TAG_NOTES = "forecast.notes"
 TOTAL_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
 SIZE_KEYS = ("num_parameters", "n_params", "num_params", "model_size", "params")
 
@@ -94,18 +95,21 @@ class RunOutcome:
     forecast_id: str | None = None
     alerts: list[str] = field(default_factory=list)  # firing alert messages
     stop: str | None = None  # what was done about a stop request (only with --stop-runs)
+    notes: list[str] = field(default_factory=list)  # what screening did to its data (dropped points, not pooled)
 
     def line(self) -> str:
         """The one log line for this run."""
         who = self.run.label
         if self.action == "forecast" and self.forecast is not None:
             lo, hi = self.forecast.final_interval
-            extra = f"; ALERT {'; '.join(self.alerts)}" if self.alerts else ""
+            extra = f"; NOTE {'; '.join(self.notes)}" if self.notes else ""
+            extra += f"; ALERT {'; '.join(self.alerts)}" if self.alerts else ""
             extra += f"; STOP {self.stop}" if self.stop else ""
             return (f"{who}: {self.forecast.metric} -> {self.forecast.final:.4g} "
                     f"[{lo:.4g}, {hi:.4g}] at step {int(self.forecast.steps[-1])} ({self.forecast.law}){extra}")
         if self.action == "skipped":
-            return f"{who}: skipped: {self.reason}"
+            return (f"{who}: skipped: {self.reason}" + (f"; NOTE {'; '.join(self.notes)}" if self.notes else "")
+                    + (f"; ALERT {'; '.join(self.alerts)}" if self.alerts else ""))
         return f"{who}: {self.action}" + (f" ({self.reason})" if self.reason else "")
 
 
@@ -271,7 +275,10 @@ def plan_run(run: RunInfo, settings: SyncSettings) -> _Plan:
         p.reason = ("no planned end: the LR is logged but the planned last step is unknown "
                     "(log max_steps or a forecast.schedule spec with total=)")
         return p
-    if run.latest[primary].step >= p.total:
+    if p.total > screen.MAX_STEPS:
+        p.reason = f"bad config: planned end {p.total:,} is beyond {screen.MAX_STEPS:,} steps"
+    elif p.total <= run.latest[primary].step <= screen.STEP_SLACK * p.total:
+        # (a latest step far beyond the plan is a stray write: the run is read and screened)
         p.reason = f"done: reached its planned last step {p.total}"
     return p
 
@@ -295,17 +302,22 @@ def build_history(plan: _Plan, metric: str, series: dict[str, Series], target: b
     s = series.get(metric)
     if s is None or not len(s):
         return None
-    ok = np.isfinite(s.values)
-    meta: dict[str, Any] = {"name": plan.run.name}
-    if not ok.all():
-        meta["nonfinite_steps"] = s.steps[~ok].tolist()
-    steps, values = s.steps[ok], s.values[ok]
+    pts = screen.screen_points(s.steps, s.values, plan.total)
+    meta: dict[str, Any] = {"name": plan.run.name, "dropped": dict(pts.dropped)}
+    if pts.nonfinite_steps:
+        meta["nonfinite_steps"] = pts.nonfinite_steps
+    if pts.diverged_at is not None:
+        meta["diverged_at"] = pts.diverged_at
+    steps, values = pts.steps, pts.values
     lr_steps = lr_values = None
     if plan.lr_key and plan.lr_key in series:
         lr = series[plan.lr_key]
-        good = np.isfinite(lr.values) & (lr.values >= 0)
+        lp = screen.screen_points(lr.steps, lr.values, plan.total)
+        good = lp.values >= 0
+        if lp.dropped:
+            meta["dropped"] = {f"{k} ({plan.lr_key})": v for k, v in lp.dropped.items()} | meta["dropped"]
         if good.any():
-            lr_steps, lr_values = lr.steps[good], lr.values[good]
+            lr_steps, lr_values = lp.steps[good], lp.values[good]
     sched = plan.schedule
     if sched is None and lr_steps is not None:
         # no planned shape: the logged LR, held at its last value to the planned end
@@ -430,19 +442,44 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     curves: dict[str, dict[str, RunForecast]] = {p.run.id: {} for p in targets}
     primary_hist: dict[str, RunHistory] = {}
     histories_by_metric: dict[str, list[RunHistory]] = {}
+    notes: dict[str, list[str]] = {p.run.id: [] for p in targets}
+    failed: dict[str, str] = {}  # target run -> why its data could not be used at all
+    diverged: dict[str, RunHistory] = {}
     for metric in settings.metrics:
         hist, is_target = [], []
         for p in [*targets, *[c for c in context if c.run.id in series]]:
             tgt = p.run.id in curves
-            h = build_history(p, metric, series[p.run.id], tgt, settings)
+            try:
+                h = build_history(p, metric, series[p.run.id], tgt, settings)
+            except Exception as e:  # noqa: BLE001 - one run's odd data must not stop its experiment
+                log.warning("%s: %s unreadable: %s: %s", p.run.label, metric, type(e).__name__, e)
+                if tgt and metric == settings.metrics[0]:
+                    failed[p.run.id] = f"bad data: {metric} could not be read ({type(e).__name__}: {e})"
+                continue
             if h is None:
+                continue
+            if tgt and (d := screen.describe_dropped(h.meta.get("dropped", {}))):
+                notes[p.run.id].append(f"{metric}: {d}")
+            if h.meta.get("diverged_at") is not None:
+                # a diverged curve is no evidence for its siblings, and has no future to forecast
+                if tgt and metric == settings.metrics[0]:
+                    diverged[p.run.id] = h
                 continue
             hist.append(h)
             is_target.append(tgt)
+        for i, factor in screen.level_outliers(hist).items():
+            h = hist[i]
+            h.group = f"{h.group} (alone: {h.run})"
+            if is_target[i]:
+                notes[h.run].append(f"{metric}: fitted alone, not pooled: it sits {_factor(factor)} its "
+                                    "siblings' at the same steps (a summed loss, or another scale?)")
+            else:
+                log.info("%s: not pooled as context: %s sits %s its siblings'", h.meta.get("name", h.run),
+                         metric, _factor(factor))
         histories_by_metric[metric] = hist
         if not any(is_target):
             continue
-        fcs = _fit(hist, settings)
+        fcs = _fit_contained(hist, settings)
         for h, fc, tgt in zip(hist, fcs, is_target):
             if tgt:
                 curves[h.run][metric] = fc
@@ -451,16 +488,24 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     report.timings["fit"] = time.perf_counter() - t2
 
     ready: list[_Plan] = []
+    broken: list[_Plan] = []  # diverged runs: skipped, but their alerts are still judged
     for p in targets:
         fc = curves[p.run.id].get(settings.metrics[0])
-        if fc is None:
+        if p.run.id in failed:
+            reason = failed[p.run.id]
+        elif p.run.id in diverged:
+            at = diverged[p.run.id].meta["diverged_at"]
+            reason = f"diverged: {settings.metrics[0]} is NaN/inf from step {at} on"
+            primary_hist[p.run.id] = diverged[p.run.id]
+            broken.append(p)
+        elif fc is None:
             reason = f"no data: metric {settings.metrics[0]!r} has no finite values"
         elif fc.skipped:
             reason = f"not fitted: {fc.skipped}"
         else:
             reason = None
         if reason:
-            outcomes[p.run.id] = RunOutcome(p.run, "skipped", reason)
+            outcomes[p.run.id] = RunOutcome(p.run, "skipped", reason, notes=notes[p.run.id])
             tag_only.append((p.run, _skip_tags(p, reason)))
             continue
         for m in list(curves[p.run.id]):
@@ -470,14 +515,18 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
 
     # alerts, then writes
     t3 = time.perf_counter()
-    alert_tags, alert_sent, firing, stops = _alerts(ready, primary_hist, curves,
+    alert_tags, alert_sent, firing, stops = _alerts(ready + broken, primary_hist, curves,
                                                     histories_by_metric.get(settings.metrics[0], []), plans,
                                                     settings)
     for p in ready:
         fc = curves[p.run.id][settings.metrics[0]]
         outcomes[p.run.id] = RunOutcome(p.run, "forecast", forecast=fc, alerts=firing.get(p.run.id, []),
                                         stop="would ask the tracker to stop this run" if (
-                                            settings.dry_run and p.run.id in stops) else None)
+                                            settings.dry_run and p.run.id in stops) else None,
+                                        notes=notes[p.run.id])
+    for p in broken:
+        outcomes[p.run.id].alerts = firing.get(p.run.id, [])
+    tag_only = [(r, {**t, **alert_tags.get(r.id, {}), **_notes_tag(outcomes[r.id])}) for r, t in tag_only]
 
     if not settings.dry_run:
         _write_all(tracker, settings, ready, curves, primary_hist, alert_tags, alert_sent, tag_only,
@@ -520,6 +569,46 @@ def _fit(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
     return fc.fit(hist).predict()
 
 
+def _fit_contained(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
+    """All groups in one batched fit; if that fails, each group on its own, so a failure costs only
+    the group it happened in (its runs are skipped with the error as reason)."""
+    try:
+        return _fit(hist, settings)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - contained below, group by group
+        log.warning("the batched fit failed (%s: %s); fitting each group on its own", type(e).__name__, e)
+    by_group: dict[str, list[int]] = {}
+    for i, h in enumerate(hist):
+        by_group.setdefault(h.group, []).append(i)
+    out: list[RunForecast | None] = [None] * len(hist)
+    for group, idx in by_group.items():  # only after a failure: the price of isolating it
+        try:
+            fcs = _fit([hist[i] for i in idx], settings)
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # noqa: BLE001 - this group's runs are skipped, the others go on
+            log.warning("group %s: fit failed: %s: %s", group, type(e).__name__, e, exc_info=log.isEnabledFor(10))
+            fcs = [RunForecast.skip(hist[i].run, group, f"fit failed: {type(e).__name__}: {e}", hist[i].metric)
+                   for i in idx]
+        for i, fc in zip(idx, fcs):
+            out[i] = fc
+    return [fc for fc in out if fc is not None]
+
+
+def _notes_tag(o: RunOutcome) -> dict[str, str | None]:
+    """``forecast.notes``: what screening did to the run's data; removed once there is nothing to say."""
+    if o.notes:
+        text = "; ".join(o.notes)
+        return {TAG_NOTES: text if len(text) <= 500 else text[:497] + "..."}
+    return {TAG_NOTES: None} if TAG_NOTES in o.run.tags else {}
+
+
+def _factor(f: float) -> str:
+    """'1000x above' / '5x below'."""
+    return f"{f:.3g}x above" if f >= 1 else f"{1 / f:.3g}x below"
+
+
 def _skip_tags(p: _Plan, reason: str) -> dict[str, str | None]:
     """Tags recording why a run was skipped (with its fingerprint, so the next sync stays quiet)."""
     tags: dict[str, str | None] = {TAG_STATUS: "skipped", TAG_SKIPPED: reason, TAG_INPUT: p.fp}
@@ -547,8 +636,8 @@ def _alerts(ready: list[_Plan], hist: dict[str, RunHistory], curves: dict[str, d
     by_run, tags_by_run, firing = {}, {}, {}
     for p in ready:
         h = hist[p.run.id]
-        fc = curves[p.run.id][settings.metrics[0]]
-        a = al.evaluate_alerts(h, fc, ctx.get(p.group), settings.alert_settings)
+        fc = curves[p.run.id].get(settings.metrics[0])
+        a = al.evaluate_alerts(h, fc, ctx.get(h.group), settings.alert_settings)
         by_run[p.run.id] = a
         tags_by_run[p.run.id] = p.run.tags
         firing[p.run.id] = [f"{x.rule}: {x.message}" for x in a if x.firing]
@@ -645,6 +734,7 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
         h = hist[r.id]
         tags = _source_tags(p, fc, curves[r.id], h, settings)
         tags.update(alert_tags.get(r.id, {}))
+        tags.update(_notes_tag(outcomes[r.id]))
         lr_steps = lr_values = None
         if p.lr_key and h.schedule is not None:
             lr_steps = fc.steps
