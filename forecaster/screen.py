@@ -22,7 +22,7 @@ OVERFLOW = 1e300
 # kept, it would size the per-step LR arrays (a step of 1e12 asks for terabytes)
 STEP_SLACK = 10.0
 # planned ends beyond this are declined: the features hold the LR at every step up to the end
-MAX_STEPS = 100_000_000
+MAX_STEPS = 10_000_000
 # a run whose metric sits this many times above or below its siblings' at the same steps is not
 # pooled with them; siblings that differ in size, LR or schedule stay well within 2x
 LEVEL_RATIO = 3.0

@@ -384,6 +384,14 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     if len(set(settings.metrics)) != len(settings.metrics):
         raise InputError("the same metric is listed twice")
 
+    # leftovers of a crashed sync go first, so the UI never shows a half-written or second forecast
+    leftovers = _leftovers(runs)
+    if leftovers and not settings.dry_run:
+        for r, fid in leftovers:  # rare (after a crash only), so one at a time
+            tracker.delete_forecast(r, fid)
+            writes.add()
+        log.info("removed %d forecast runs left over by an interrupted sync", len(leftovers))
+
     plans = {r.id: plan_run(r, settings) for r in runs}
     targets: list[_Plan] = []
     outcomes: dict[str, RunOutcome] = {}
@@ -406,11 +414,7 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
         else:
             targets.append(p)
 
-    # forecast runs the tags do not name are left over from a crashed sync: remove them (the
-    # runs being revised now drop all their old forecast runs after the new one is in place)
     target_ids = {p.run.id for p in targets}
-    cleanup = [(r, f) for r in runs if r.id not in target_ids for f in r.forecasts
-               if f != r.tags.get(TAG_RUN_ID)]
 
     # pooled fits: every run of a group that has work, with LR information, is read as context
     groups = {p.group for p in targets}
@@ -530,7 +534,7 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
 
     if not settings.dry_run:
         _write_all(tracker, settings, ready, curves, primary_hist, alert_tags, alert_sent, tag_only,
-                   cleanup, outcomes, writes, progress, stops)
+                   outcomes, writes, progress, stops)
     report.timings["write"] = time.perf_counter() - t3
     report.writes = writes.n
     report.outcomes = [outcomes[r.id] for r in runs if r.id in outcomes]
@@ -560,6 +564,20 @@ def _scaling(tracker: Tracker, settings: SyncSettings, runs: list[RunInfo], summ
                         {rid: p.config for rid, p in plans.items()}, fresh, settings.metrics[0],
                         dry_run=settings.dry_run, force=settings.force, plots=settings.plots,
                         device=settings.device, on_write=writes.add)
+
+
+def _leftovers(runs: list[RunInfo]) -> list[tuple[RunInfo, str]]:
+    """Forecast runs to delete before anything else: incomplete ones, and every complete one but the
+    one the source's tags name (or, when they name none of them, the newest). Updates the runs."""
+    out = []
+    for r in runs:
+        keep = r.tags.get(TAG_RUN_ID)
+        if keep not in r.forecasts:
+            keep = r.forecasts[-1] if r.forecasts else None
+        out += [(r, f) for f in r.partial] + [(r, f) for f in r.forecasts if f != keep]
+        r.partial = []
+        r.forecasts = [keep] if keep else []
+    return out
 
 
 def _fit(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
@@ -708,7 +726,7 @@ def _request_stop(tracker: Tracker, r: RunInfo, outcome: RunOutcome, writes: _Co
 def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
                curves: dict[str, dict[str, RunForecast]], hist: dict[str, RunHistory],
                alert_tags: dict[str, dict[str, str]], alert_sent: dict[str, list], tag_only: list,
-               cleanup: list[tuple[RunInfo, str]], outcomes: dict[str, RunOutcome], writes: _Counted,
+               outcomes: dict[str, RunOutcome], writes: _Counted,
                progress: bool, stops: set[str] | frozenset[str] = frozenset()) -> None:
     """Revisions in a thread pool (each: create -> tag -> delete old); stop at the first TrackerError."""
     from forecaster.plotting import forecast_png
@@ -753,6 +771,12 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
         with guarded(r):
             cid = tracker.create_forecast(rev)
             writes.add()
+            # the superseded forecast goes at once: two forecasts of one run are drawn together
+            # only for the length of this call (a crash here is repaired by `_leftovers`)
+            for old in r.forecasts:
+                if old != cid:
+                    tracker.delete_forecast(r, old)
+                    writes.add()
             if r.id in stops:
                 tags.update(_request_stop(tracker, r, outcomes[r.id], writes))
             try:
@@ -763,10 +787,6 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
                     tracker.delete_forecast(r, cid)
                 raise
             outcomes[r.id].forecast_id = cid
-            for old in r.forecasts:
-                if old != cid:
-                    tracker.delete_forecast(r, old)
-                    writes.add()
 
     def tag(item: tuple[RunInfo, dict]) -> None:
         if stop.is_set():
@@ -778,13 +798,7 @@ def _write_all(tracker: Tracker, settings: SyncSettings, ready: list[_Plan],
             tracker.set_tags(r, tags)
             writes.add()
 
-    def clean(item: tuple[RunInfo, str]) -> None:
-        if stop.is_set():
-            return
-        tracker.delete_forecast(*item)
-        writes.add()
-
-    jobs = [(revise, p) for p in ready] + [(tag, t) for t in tag_only] + [(clean, c) for c in cleanup]
+    jobs = [(revise, p) for p in ready] + [(tag, t) for t in tag_only]
     if not jobs:
         return
     bar = _Progress(len(jobs), "writing", progress)

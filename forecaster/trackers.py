@@ -83,7 +83,8 @@ class RunInfo:
     ``config`` is what schedules are read from: params/config values (strings as MLflow stores
     them, or native values from W&B). ``tags`` are key-value annotations including the
     ``forecast.*`` keys this engine wrote (W&B adapters return them from the run summary).
-    ``forecasts`` lists the ids of this run's forecast runs that are live (not deleted).
+    ``forecasts`` lists the ids of this run's complete, live forecast runs, oldest first;
+    ``partial`` those a crashed sync left incomplete (the engine deletes them before anything else).
     """
 
     id: str
@@ -94,6 +95,7 @@ class RunInfo:
     config: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     forecasts: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
     url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # adapter-private (e.g. the client's run object)
 
@@ -160,6 +162,35 @@ class ForecastRevision:
     def band_keys(metric: str) -> tuple[str, str]:
         """The keys the p10/p90 bands of `metric` are logged under."""
         return f"{metric}.p10", f"{metric}.p90"
+
+    def series(self, budget: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Every series to log as (key, steps, values): each curve, its bands, the planned LR.
+
+        With a `budget`, each series keeps at most ``budget // len(series)`` points, denser near the
+        join where the curve bends most, so the whole forecast fits one atomic write (a chart
+        samples a few hundred points per series anyway).
+        """
+        out: list[tuple[str, np.ndarray, np.ndarray]] = []
+        for key, fc in self.curves.items():
+            lo_key, hi_key = self.band_keys(key)
+            steps = np.asarray(fc.steps, dtype=np.int64)
+            out += [(key, steps, np.asarray(fc.p50)), (lo_key, steps, np.asarray(fc.p10)),
+                    (hi_key, steps, np.asarray(fc.p90))]
+        if self.lr_key and self.lr_steps is not None and len(self.lr_steps):
+            ok = np.isfinite(np.asarray(self.lr_values, dtype=float))
+            out.append((self.lr_key, np.asarray(self.lr_steps, dtype=np.int64)[ok],
+                        np.asarray(self.lr_values, dtype=float)[ok]))
+        if budget is None or not out:
+            return out
+        keep = max(2, budget // len(out))
+        return [(k, st[i], v[i]) for k, st, v in out for i in [thin(len(st), keep)]]
+
+
+def thin(n: int, k: int) -> np.ndarray:
+    """Indices of at most `k` of `n` points, first and last included, spaced closer near the first."""
+    if n <= k:
+        return np.arange(n)
+    return np.unique(np.round((n - 1) * np.linspace(0.0, 1.0, k) ** 1.5).astype(np.int64))
 
 
 @dataclass
@@ -262,7 +293,8 @@ class Tracker(abc.ABC):
         """Write a complete new forecast run for ``revision.source``; return its id.
 
         Must be complete (all points, artifacts, finished state) before returning; on failure
-        it tries to remove what it wrote and raises.
+        it tries to remove what it wrote and raises. A run killed while writing must be listed
+        as ``partial``, and should draw nothing in the tracker's UI until it is complete.
         """
 
     @abc.abstractmethod
@@ -339,6 +371,6 @@ def fingerprint(*parts: Any) -> str:
 __all__ = [
     "ENTRY_POINT_GROUP", "RUNNING", "FINISHED", "FAILED", "KILLED", "STATES", "TAG_PREFIX", "TAG_KIND",
     "TAG_SOURCE", "LEGACY_TAG_SOURCE", "TAG_RUN_ID", "TAG_INPUT", "TAG_STOP", "KIND_FORECAST", "TrackerError", "RunGone", "Watermark",
-    "RunInfo", "Series", "clean_series", "ForecastRevision", "TrackerOption", "Tracker", "available",
+    "RunInfo", "Series", "clean_series", "ForecastRevision", "thin", "TrackerOption", "Tracker", "available",
     "load", "fingerprint",
 ]

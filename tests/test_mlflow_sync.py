@@ -345,6 +345,7 @@ def test_child_forecasts_of_earlier_versions_still_belong_to_their_source(mlflow
     src = log_hf_run(client, exp, "src", upto=300, status="RUNNING")
     old = client.create_run(exp, run_name="src forecast", tags={
         "mlflow.parentRunId": src, "forecast.kind": "forecast", "forecast.source": src}).info.run_id
+    client.set_terminated(old, "FINISHED")
     with MlflowTracker(uri=mlflow_server.uri, experiments=[exp]) as tracker:
         (run,) = tracker.list_runs()
-    assert run.id == src and run.forecasts == [old]
+    assert run.id == src and run.forecasts == [old] and run.partial == []

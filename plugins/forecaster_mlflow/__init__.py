@@ -48,6 +48,8 @@ _STATUS = {"RUNNING": RUNNING, "SCHEDULED": RUNNING, "FINISHED": FINISHED, "FAIL
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 PAGE = 1000
+# metrics one log_batch may carry; the server stores them in one transaction (all drawn or none)
+MAX_BATCH = 1000
 MAX_TAG_VALUE = 5000  # MLflow 2.x rejects longer tag values (3.x: 8000)
 
 
@@ -202,7 +204,7 @@ class MlflowTracker(Tracker):
             if tags.get(TAG_KIND) == KIND_FORECAST:
                 src = tags.get(TAG_SOURCE) or tags.get(LEGACY_TAG_SOURCE) or tags.get(PARENT_TAG)
                 if src:
-                    forecast_runs.append((src, rid))
+                    forecast_runs.append((r.info.start_time or 0, src, rid, r.info.status == "FINISHED"))
                 continue
             latest = {m.key: Watermark(int(m.step), int(m.timestamp), float(m.value))
                       for m in r.data._metric_objs}
@@ -211,9 +213,9 @@ class MlflowTracker(Tracker):
                 status=_STATUS.get(r.info.status, FAILED), latest=latest, config=dict(r.data.params),
                 tags=tags, url=self.run_url(r.info.experiment_id, rid),
                 extra={"end_time": r.info.end_time})
-        for src, rid in forecast_runs:
+        for _, src, rid, complete in sorted(forecast_runs):
             if src in sources:
-                sources[src].forecasts.append(rid)
+                (sources[src].forecasts if complete else sources[src].partial).append(rid)
         return list(sources.values())
 
     def _read_one(self, run: RunInfo, keys: Sequence[str]) -> dict[str, Series]:
@@ -245,7 +247,11 @@ class MlflowTracker(Tracker):
 
     # -- writing ---------------------------------------------------------------------------
     def create_forecast(self, revision: ForecastRevision) -> str:
-        """Create the forecast run, log every point (and the PNG), then mark the FORECAST run finished."""
+        """Create the forecast run, then log every point in one batch, then mark it finished.
+
+        The server stores one batch's metrics in one transaction, so the UI draws all of the
+        forecast or none of it; the run counts as complete (`list_runs`) only once FINISHED.
+        """
         from mlflow.entities import Metric
 
         src = revision.source
@@ -254,29 +260,20 @@ class MlflowTracker(Tracker):
                 "forecast.input": revision.input, "mlflow.note.content":
                 f"Forecast of run {src.name} ({src.id}) made by forecaster; superseded revisions are deleted."}
         tags.update({k: _clip(v) for k, v in revision.tags.items()})
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(v), now, int(s)) for key, steps, values in revision.series(MAX_BATCH)
+                   for s, v in zip(steps, values)]
         made = self._call(f"creating the forecast run of {src.id}", self.client.create_run, src.scope,
                            tags=tags, run_name=revision.name or f"{src.name} forecast")
         cid = made.info.run_id
         try:
-            now = int(time.time() * 1000)
-            metrics = []
-            for key, fc in revision.curves.items():
-                lo_key, hi_key = revision.band_keys(key)
-                steps = [int(s) for s in fc.steps]
-                for k, arr in ((key, fc.p50), (lo_key, fc.p10), (hi_key, fc.p90)):
-                    metrics.extend(Metric(k, float(v), now, s) for s, v in zip(steps, arr))
-            if revision.lr_key and revision.lr_steps is not None and len(revision.lr_steps):
-                metrics.extend(Metric(revision.lr_key, float(v), now, int(s))
-                               for s, v in zip(revision.lr_steps, revision.lr_values) if np.isfinite(v))
-            for i in range(0, len(metrics), 1000):
-                self._call(f"logging the forecast of {src.id}", self.client.log_batch, cid,
-                           metrics=metrics[i:i + 1000])
             if revision.plot_png:
                 with tempfile.TemporaryDirectory() as tmp:
                     path = os.path.join(tmp, revision.plot_name)
                     with open(path, "wb") as f:
                         f.write(revision.plot_png)
                     self._call(f"uploading the plot of {src.id}", self.client.log_artifact, cid, path)
+            self._call(f"logging the forecast of {src.id}", self.client.log_batch, cid, metrics=metrics)
             self._call(f"finishing the forecast run of {src.id}", self.client.set_terminated, cid, "FINISHED")
         except BaseException:
             # best effort: an unfinished forecast run must not linger beside the live one

@@ -236,20 +236,11 @@ class _Rows:
 
 
 def revision_rows(revision: ForecastRevision) -> _Rows:
-    """Merge every curve (p50 under the metric key, bands beside it) and the planned LR by step."""
+    """Merge every series of the revision (curves, bands, planned LR) into one row per step."""
     by_step: dict[int, dict[str, float]] = {}
-    for key, fc in revision.curves.items():
-        if fc.skipped or not len(fc.steps):
-            continue
-        k10, k90 = ForecastRevision.band_keys(key)
-        for s, p50, p10, p90 in zip(np.asarray(fc.steps).tolist(), np.asarray(fc.p50).tolist(),
-                                    np.asarray(fc.p10).tolist(), np.asarray(fc.p90).tolist()):
-            row = by_step.setdefault(int(s), {})
-            row[key], row[k10], row[k90] = float(p50), float(p10), float(p90)
-    if revision.lr_key and revision.lr_steps is not None and revision.lr_values is not None:
-        for s, lr in zip(np.asarray(revision.lr_steps).tolist(), np.asarray(revision.lr_values).tolist()):
-            if int(s) in by_step and math.isfinite(lr):
-                by_step[int(s)][revision.lr_key] = float(lr)
+    for key, steps, values in revision.series():
+        for s, v in zip(steps.tolist(), values.tolist()):
+            by_step.setdefault(int(s), {})[key] = float(v)
     steps = sorted(by_step)
     return _Rows(steps, [by_step[s] for s in steps])
 
