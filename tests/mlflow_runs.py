@@ -66,3 +66,57 @@ def add_points(client, run_id: str, start: int, stop: int, every: int = 20, tota
     t0 = 1_700_000_000_000
     client.log_batch(run_id, metrics=[Metric("loss", float(v), t0 + int(s), int(s)) for s, v in zip(steps, loss)]
                      + [Metric("learning_rate", float(v), t0 + int(s), int(s)) for s, v in zip(steps, lr)])
+
+
+# -- runs gone wrong (the hostile-run test and benchmark) -------------------------------------
+def _points(client, rid: str, key: str, pairs) -> None:
+    from mlflow.entities import Metric
+
+    client.log_batch(rid, metrics=[Metric(key, float(v), 1_700_000_000_000, int(s)) for s, v in pairs])
+
+
+REPAIRABLE = ("nan_middle", "stray_step", "stray_lr_step", "lr_inf")
+
+
+def log_hostile_run(client, exp: str, kind: str, rng: np.random.Generator, repaired: bool = False,
+                    params: dict | None = None) -> str | None:
+    """One run gone wrong in the way `kind` names (all RUNNING, all in the healthy runs' group);
+    with `repaired`, the same run without the damage, or None where nothing is left to keep."""
+    upto = int(rng.integers(8, 30)) * 20
+    seed = int(rng.integers(100, 10_000))
+    steps = np.arange(20, upto + 1, 20)
+    loss = synthetic_loss(steps, cosine_lr(steps, 3e-4, 100, 1000), seed=seed)
+    name = f"{kind}-{seed}"
+    if repaired:
+        return log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING", params=params
+                          ) if kind in REPAIRABLE else None
+    if kind == "summed":  # a loss summed over the batch instead of averaged
+        return log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING", params=params,
+                          loss_override=loss * float(rng.choice([1e3, 1e12])))
+    if kind == "perplexity":  # exp(loss) logged under the loss's name
+        return log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING", params=params,
+                          loss_override=np.exp(loss))
+    if kind == "huge_total":
+        return log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING",
+                          params={**(params or {}), "max_steps": "1e15"})
+    rid = log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING", params=params)
+    last = int(steps[-1])
+    if kind == "inf_tail":
+        _points(client, rid, "loss", [(last + 20, float("inf")), (last + 40, float("inf"))])
+    elif kind == "mixed_inf":
+        _points(client, rid, "loss", [(last + 20, float("inf")), (last + 40, float("-inf"))])
+    elif kind == "nan_middle":
+        _points(client, rid, "loss", [(int(steps[len(steps) // 2]) + 1, float("nan"))])
+    elif kind == "stray_step":
+        _points(client, rid, "loss", [(int(rng.choice([10**8, 10**12])), 2.5)])
+    elif kind == "stray_lr_step":
+        _points(client, rid, "learning_rate", [(10**12, 1e-4)])
+    elif kind == "lr_inf":
+        _points(client, rid, "learning_rate", [(last + 20, float("inf"))])
+    elif kind == "zero_loss":
+        _points(client, rid, "loss", [(last + 20, 0.0)])
+    return rid
+
+
+HOSTILE_KINDS = ("summed", "perplexity", "huge_total", "inf_tail", "mixed_inf", "nan_middle", "stray_step",
+                 "stray_lr_step", "lr_inf", "zero_loss")

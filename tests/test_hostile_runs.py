@@ -15,16 +15,14 @@ import pytest
 mlflow = pytest.importorskip("mlflow")
 
 from click.testing import CliRunner  # noqa: E402
-from mlflow.entities import Metric  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-from mlflow_runs import cosine_lr, log_hf_run, synthetic_loss  # noqa: E402
+from mlflow_runs import HOSTILE_KINDS, REPAIRABLE, cosine_lr, log_hf_run, log_hostile_run, synthetic_loss  # noqa: E402
 
 from forecaster import screen  # noqa: E402
 from forecaster.cli import main  # noqa: E402
 from forecaster.histories import RunHistory  # noqa: E402
 
 LAW = "multipower"
-T0 = 1_700_000_000_000
 HEALTHY = [("done_a", 1, 1000, "FINISHED"), ("done_b", 2, 1000, "FINISHED"), ("done_c", 3, 1000, "FINISHED"),
            ("live_a", 4, 400, "RUNNING"), ("live_b", 5, 600, "RUNNING")]
 
@@ -32,53 +30,6 @@ HEALTHY = [("done_a", 1, 1000, "FINISHED"), ("done_b", 2, 1000, "FINISHED"), ("d
 def _healthy(client: MlflowClient, exp: str) -> dict[str, str]:
     return {name: log_hf_run(client, exp, name, seed=seed, upto=upto, status=status)
             for name, seed, upto, status in HEALTHY}
-
-
-def _points(client: MlflowClient, rid: str, key: str, pairs) -> None:
-    client.log_batch(rid, metrics=[Metric(key, float(v), T0, int(s)) for s, v in pairs])
-
-
-REPAIRABLE = ("nan_middle", "stray_step", "stray_lr_step", "lr_inf")
-
-
-def _hostile(client: MlflowClient, exp: str, kind: str, rng: np.random.Generator, repaired: bool = False) -> str | None:
-    """One run gone wrong in the way `kind` names (all RUNNING, all in the healthy runs' group);
-    with `repaired`, the same run without the damage, or None where nothing is left to keep."""
-    upto = int(rng.integers(8, 30)) * 20
-    seed = int(rng.integers(100, 10_000))
-    steps = np.arange(20, upto + 1, 20)
-    loss = synthetic_loss(steps, cosine_lr(steps, 3e-4, 100, 1000), seed=seed)
-    name = f"{kind}-{seed}"
-    if repaired:
-        return log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING") if kind in REPAIRABLE else None
-    if kind == "summed":  # a loss summed over the batch instead of averaged
-        return log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING",
-                          loss_override=loss * float(rng.choice([1e3, 1e12])))
-    if kind == "perplexity":  # exp(loss) logged under the loss's name
-        return log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING", loss_override=np.exp(loss))
-    if kind == "huge_total":
-        return log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING", params={"max_steps": "1e15"})
-    rid = log_hf_run(client, exp, name, upto=upto, seed=seed, status="RUNNING")
-    last = int(steps[-1])
-    if kind == "inf_tail":
-        _points(client, rid, "loss", [(last + 20, float("inf")), (last + 40, float("inf"))])
-    elif kind == "mixed_inf":
-        _points(client, rid, "loss", [(last + 20, float("inf")), (last + 40, float("-inf"))])
-    elif kind == "nan_middle":
-        _points(client, rid, "loss", [(int(steps[len(steps) // 2]) + 1, float("nan"))])
-    elif kind == "stray_step":
-        _points(client, rid, "loss", [(int(rng.choice([10**8, 10**12])), 2.5)])
-    elif kind == "stray_lr_step":
-        _points(client, rid, "learning_rate", [(10**12, 1e-4)])
-    elif kind == "lr_inf":
-        _points(client, rid, "learning_rate", [(last + 20, float("inf"))])
-    elif kind == "zero_loss":
-        _points(client, rid, "loss", [(last + 20, 0.0)])
-    return rid
-
-
-KINDS = ("summed", "perplexity", "huge_total", "inf_tail", "mixed_inf", "nan_middle", "stray_step",
-         "stray_lr_step", "lr_inf", "zero_loss")
 
 
 def _sync(uri: str, exp_name: str):
@@ -106,7 +57,7 @@ def test_hostile_runs_never_stop_or_move_the_healthy_forecasts(mlflow_server, se
         name = f"{variant}-{seed}"
         exp = client.create_experiment(name)
         ids = _healthy(client, exp)
-        bad = {kind: _hostile(client, exp, kind, rng, repaired=variant == "reference") for kind in kinds}
+        bad = {kind: log_hostile_run(client, exp, kind, rng, repaired=variant == "reference") for kind in kinds}
         ids.update({k: rid for k, rid in bad.items() if rid is not None and k in REPAIRABLE})
 
         result = _sync(mlflow_server.uri, name)
