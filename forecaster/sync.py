@@ -35,6 +35,7 @@ from forecaster import __version__, screen
 from forecaster.config import ConfigMapping
 from forecaster.errors import InputError
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.join import join
 from forecaster.trackers import (
     FINISHED, TAG_INPUT, TAG_RUN_ID, TAG_STOP, ForecastRevision, RunGone, RunInfo, Series, Tracker, TrackerError,
     fingerprint,
@@ -486,7 +487,7 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
         fcs = _fit_contained(hist, settings)
         for h, fc, tgt in zip(hist, fcs, is_target):
             if tgt:
-                curves[h.run][metric] = fc
+                curves[h.run][metric] = join(h, fc)
                 if metric == settings.metrics[0]:
                     primary_hist[h.run] = h
     report.timings["fit"] = time.perf_counter() - t2
