@@ -419,17 +419,22 @@ class WandbTracker(Tracker):
             raise _tracker_error(err, f"listing runs of {scope}") from None
         companions = [c for c in ours if c.job_type == JOB_TYPE]
         summaries = [c for c in ours if _is_summary(c.job_type, c.config)]
-        by_source: dict[str, list[tuple[str, str]]] = {}
+        by_source: dict[str, list[tuple[str, str, bool]]] = {}
         for c in companions:
             block = _forecast_config(c.config)
             if block.get("kind") == KIND_FORECAST and block.get("source"):
-                by_source.setdefault(str(block["source"]), []).append((str(c.created_at or ""), c.id))
+                done = (c.summary_metrics or {}).get("forecast") or {}
+                complete = str(c.state) == "finished" and isinstance(done, Mapping) and done.get("complete") is True
+                by_source.setdefault(str(block["source"]), []).append((str(c.created_at or ""), c.id, complete))
         infos = []
         for r in runs:
             if r.job_type == JOB_TYPE or _forecast_config(r.config).get("kind") == KIND_FORECAST \
                     or _is_summary(r.job_type, r.config):
                 continue
-            infos.append(self._info(scope, r, [cid for _, cid in sorted(by_source.get(r.id, []))]))
+            mine = sorted(by_source.get(r.id, []))
+            info = self._info(scope, r, [cid for _, cid, complete in mine if complete])
+            info.partial = [cid for _, cid, complete in mine if not complete]
+            infos.append(info)
         infos.extend(self._summary_info(scope, r) for r in summaries)
         return infos
 
