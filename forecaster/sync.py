@@ -46,6 +46,8 @@ _TAG_KIND = "forecast.kind"  # forecaster.trackers.TAG_KIND
 TAG_STATUS = "forecast.status"
 TAG_SKIPPED = "forecast.skipped"
 TAG_WATERMARK = "forecast.watermark"
+# set while an alert's webhook failed: the run is fitted again next sync (same inputs or not) to retry it
+TAG_ALERT_RETRY = "forecast.alert_retry"
 TOTAL_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
 SIZE_KEYS = ("num_parameters", "n_params", "num_params", "model_size", "params")
 
@@ -176,6 +178,16 @@ def exclusive_lock(path: str | Path, wait_s: float = 0.0) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def exclusive_locks(paths: list[str | Path], wait_s: float = 0.0) -> Iterator[None]:
+    """`exclusive_lock` on every path, taken in sorted order (two syncs sharing some never deadlock)."""
+    deadline = time.monotonic() + max(0.0, wait_s)
+    with contextlib.ExitStack() as stack:
+        for p in sorted({str(Path(x).expanduser()) for x in paths}):
+            stack.enter_context(exclusive_lock(p, max(0.0, deadline - time.monotonic())))
+        yield
 
 
 # -- per-run decisions (pure) ------------------------------------------------------------------
@@ -383,7 +395,7 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
         if not (r.active or settings.include_ended):
             outcomes[r.id] = RunOutcome(r, "context", r.status)
             continue
-        unchanged = (not settings.force and r.tags.get(TAG_INPUT) == p.fp
+        unchanged = (not settings.force and r.tags.get(TAG_INPUT) == p.fp and not r.tags.get(TAG_ALERT_RETRY)
                      and ((r.tags.get(TAG_STATUS) == "ok" and live in r.forecasts)
                           or r.tags.get(TAG_STATUS) == "skipped"))
         if unchanged:
@@ -399,6 +411,7 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     target_ids = {p.run.id for p in targets}
     cleanup = [(r, f) for r in runs if r.id not in target_ids for f in r.forecasts
                if f != r.tags.get(TAG_RUN_ID)]
+    cleanup += tracker.orphaned_forecasts()  # the live forecasts of runs deleted since the last sync
 
     # pooled fits: every run of a group that has work, with LR information, is read as context
     groups = {p.group for p in targets}
@@ -523,6 +536,8 @@ def _fit(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
 def _skip_tags(p: _Plan, reason: str) -> dict[str, str | None]:
     """Tags recording why a run was skipped (with its fingerprint, so the next sync stays quiet)."""
     tags: dict[str, str | None] = {TAG_STATUS: "skipped", TAG_SKIPPED: reason, TAG_INPUT: p.fp}
+    if TAG_ALERT_RETRY in p.run.tags:  # a skipped run has no alert left to deliver
+        tags[TAG_ALERT_RETRY] = None
     return {k: v for k, v in tags.items() if p.run.tags.get(k) != v}
 
 
@@ -563,8 +578,13 @@ def _alerts(ready: list[_Plan], hist: dict[str, RunHistory], curves: dict[str, d
     if settings.dry_run:
         return {}, {}, firing, stops
     outcome = notify.process_alerts(by_run, tags_by_run, settings.notify_settings)
-    tags = {rid: o.tags for rid, o in outcome.items()}
+    tags: dict[str, dict[str, str | None]] = {rid: dict(o.tags) for rid, o in outcome.items()}
     sent = {rid: o.sent for rid, o in outcome.items()}
+    for rid, o in outcome.items():
+        if o.failed:
+            tags[rid][TAG_ALERT_RETRY] = f"{len(o.failed)} alert(s) not delivered; retried at the next sync"
+        elif TAG_ALERT_RETRY in tags_by_run[rid]:
+            tags[rid][TAG_ALERT_RETRY] = None
     # ETA to target as a plain tag when a target is set
     for rid, alerts in by_run.items():
         for x in alerts:
