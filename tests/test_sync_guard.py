@@ -238,6 +238,25 @@ def test_no_failure_path_prints_a_planted_credential(mlflow_server, tmp_path) ->
     assert f"forecasts beside the real curves: {mlflow_server.uri}/#" in results["failed webhook"][0].stdout
 
 
+def test_an_unexpected_failure_is_one_redacted_line(mlflow_server, tmp_path, monkeypatch) -> None:
+    """A bug of ours quoting a URI: one line on stderr, the traceback (redacted) in the log file only."""
+    MlflowClient(mlflow_server.uri).create_experiment("guard-bug")
+
+    def broken(tracker, settings, **kw):
+        raise RuntimeError(f"boom talking to {tracker.uri}?token={TOKEN}")
+
+    monkeypatch.setattr(sync_mod, "sync", broken)
+    host = mlflow_server.uri.split("//", 1)[1]
+    log = tmp_path / "sync.log"
+    res = _sync("--tracking-uri", f"http://bob:{PASSWORD}@{host}", "-e", "guard-bug", "--log-file", str(log),
+                "--lock-file", str(tmp_path / "l"))
+    line = _one_line(res, 1)
+    assert line.startswith("error: unexpected RuntimeError: boom talking to http://***@")
+    logged = log.read_text()
+    assert "Traceback" in logged and "RuntimeError" in logged
+    assert PASSWORD not in res.output + logged and TOKEN not in res.output + logged
+
+
 # -- item 5: the config file's schema ------------------------------------------------------------
 @pytest.mark.parametrize("body, words", [
     ('[sync]\nlock_wait = "abc"\n', '[sync] lock_wait must be a number, got "abc"'),
