@@ -5,8 +5,9 @@ The state of every rule lives on the run itself as a tag a person can read and s
 beside ``forecast.alert_hash.<rule>``, a hash of the rule, state and what the verdict refers to;
 a cron-driven sync fires an alert when that hash changes, not on every tick. A run tagged
 ``forecast.silence`` (``all``/``true``, or a comma list of rules) is not notified. A failed webhook
-is logged (URL masked: it is a secret) and its state tag is left unwritten, so the next sync retries;
-the sync itself goes on. Stopping a run is opt-in (`NotifySettings.stop_runs`), never the default.
+is logged (URL masked: it is a secret) and its state tag is left unwritten; the sync engine marks
+the run (``forecast.alert_retry``) so that the next sync evaluates it again even when its inputs did
+not change, and retries. The sync itself goes on. Stopping a run is opt-in (`NotifySettings.stop_runs`), never the default.
 """
 
 from __future__ import annotations
