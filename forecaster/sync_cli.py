@@ -86,8 +86,9 @@ def _adapter_options(f):
 @click.option("--dry-run", "dry_run", is_flag=True, default=None, help="Read and fit, print what would change, write nothing.")
 @click.option("--force", is_flag=True, default=None, help="Re-forecast runs even when their inputs did not change.")
 @click.option("--lock-file", "lock_file", type=click.Path(dir_okay=False), default=None,
-              help="Lock against overlapping syncs (default: per scope under ~/.cache/forecaster).")
-@click.option("--lock-wait", "lock_wait", type=click.FloatRange(min=0), default=None,
+              help="Lock against overlapping syncs (default: one per experiment under ~/.cache/forecaster, "
+                   "keyed by the canonical tracker address and experiment id, however they are spelled).")
+@click.option("--lock-wait", "lock_wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Seconds to wait for another sync to finish before giving up (default 0).")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="Only the final summary (no per-run lines).")
 @click.option("--log-file", "log_file", metavar="PATH", default=None,  # checked on opening: one error line
@@ -116,7 +117,8 @@ def sync(**kw: Any) -> None:
     \b
     Example:
       forecast sync --tracker mlflow --tracking-uri http://127.0.0.1:5000 -e pretrain
-    Exit codes: 0 ok, 1 tracker unreachable/refused, 2 bad input, 75 another sync is running.
+    Exit codes: 0 ok, 1 tracker unreachable/refused, 2 bad input, 75 another sync of the same
+    experiment is running. URIs and webhook URLs are never printed with their credentials.
     """
     out = _Output()
     try:
