@@ -7,7 +7,8 @@ a cron-driven sync fires an alert when that hash changes, not on every tick. A r
 ``forecast.silence`` (``all``/``true``, or a comma list of rules) is not notified. A failed webhook
 is logged (URL masked: it is a secret) and its state tag is left unwritten; the sync engine marks
 the run (``forecast.alert_retry``) so that the next sync evaluates it again even when its inputs did
-not change, and retries. The sync itself goes on. Stopping a run is opt-in (`NotifySettings.stop_runs`), never the default.
+not change, and retries. The sync itself goes on. Stopping a run is opt-in
+(`NotifySettings.stop_runs`), never the default.
 """
 
 from __future__ import annotations

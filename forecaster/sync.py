@@ -544,7 +544,7 @@ def _skip_tags(p: _Plan, reason: str) -> dict[str, str | None]:
 def _alerts(ready: list[_Plan], hist: dict[str, RunHistory], curves: dict[str, dict[str, RunForecast]],
             all_hist: list[RunHistory],
             plans: dict[str, _Plan], settings: SyncSettings
-            ) -> tuple[dict[str, dict[str, str]], dict[str, list], dict[str, list[str]], set[str]]:
+            ) -> tuple[dict[str, dict[str, str | None]], dict[str, list], dict[str, list[str]], set[str]]:
     """Evaluate alert rules on the forecast runs; deliver webhooks (not in a dry run); tags to write.
 
     The last item: running runs to ask the tracker to stop (opt-in `stop_runs` only; a run whose

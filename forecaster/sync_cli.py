@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import os
 import sys
 import traceback
-import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,9 +19,10 @@ from forecaster.device import CHOICES as DEVICES
 from forecaster.errors import InputError, one_line
 from forecaster.predict_cli import LAW_CHOICES
 
-EXIT_TRACKER = 1  # tracker unreachable / refused (or a failure of our own): cron mails the one line, the next tick retries
+# tracker unreachable / refused (or a failure of our own): cron mails the one line, the next tick retries
+EXIT_TRACKER = 1
 EXIT_INPUT = 2
-EXIT_BUSY = 75  # EX_TEMPFAIL: another sync of the same scope is running
+EXIT_BUSY = 75  # EX_TEMPFAIL: another sync of the same experiment is running
 
 log = logging.getLogger("forecaster.sync")
 
@@ -335,7 +336,8 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
         with contextlib.ExitStack() as held:
             if lock_file:  # a lock file named by the user comes first: an overlap must not even connect
                 held.enter_context(exclusive_lock(lock_file, wait_s))
-            tracker = held.enter_context(cls(uri=opts.get("tracking_uri"), experiments=list(opts.get("experiment") or ()),
+            tracker = held.enter_context(cls(uri=opts.get("tracking_uri"),
+                                             experiments=list(opts.get("experiment") or ()),
                                              filter=opts.get("filter_"), **adapter_kw))
             if not lock_file:
                 # one lock per experiment by what it is (canonical address, experiment id), however

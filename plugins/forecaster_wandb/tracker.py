@@ -371,7 +371,8 @@ class WandbTracker(Tracker):
     def describe(self) -> str:
         if self.wandb_dir is not None:
             return f"wandb offline {self.wandb_dir}"
-        return f"wandb {mask_uri(self.uri or os.environ.get('WANDB_BASE_URL', ''))} {','.join(self.experiments)}".strip()
+        base = mask_uri(self.uri or os.environ.get("WANDB_BASE_URL", ""))
+        return f"wandb {base} {','.join(self.experiments)}".strip()
 
     def identity(self) -> list[str]:
         """Offline: the resolved wandb folder; online: the canonical base URL and each ENTITY/PROJECT."""
@@ -537,7 +538,8 @@ class WandbTracker(Tracker):
         return out
 
     def _scan_key(self, api: Any, run: RunInfo, key: str) -> Series | None:
-        ident = f"{canonical_uri(api.settings.get('base_url', ''))}|{run.scope}/{run.id}|{run.extra.get('storage_id', '')}"
+        base = canonical_uri(api.settings.get("base_url", ""))
+        ident = f"{base}|{run.scope}/{run.id}|{run.extra.get('storage_id', '')}"
         last_step = int(run.extra.get("last_step", -1))
         cached = self._cache.get(ident, key)
         start = 0
