@@ -234,7 +234,7 @@ class Tracker(abc.ABC):
         the URI from the environment and from a flag, or an experiment by name and by id, can
         never sync the same runs at once. The default: the tracker name, `canonical_uri` and each
         scope as given. Adapters that can resolve scope names to ids (connecting if need be,
-        read-only) override it; it is called before `list_runs`.
+        read-only) override it; the CLI calls it before taking the lock, so before `list_runs`.
         """
         base = canonical_uri(self.uri)
         return sorted({f"{self.name}|{base}|{s}" for s in self.experiments} or {f"{self.name}|{base}|"})

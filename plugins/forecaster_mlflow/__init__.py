@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from forecaster.errors import InputError
-from forecaster.redact import mask_uri
+from forecaster.redact import mask_uri, redact
 from forecaster.trackers import (
     FAILED, FINISHED, KILLED, KIND_FORECAST, LEGACY_TAG_SOURCE, RUNNING, TAG_KIND, TAG_SOURCE, TAG_STOP,
     ForecastRevision, RunGone,
@@ -439,7 +439,8 @@ def _clip(v: Any) -> str:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
+    """The error's first line, credentials masked: MLflow and requests quote the URLs they called."""
+    text = redact(str(e)).strip().splitlines()
     line = text[0] if text else type(e).__name__
     return line if len(line) <= 300 else line[:297] + "..."
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from forecaster import DISTRIBUTION, __version__
 from forecaster.errors import InputError
-from forecaster.redact import mask_uri
+from forecaster.redact import mask_uri, redact
 from forecaster.trackers import (
     FAILED,
     FINISHED,
@@ -92,7 +92,8 @@ def _status(err: BaseException) -> int | None:
 
 
 def _message(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    """The error's text on one line, credentials masked (the client quotes the URLs it called)."""
+    lines = [ln.strip() for ln in redact(str(err)).strip().splitlines() if ln.strip()]
     return "; ".join(lines)[:300] if lines else type(err).__name__
 
 
