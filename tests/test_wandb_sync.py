@@ -180,6 +180,16 @@ def test_run_deleted_between_syncs_loses_its_companion(server, tmp_path) -> None
     assert len(_companions(server, project, "keep")) == 1
 
 
+def test_a_filter_refused_by_wandb_is_bad_input(server, tmp_path) -> None:
+    project = "bad-filter"
+    _add(server, project, "r", upto=800, seed=16)
+    server.fail("Runs", status=400, times=1)
+    res = CliRunner().invoke(main, ["sync", "--tracker", "wandb", "--project", f"{ENTITY}/{project}",
+                                    "--filter", '{"config.x": {"$bogus": 1}}', "--lock-file", str(tmp_path / "l")])
+    assert res.exit_code == 2 and res.output.startswith("error: --filter was refused by W&B"), res.output
+    assert res.output.count("\n") == 1
+
+
 def test_rate_limited_sync_backs_off_and_completes(server, tmp_path) -> None:
     project = "rate-limited"
     _add(server, project, "r", upto=800, seed=21)
