@@ -352,7 +352,7 @@ def load(name: str) -> type[Tracker]:
 
 # -- canonical addresses ---------------------------------------------------------------------------
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_HOST = re.compile(r"^(?:[a-z0-9_~%-]+(?:\.[a-z0-9_~%-]+)*\.?|\[[0-9a-f:.]+\])$")
+_HOST = re.compile(r"^[a-z0-9_~%-]+(?:\.[a-z0-9_~%-]+)*\.?$")
 _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 
 
@@ -397,7 +397,7 @@ def canonical_uri(uri: str | None) -> str:
     if scheme in _DEFAULT_PORTS or host:
         if not host:
             raise InputError(f"{bad} is not a valid address: no host name")
-        if not _HOST.match(host) or any(c.isspace() for c in parts.netloc):
+        if not (_HOST.match(host) or _is_ip6(host)) or any(c.isspace() for c in parts.netloc):
             raise InputError(f"{bad} is not a valid address: the host name {mask_uri(host)!r} holds characters "
                              "a host name cannot have")
         if port == 0:
@@ -406,6 +406,15 @@ def canonical_uri(uri: str | None) -> str:
         host = f"[{host}]"
     netloc = host if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
     return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _is_ip6(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
 
 
 def _abs_path(path: str) -> str:

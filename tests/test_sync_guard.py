@@ -66,6 +66,7 @@ def _forecasts(client: MlflowClient, exp: str, rid: str) -> list:
     ("https://mlflow.example.com/base/", "https://mlflow.example.com:443/base?token=x"),
     ("sqlite:///m.db", f"sqlite:///{os.getcwd()}/./m.db"),
     ("./mlruns", "file:mlruns/"),
+    ("http://[::1]:5000", "http://[::1]:5000/"),
 ])
 def test_every_spelling_of_an_address_has_one_canonical_form(a, b) -> None:
     assert canonical_uri(a) == canonical_uri(b)
