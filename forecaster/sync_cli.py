@@ -198,12 +198,13 @@ class _Output:
             lg.setLevel(level)
         # the tracker clients' HTTP retries warn on every attempt; the one-line error says it all
         logging.getLogger("urllib3").setLevel(logging.ERROR)
-        # the clients' own handlers (and the root's) print what they log, URIs included: redact those too
-        for name in ("", "mlflow", "wandb"):
-            for other in logging.getLogger(name).handlers:
-                if self._redacting not in other.filters:
-                    other.addFilter(self._redacting)
-                    self._filtered.append(other)
+        # the clients' own handlers, the root's and logging's last resort print what libraries log,
+        # URIs included: redact those too
+        others = [h for name in ("", "mlflow", "wandb") for h in logging.getLogger(name).handlers]
+        for other in [*others, logging.lastResort] if logging.lastResort is not None else others:
+            if self._redacting not in other.filters:
+                other.addFilter(self._redacting)
+                self._filtered.append(other)
 
     def line(self, text: str) -> None:
         """The summary (stdout, or the log file)."""
