@@ -253,10 +253,14 @@ class MlflowTracker(Tracker):
     def _active(self, run_ids: set[str]) -> set[str]:
         """Which of `run_ids` are active runs of the experiments (searched by id, 100 at a time)."""
         ids, alive = sorted(run_ids), set()
-        for i in range(0, len(ids), 100):
-            chunk = ", ".join(f"'{x}'" for x in ids[i:i + 100] if x.isalnum())
-            if chunk:
-                alive.update(r.info.run_id for r in self._search(f"attributes.run_id IN ({chunk})"))
+        try:
+            for i in range(0, len(ids), 100):
+                chunk = ", ".join(f"'{x}'" for x in ids[i:i + 100] if x.isalnum())
+                if chunk:
+                    alive.update(r.info.run_id for r in self._search(f"attributes.run_id IN ({chunk})"))
+        except TrackerError as e:  # a server without `run_id IN`: keep every forecast rather than guess
+            log.debug("could not check which source runs are deleted: %s", e)
+            return set(run_ids)
         return alive
 
     def orphaned_forecasts(self) -> list[tuple[RunInfo, str]]:
