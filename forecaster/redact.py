@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import threading
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 MASK = "***"
 # credentials the tracker clients read from the environment (they can end up in error texts)
@@ -92,7 +92,8 @@ def uri_secrets(uri: str | None) -> list[str]:
             userinfo = authority.rsplit("@", 1)[0]
             out.append(userinfo)
             if ":" in userinfo:
-                out.append(userinfo.split(":", 1)[1])
+                password = userinfo.split(":", 1)[1]
+                out += [password, unquote(password)]  # an error may quote it encoded or decoded
     else:
         cut = min([i for i in (text.find("?"), text.find("#")) if i >= 0], default=len(text))
         tail = text[cut:]
@@ -103,6 +104,7 @@ def uri_secrets(uri: str | None) -> list[str]:
         fragment = tail[1:]
     if query:
         out.append(query)
+        # decoded and as written: an error may quote either
         out.extend(v for _, v in parse_qsl(query, keep_blank_values=True))
         out.extend(p.split("=", 1)[1] for p in query.split("&") if "=" in p)
     if fragment:
