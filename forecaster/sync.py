@@ -411,7 +411,8 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     target_ids = {p.run.id for p in targets}
     cleanup = [(r, f) for r in runs if r.id not in target_ids for f in r.forecasts
                if f != r.tags.get(TAG_RUN_ID)]
-    cleanup += tracker.orphaned_forecasts()  # the live forecasts of runs deleted since the last sync
+    # a deleted run's forecast would stay drawn with nothing left to revise it: it goes too
+    cleanup += tracker.orphaned_forecasts()
 
     # pooled fits: every run of a group that has work, with LR information, is read as context
     groups = {p.group for p in targets}
