@@ -5,8 +5,10 @@ The state of every rule lives on the run itself as a tag a person can read and s
 beside ``forecast.alert_hash.<rule>``, a hash of the rule, state and what the verdict refers to;
 a cron-driven sync fires an alert when that hash changes, not on every tick. A run tagged
 ``forecast.silence`` (``all``/``true``, or a comma list of rules) is not notified. A failed webhook
-is logged (URL masked: it is a secret) and its state tag is left unwritten, so the next sync retries;
-the sync itself goes on. Stopping a run is opt-in (`NotifySettings.stop_runs`), never the default.
+is logged (URL masked: it is a secret) and its state tag is left unwritten; the sync engine marks
+the run (``forecast.alert_retry``) so that the next sync evaluates it again even when its inputs did
+not change, and retries. The sync itself goes on. Stopping a run is opt-in
+(`NotifySettings.stop_runs`), never the default.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from forecaster import redact
 from forecaster.alerts import DIVERGENCE, RULES, WILL_NOT_BEAT_BEST, Alert, AlertSettings
 from forecaster.errors import InputError
 
@@ -39,14 +42,13 @@ WEBHOOK_KINDS = ("json", "slack")
 
 
 def mask_url(url: str) -> str:
-    """Scheme and host only: webhook paths and queries carry the secret token."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
+    """Scheme and host only: webhook paths and queries carry the secret token (safe on a broken URL)."""
+    parts = redact.split_uri(str(url))
+    if parts is None:
         return "***"
-    return f"{parts.scheme or '?'}://{host}{port}/***"
+    scheme, authority, _, _ = parts
+    host = authority.rsplit("@", 1)[-1] or "?"
+    return f"{scheme}://{host}/***"
 
 
 @dataclass
@@ -58,10 +60,23 @@ class Webhook:
     name: str = ""
 
     def __post_init__(self) -> None:
+        # whatever quotes the URL from now on (an HTTP library's error, a log line) shows ***
+        redact.register_uri(self.url, path_is_secret=True)
         if self.kind not in WEBHOOK_KINDS:
             raise InputError(f"webhook kind {self.kind!r} unknown; use one of {', '.join(WEBHOOK_KINDS)}")
-        if urlsplit(self.url).scheme not in ("http", "https"):
+        if not self.url.lower().startswith(("http://", "https://")):
             raise InputError(f"webhook {self.name or mask_url(self.url)} needs an http(s) URL")
+        if any(c.isspace() or ord(c) < 32 for c in self.url):
+            raise InputError(f"webhook {self.name or mask_url(self.url)}: the URL holds a space or a control "
+                             "character (percent-encode it, e.g. %20)")
+        try:
+            parts = urlsplit(self.url)
+            port = parts.port
+        except ValueError:
+            raise InputError(f"webhook {self.name or mask_url(self.url)}: malformed URL "
+                             "(a port must be a number from 1 to 65535)") from None
+        if not parts.hostname or port == 0:
+            raise InputError(f"webhook {self.name or mask_url(self.url)}: malformed URL (no host or port 0)")
 
     @property
     def masked(self) -> str:
@@ -91,6 +106,9 @@ def load_alert_config(table: Mapping[str, Any] | None) -> tuple[AlertSettings, N
     so the secret need not sit in the file.
     """
     table = dict(table or {})
+    from forecaster.config import validate
+
+    validate({"alerts": table})
     hooks = []
     for i, w in enumerate(table.pop("webhook", []) or table.pop("webhooks", []) or []):
         url = w.get("url")
@@ -104,7 +122,7 @@ def load_alert_config(table: Mapping[str, Any] | None) -> tuple[AlertSettings, N
     notify_keys = {"timeout", "retries", "backoff", "notify_resolved", "stop_runs"}
     notify = NotifySettings(webhooks=hooks, **{k: table.pop(k) for k in list(table) if k in notify_keys})
     if "rules" in table:
-        table["rules"] = tuple(table["rules"])
+        table["rules"] = (table["rules"],) if isinstance(table["rules"], str) else tuple(table["rules"])
     try:
         alert = AlertSettings(**table)
     except (TypeError, ValueError) as e:
@@ -205,11 +223,15 @@ def _post(url: str, body: dict, timeout: float) -> None:
 
 
 def _scrub(err: BaseException, url: str) -> str:
-    """An error's text with the URL (and its path, which holds the token) masked."""
+    """An error's text with the URL (its path and query hold the token) masked."""
     text = f"{type(err).__name__}: {err}"
-    path = urlsplit(url).path
+    parts = redact.split_uri(url)
     text = text.replace(url, mask_url(url))
-    return text.replace(path, "/***") if len(path) > 1 else text
+    if parts is not None:
+        for secret in sorted({parts[2] + parts[3], parts[3], parts[2]}, key=len, reverse=True):
+            if len(secret) > 1:
+                text = text.replace(secret, "/***" if secret.startswith("/") else "***")
+    return redact.redact(text)
 
 
 @dataclass

@@ -48,6 +48,8 @@ TAG_STATUS = "forecast.status"
 TAG_SKIPPED = "forecast.skipped"
 TAG_WATERMARK = "forecast.watermark"
 TAG_NOTES = "forecast.notes"
+# set while an alert's webhook failed: the run is fitted again next sync (same inputs or not) to retry it
+TAG_ALERT_RETRY = "forecast.alert_retry"
 TOTAL_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
 SIZE_KEYS = ("num_parameters", "n_params", "num_params", "model_size", "params")
 
@@ -181,6 +183,16 @@ def exclusive_lock(path: str | Path, wait_s: float = 0.0) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def exclusive_locks(paths: list[str | Path], wait_s: float = 0.0) -> Iterator[None]:
+    """`exclusive_lock` on every path, taken in sorted order (two syncs sharing some never deadlock)."""
+    deadline = time.monotonic() + max(0.0, wait_s)
+    with contextlib.ExitStack() as stack:
+        for p in sorted({str(Path(x).expanduser()) for x in paths}):
+            stack.enter_context(exclusive_lock(p, max(0.0, deadline - time.monotonic())))
+        yield
 
 
 # -- per-run decisions (pure) ------------------------------------------------------------------
@@ -386,7 +398,8 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
         raise InputError("the same metric is listed twice")
 
     # leftovers of a crashed sync go first, so the UI never shows a half-written or second forecast
-    leftovers = _leftovers(runs)
+    # (and forecasts of runs deleted since the last sync, which nothing would revise)
+    leftovers = _leftovers(runs) + tracker.orphaned_forecasts()
     if leftovers and not settings.dry_run:
         for r, fid in leftovers:  # rare (after a crash only), so one at a time
             tracker.delete_forecast(r, fid)
@@ -404,7 +417,7 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
         if not (r.active or settings.include_ended):
             outcomes[r.id] = RunOutcome(r, "context", r.status)
             continue
-        unchanged = (not settings.force and r.tags.get(TAG_INPUT) == p.fp
+        unchanged = (not settings.force and r.tags.get(TAG_INPUT) == p.fp and not r.tags.get(TAG_ALERT_RETRY)
                      and ((r.tags.get(TAG_STATUS) == "ok" and live in r.forecasts)
                           or r.tags.get(TAG_STATUS) == "skipped"))
         if unchanged:
@@ -631,13 +644,15 @@ def _factor(f: float) -> str:
 def _skip_tags(p: _Plan, reason: str) -> dict[str, str | None]:
     """Tags recording why a run was skipped (with its fingerprint, so the next sync stays quiet)."""
     tags: dict[str, str | None] = {TAG_STATUS: "skipped", TAG_SKIPPED: reason, TAG_INPUT: p.fp}
+    if TAG_ALERT_RETRY in p.run.tags:  # a skipped run has no alert left to deliver
+        tags[TAG_ALERT_RETRY] = None
     return {k: v for k, v in tags.items() if p.run.tags.get(k) != v}
 
 
 def _alerts(ready: list[_Plan], hist: dict[str, RunHistory], curves: dict[str, dict[str, RunForecast]],
             all_hist: list[RunHistory],
             plans: dict[str, _Plan], settings: SyncSettings
-            ) -> tuple[dict[str, dict[str, str]], dict[str, list], dict[str, list[str]], set[str]]:
+            ) -> tuple[dict[str, dict[str, str | None]], dict[str, list], dict[str, list[str]], set[str]]:
     """Evaluate alert rules on the forecast runs; deliver webhooks (not in a dry run); tags to write.
 
     The last item: running runs to ask the tracker to stop (opt-in `stop_runs` only; a run whose
@@ -671,8 +686,13 @@ def _alerts(ready: list[_Plan], hist: dict[str, RunHistory], curves: dict[str, d
     if settings.dry_run:
         return {}, {}, firing, stops
     outcome = notify.process_alerts(by_run, tags_by_run, settings.notify_settings)
-    tags = {rid: o.tags for rid, o in outcome.items()}
+    tags: dict[str, dict[str, str | None]] = {rid: dict(o.tags) for rid, o in outcome.items()}
     sent = {rid: o.sent for rid, o in outcome.items()}
+    for rid, o in outcome.items():
+        if o.failed:
+            tags[rid][TAG_ALERT_RETRY] = f"{len(o.failed)} alert(s) not delivered; retried at the next sync"
+        elif TAG_ALERT_RETRY in tags_by_run[rid]:
+            tags[rid][TAG_ALERT_RETRY] = None
     # ETA to target as a plain tag when a target is set
     for rid, alerts in by_run.items():
         for x in alerts:

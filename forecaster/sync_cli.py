@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
 from forecaster import config as config_mod
-from forecaster import trackers
+from forecaster import redact, trackers
 from forecaster.device import CHOICES as DEVICES
+from forecaster.errors import InputError, one_line
 from forecaster.predict_cli import LAW_CHOICES
-from forecaster.errors import InputError
 
-EXIT_TRACKER = 1  # tracker unreachable / refused: cron mails the one line, the next tick retries
+# tracker unreachable / refused (or a failure of our own): cron mails the one line, the next tick retries
+EXIT_TRACKER = 1
 EXIT_INPUT = 2
-EXIT_BUSY = 75  # EX_TEMPFAIL: another sync of the same scope is running
+EXIT_BUSY = 75  # EX_TEMPFAIL: another sync of the same experiment is running
 
 log = logging.getLogger("forecaster.sync")
 
@@ -83,8 +87,9 @@ def _adapter_options(f):
 @click.option("--dry-run", "dry_run", is_flag=True, default=None, help="Read and fit, print what would change, write nothing.")
 @click.option("--force", is_flag=True, default=None, help="Re-forecast runs even when their inputs did not change.")
 @click.option("--lock-file", "lock_file", type=click.Path(dir_okay=False), default=None,
-              help="Lock against overlapping syncs (default: per scope under ~/.cache/forecaster).")
-@click.option("--lock-wait", "lock_wait", type=float, default=None,
+              help="Lock against overlapping syncs (default: one per experiment under ~/.cache/forecaster, "
+                   "keyed by the canonical tracker address and experiment id, however they are spelled).")
+@click.option("--lock-wait", "lock_wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Seconds to wait for another sync to finish before giving up (default 0).")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="Only the final summary (no per-run lines).")
 @click.option("--log-file", "log_file", metavar="PATH", default=None,  # checked on opening: one error line
@@ -92,8 +97,8 @@ def _adapter_options(f):
                    "terminal, creating its folders; for cron. Errors (exit 1, 2) also go to stderr, so cron "
                    "mails them.")
 @click.option("--seed", type=int, default=None, hidden=True)
-@click.option("--max-points", "max_points", type=int, default=None, hidden=True)
-@click.option("--workers", type=int, default=None, hidden=True)
+@click.option("--max-points", "max_points", type=click.IntRange(min=2), default=None, hidden=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("--scaling/--no-scaling", "scaling", default=None,
               help="Also fit each experiment's scaling law (N, D from run params; final or forecast loss) "
                    "into a summary run; settings in the config file's [scaling] table (present: on).")
@@ -113,7 +118,8 @@ def sync(**kw: Any) -> None:
     \b
     Example:
       forecast sync --tracker mlflow --tracking-uri http://127.0.0.1:5000 -e pretrain
-    Exit codes: 0 ok, 1 tracker unreachable/refused, 2 bad input, 75 another sync is running.
+    Exit codes: 0 ok, 1 tracker unreachable/refused, 2 bad input, 75 another sync of the same
+    experiment is running. URIs and webhook URLs are never printed with their credentials.
     """
     out = _Output()
     try:
@@ -122,6 +128,9 @@ def sync(**kw: Any) -> None:
         code = out.error(f"error: {e}", EXIT_INPUT)
     except trackers.TrackerError as e:
         code = out.error(f"error: {e}", EXIT_TRACKER)
+    except Exception as e:  # noqa: BLE001 - a bug of ours: one redacted line, never a traceback with a secret
+        out.trace(traceback.format_exc())
+        code = out.error(f"error: unexpected {type(e).__name__}: {one_line(e)} (please report this)", EXIT_TRACKER)
     finally:
         out.close()
     sys.exit(code)
@@ -155,6 +164,8 @@ class _Output:
     def __init__(self) -> None:
         self.file: IO[str] | None = None
         self._saved: list[tuple[logging.Logger, list[logging.Handler], bool, int]] = []
+        self._filtered: list[logging.Handler] = []
+        self._redacting = redact.RedactingFilter()
 
     def open(self, path: str | Path) -> None:
         """Append to `path`, creating its folders (a fresh account has no ~/.cache yet)."""
@@ -173,6 +184,7 @@ class _Output:
         else:
             h = logging.StreamHandler(sys.stderr)
             h.setFormatter(logging.Formatter("%(message)s") if _is_tty(sys.stderr) else _Stamped("%(message)s"))
+        h.addFilter(self._redacting)
         levels = {"forecaster": logging.WARNING, "forecaster.sync": logging.WARNING if quiet else logging.INFO}
         levels.update({p: logging.WARNING for p in packages if p not in levels})
         for name, level in levels.items():
@@ -186,9 +198,17 @@ class _Output:
             lg.setLevel(level)
         # the tracker clients' HTTP retries warn on every attempt; the one-line error says it all
         logging.getLogger("urllib3").setLevel(logging.ERROR)
+        # the clients' own handlers, the root's and logging's last resort print what libraries log,
+        # URIs included: redact those too
+        others = [h for name in ("", "mlflow", "wandb") for h in logging.getLogger(name).handlers]
+        for other in [*others, logging.lastResort] if logging.lastResort is not None else others:
+            if self._redacting not in other.filters:
+                other.addFilter(self._redacting)
+                self._filtered.append(other)
 
     def line(self, text: str) -> None:
         """The summary (stdout, or the log file)."""
+        text = redact.redact(text)
         if self.file is not None:
             self.file.write(f"{_stamp()} {text}\n")
         else:
@@ -196,6 +216,7 @@ class _Output:
 
     def error(self, text: str, code: int) -> int:
         """A one-line failure: stderr as it is; in the log file timestamped with its exit code."""
+        text = " ".join(redact.redact(text).split())
         if self.file is not None:
             self.file.write(f"{_stamp()} {text} (exit {code})\n")
             if code == EXIT_BUSY:  # a long sync overlapping the next tick is routine, not worth a mail
@@ -203,7 +224,15 @@ class _Output:
         click.echo(text, err=True)
         return code
 
+    def trace(self, text: str) -> None:
+        """An unexpected failure's traceback, redacted, into the log file only (stderr gets one line)."""
+        if self.file is not None:
+            self.file.write(redact.redact(text))
+
     def close(self) -> None:
+        for h in self._filtered:
+            h.removeFilter(self._redacting)
+        self._filtered.clear()
         for lg, handlers, propagate, level in reversed(self._saved):
             for h in list(lg.handlers):
                 lg.removeHandler(h)
@@ -237,12 +266,18 @@ def _merge(kw: dict[str, Any], file_sync: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(kw: dict[str, Any], out: _Output) -> int:
-    from forecaster.sync import LockBusy, SyncSettings, default_lock_path, exclusive_lock
+    from forecaster.sync import LockBusy, SyncSettings, default_lock_path, exclusive_lock, exclusive_locks
     from forecaster.sync import sync as run_sync
 
+    # before anything can fail: whatever quotes these is redacted
+    redact.register_environment()
+    for var in ("MLFLOW_TRACKING_URI", "WANDB_BASE_URL"):
+        redact.register_uri(os.environ.get(var))
+    redact.register_uri(kw.get("tracking_uri"))
     if kw.get("log_file"):  # first, so that even a bad config file is reported there
         out.open(kw["log_file"])
     data = config_mod.load(kw.pop("config_file")) if kw.get("config_file") else {}
+    redact.register_uri(data.get("sync", {}).get("tracking_uri") or data.get("sync", {}).get("uri"))
     opts = _merge(kw, data.get("sync", {}))
     if out.file is None and opts.get("log_file") is not None:
         if not isinstance(opts["log_file"], str) or not opts["log_file"]:
@@ -258,6 +293,11 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
             raise InputError(f"config file [sync]: {key} {value!r} unknown; choose from {', '.join(allowed)}")
     name = opts.get("tracker") or "mlflow"
     cls = trackers.load(name)
+    config_mod.check_table({k: v for k, v in data.get("sync", {}).items()},
+                           {o.dest: config_mod.NAMES if o.multiple else config_mod.BOOL if o.is_flag
+                            else config_mod.TEXT for o in cls.options}, "config file [sync]")
+    if any(not str(e).strip() for e in opts.get("experiment") or ()):
+        raise InputError("an experiment name is empty (--experiment / [sync] experiments)")
     adapter_kw = dict(data.get("tracker", {}))
     for opt in cls.options:
         if opts.get(opt.dest) is not None:
@@ -289,19 +329,24 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
         from forecaster.scaling.sync import ScalingSettings
 
         settings.scaling = ScalingSettings.from_table(scaling_table)
-    experiments = sorted(opts.get("experiment") or ())
-    scope = f"{name}|{opts.get('tracking_uri') or ''}|{','.join(experiments)}|{opts.get('filter_') or ''}"
-    lock = opts.get("lock_file") or default_lock_path(scope)
+    lock_file = opts.get("lock_file")
+    wait_s = float(opts.get("lock_wait") or 0.0)
     quiet = bool(opts.get("quiet"))
     mark = "[dry run] " if settings.dry_run else ""
     try:
-        # the lock comes first: an overlapping invocation must not even connect
-        with exclusive_lock(lock, float(opts.get("lock_wait") or 0.0)):
-            with cls(uri=opts.get("tracking_uri"), experiments=list(opts.get("experiment") or ()),
-                     filter=opts.get("filter_"), **adapter_kw) as tracker:
-                report = run_sync(tracker, settings,
-                                  on_outcome=None if quiet else (lambda o: log.info(mark + o.line())))
-                urls = sorted({u for u in (tracker.scope_url(s) for s in {o.run.scope for o in report.outcomes}) if u})
+        with contextlib.ExitStack() as held:
+            if lock_file:  # a lock file named by the user comes first: an overlap must not even connect
+                held.enter_context(exclusive_lock(lock_file, wait_s))
+            tracker = held.enter_context(cls(uri=opts.get("tracking_uri"),
+                                             experiments=list(opts.get("experiment") or ()),
+                                             filter=opts.get("filter_"), **adapter_kw))
+            if not lock_file:
+                # one lock per experiment by what it is (canonical address, experiment id), however
+                # spelled: read-only look-ups only, nothing is written before the lock is held
+                held.enter_context(exclusive_locks([default_lock_path(k) for k in tracker.identity()], wait_s))
+            report = run_sync(tracker, settings,
+                              on_outcome=None if quiet else (lambda o: log.info(mark + o.line())))
+            urls = sorted({u for u in (tracker.scope_url(s) for s in {o.run.scope for o in report.outcomes}) if u})
     except LockBusy as e:
         return out.error(f"forecast sync: {e}", EXIT_BUSY)
     out.line(mark + report.summary())

@@ -24,6 +24,8 @@ from __future__ import annotations
 import abc
 import hashlib
 import importlib.metadata
+import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,6 +34,7 @@ import numpy as np
 
 from forecaster import DISTRIBUTION
 from forecaster.errors import InputError
+from forecaster.redact import mask_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from forecaster.alerts import Alert
@@ -252,8 +255,20 @@ class Tracker(abc.ABC):
         self.max_write_workers: int | None = None
 
     def describe(self) -> str:
-        """One line naming what is synced, free of secrets (for logs and the lock file name)."""
-        return f"{self.name} {self.uri or ''} {','.join(self.experiments)}".strip()
+        """One line naming what is synced, free of secrets (for logs)."""
+        return f"{self.name} {mask_uri(self.uri) if self.uri else ''} {','.join(self.experiments)}".strip()
+
+    def identity(self) -> list[str]:
+        """What this sync writes to, one key per scope, the same for every spelling of it.
+
+        The lock and any state kept between syncs are keyed by these, so that `URI` and `URI/`,
+        the URI from the environment and from a flag, or an experiment by name and by id, can
+        never sync the same runs at once. The default: the tracker name, `canonical_uri` and each
+        scope as given. Adapters that can resolve scope names to ids (connecting if need be,
+        read-only) override it; the CLI calls it before taking the lock, so before `list_runs`.
+        """
+        base = canonical_uri(self.uri)
+        return sorted({f"{self.name}|{base}|{s}" for s in self.experiments} or {f"{self.name}|{base}|"})
 
     def scope_url(self, scope: str) -> str | None:
         """Where the tracker's UI draws a scope's runs beside their forecasts (None: no web UI known)."""
@@ -304,6 +319,14 @@ class Tracker(abc.ABC):
     @abc.abstractmethod
     def delete_forecast(self, run: RunInfo, forecast_id: str) -> None:
         """Delete a superseded forecast run of `run` (absent already: no error)."""
+
+    def orphaned_forecasts(self) -> list[tuple[RunInfo, str]]:
+        """Live forecast runs whose source run is gone (deleted), as found by the last `list_runs`.
+
+        Each as (a stand-in RunInfo of the source: id and scope, forecast id); the engine deletes
+        them like superseded forecasts. Optional: the default finds none.
+        """
+        return []
 
     def stop_run(self, run: RunInfo) -> str:
         """Ask the tracker to stop a running run (opt-in only); return one line saying what was done.
@@ -359,6 +382,77 @@ def load(name: str) -> type[Tracker]:
     return cls
 
 
+# -- canonical addresses ---------------------------------------------------------------------------
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST = re.compile(r"^[a-z0-9_~%-]+(?:\.[a-z0-9_~%-]+)*\.?$")
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+
+
+def canonical_uri(uri: str | None) -> str:
+    """One spelling of a tracker address, for identity: never shown with credentials, never raises but InputError.
+
+    Scheme and host lowercased, a default port dropped, no trailing slash, no user info, query
+    or fragment; a local store (plain path, ``file:``, ``sqlite:///``) as an absolute path. A URI
+    that cannot be a network address (a space in the host, a port that is not a number in
+    1-65535) is bad input, reported with the URI masked.
+    """
+    from urllib.parse import urlsplit
+
+    if not uri:
+        return ""
+    text = str(uri).strip()
+    m = _URI_SCHEME.match(text)
+    if not m or (len(m.group(1)) == 1 and os.name == "nt"):  # a path (C:\ on Windows)
+        if text.lower() in ("databricks", "databricks-uc"):  # MLflow's names, not paths
+            return text.lower()
+        return "file://" + _abs_path(text)
+    scheme = m.group(1).lower()
+    rest = text[m.end():]
+    if scheme == "file" or scheme.startswith("sqlite"):
+        path = rest[2:] if rest.startswith("//") else rest
+        path = re.split(r"[?#]", path, maxsplit=1)[0]
+        if scheme.startswith("sqlite"):
+            # sqlite:///relative.db, sqlite:////absolute.db; sqlite:// alone is in memory
+            path = path[1:] if path.startswith("/") else path
+            return f"{scheme}:///{_abs_path(path)}" if path and path != ":memory:" else f"{scheme}://"
+        return "file://" + _abs_path(path)
+    if not rest.startswith("//"):  # databricks, databricks-uc, a profile name
+        return f"{scheme}:{rest.rstrip('/')}"
+    bad = f"tracking URI {mask_uri(text)}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as e:
+        reason = "a port must be a number from 1 to 65535" if "port" in str(e).lower() else "malformed"
+        raise InputError(f"{bad} is not a valid address: {reason}") from None
+    host = (parts.hostname or "").lower()
+    if scheme in _DEFAULT_PORTS or host:
+        if not host:
+            raise InputError(f"{bad} is not a valid address: no host name")
+        if not (_HOST.match(host) or _is_ip6(host)) or any(c.isspace() for c in parts.netloc):
+            raise InputError(f"{bad} is not a valid address: the host name {mask_uri(host)!r} holds characters "
+                             "a host name cannot have")
+        if port == 0:
+            raise InputError(f"{bad} is not a valid address: a port must be a number from 1 to 65535")
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _is_ip6(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+def _abs_path(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path)) if path else ""
+
+
 def fingerprint(*parts: Any) -> str:
     """Short stable hash of the parts' text (what a forecast was made from)."""
     h = hashlib.sha256()
@@ -372,5 +466,5 @@ __all__ = [
     "ENTRY_POINT_GROUP", "RUNNING", "FINISHED", "FAILED", "KILLED", "STATES", "TAG_PREFIX", "TAG_KIND",
     "TAG_SOURCE", "LEGACY_TAG_SOURCE", "TAG_RUN_ID", "TAG_INPUT", "TAG_STOP", "KIND_FORECAST", "TrackerError", "RunGone", "Watermark",
     "RunInfo", "Series", "clean_series", "ForecastRevision", "thin", "TrackerOption", "Tracker", "available",
-    "load", "fingerprint",
+    "load", "fingerprint", "canonical_uri",
 ]

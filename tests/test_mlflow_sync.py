@@ -314,6 +314,7 @@ def test_overlapping_sync_exits_75_without_touching_the_tracker(tmp_path) -> Non
 
 
 def test_unknown_experiment_is_input_error(tmp_path) -> None:
+    MlflowClient(f"sqlite:///{tmp_path}/m.db").search_experiments()  # an existing, empty store
     res = CliRunner().invoke(main, ["sync", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "-e", "nope",
                                     "--lock-file", str(tmp_path / "l")])
     assert res.exit_code == 2 and "experiment 'nope' not found" in res.output

@@ -167,6 +167,29 @@ def test_run_deleted_mid_sync_is_skipped_and_others_proceed(server, tmp_path) ->
     assert not _companions(server, project, "b")
 
 
+def test_run_deleted_between_syncs_loses_its_companion(server, tmp_path) -> None:
+    project = "deleted-between-syncs"
+    _add(server, project, "keep", upto=800, seed=14)
+    _add(server, project, "gone", upto=800, seed=15)
+    assert len(_sync(project, tmp_path).by("forecast")) == 2
+    (orphan,) = _companions(server, project, "gone")
+    server.delete_run(ENTITY, project, "gone")
+    rep = _sync(project, tmp_path)
+    assert rep.writes == 1 and len(rep.by("unchanged")) == 1
+    assert not _companions(server, project, "gone") and server.run(ENTITY, project, orphan.name) is None
+    assert len(_companions(server, project, "keep")) == 1
+
+
+def test_a_filter_refused_by_wandb_is_bad_input(server, tmp_path) -> None:
+    project = "bad-filter"
+    _add(server, project, "r", upto=800, seed=16)
+    server.fail("Runs", status=400, times=1)
+    res = CliRunner().invoke(main, ["sync", "--tracker", "wandb", "--project", f"{ENTITY}/{project}",
+                                    "--filter", '{"config.x": {"$bogus": 1}}', "--lock-file", str(tmp_path / "l")])
+    assert res.exit_code == 2 and res.output.startswith("error: --filter was refused by W&B"), res.output
+    assert res.output.count("\n") == 1
+
+
 def test_rate_limited_sync_backs_off_and_completes(server, tmp_path) -> None:
     project = "rate-limited"
     _add(server, project, "r", upto=800, seed=21)

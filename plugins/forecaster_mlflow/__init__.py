@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from forecaster.errors import InputError
+from forecaster.redact import mask_uri, redact
 from forecaster.trackers import (
     FAILED, FINISHED, KILLED, KIND_FORECAST, LEGACY_TAG_SOURCE, RUNNING, TAG_KIND, TAG_SOURCE, TAG_STOP,
     ForecastRevision, RunGone,
-    RunInfo, Series, Tracker, TrackerError, TrackerOption, Watermark, clean_series,
+    RunInfo, Series, Tracker, TrackerError, TrackerOption, Watermark, canonical_uri, clean_series,
 )
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ class MlflowTracker(Tracker):
             raise InputError(f"mlflow tracker: unknown option(s) {', '.join(sorted(options))}")
         if not self.experiments:
             raise InputError("mlflow tracker: give at least one --experiment (name or id)")
+        if any(not isinstance(e, str) or not e.strip() for e in self.experiments):
+            raise InputError("mlflow tracker: an experiment name is empty")
+        if isinstance(workers, bool) or not isinstance(workers, (int, str)) or not str(workers).strip().isdigit() \
+                or int(workers) < 1:
+            raise InputError(f"[tracker] workers must be a whole number >= 1, got {workers!r}")
         for k, v in _HTTP_DEFAULTS.items():
             os.environ.setdefault(k, v)
         import mlflow  # noqa: F401 - lazy: the CLI loads adapter classes without their clients
@@ -93,17 +99,25 @@ class MlflowTracker(Tracker):
         self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         if not self.uri:
             raise InputError("mlflow tracker: give --tracking-uri or set MLFLOW_TRACKING_URI")
-        self.workers = max(1, int(workers))
+        # before the client sees it: a malformed URI makes it (and requests) quote it, password and all
+        self.canonical_uri = canonical_uri(self.uri)
+        _check_local_store(self.uri, self.canonical_uri)
+        self.workers = int(workers)
         if not self.uri.startswith(("http://", "https://", "databricks")):
             self.max_write_workers = 1  # a local store (sqlite:///, file:) takes one writer at a time
         self.client = MlflowClient(tracking_uri=self.uri)
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="mlflow-read")
         self._exp_ids: list[str] | None = None
         self._kind_checked: set[str] = set()
+        self._orphans: list[tuple[RunInfo, str]] = []
 
     # -- helpers ---------------------------------------------------------------------------
     def describe(self) -> str:
         return f"mlflow {_safe_uri(self.uri)} experiments={','.join(self.experiments)}"
+
+    def identity(self) -> list[str]:
+        """One key per experiment: the canonical URI and the experiment's id (names are resolved)."""
+        return sorted({f"mlflow|{self.canonical_uri}|experiment:{i}" for i in self.experiment_ids()})
 
     def _call(self, what: str, fn, *args, **kwargs):
         """Run one client call; map refusals to RunGone and everything else to one clear TrackerError."""
@@ -129,6 +143,9 @@ class MlflowTracker(Tracker):
                 exp = self._call(f"looking up experiment {ref!r}", self._lookup, ref)
                 if exp is None:
                     raise InputError(f"mlflow: experiment {ref!r} not found at {_safe_uri(self.uri)}")
+                if getattr(exp, "lifecycle_stage", "active") == "deleted":
+                    raise InputError(f"mlflow: experiment {ref!r} (id {exp.experiment_id}) is deleted at "
+                                     f"{_safe_uri(self.uri)}; restore it or take it out of the sync")
                 ids.append(exp.experiment_id)
             self._exp_ids = ids
         return self._exp_ids
@@ -145,14 +162,25 @@ class MlflowTracker(Tracker):
                     raise
         return exp
 
-    def _search(self, filter_string: str) -> list:
+    def _search(self, filter_string: str, user: bool = False) -> list:
+        """Every active run matching `filter_string`; `user`: it is the user's --filter (bad one: exit 2)."""
         from mlflow.entities import ViewType
+        from mlflow.exceptions import MlflowException
+
+        def page_of(token: str | None):
+            try:
+                return self.client.search_runs(self.experiment_ids(), filter_string=filter_string,
+                                               run_view_type=ViewType.ACTIVE_ONLY, max_results=PAGE,
+                                               page_token=token)
+            except MlflowException as e:
+                if user and getattr(e, "error_code", "") == "INVALID_PARAMETER_VALUE":
+                    raise InputError(f"--filter {filter_string!r} is not a valid MLflow run filter: "
+                                     f"{_first_line(e)}") from None
+                raise
 
         out, token = [], None
         while True:
-            page = self._call("searching runs", self.client.search_runs, self.experiment_ids(),
-                              filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
-                              max_results=PAGE, page_token=token)
+            page = self._call("searching runs", page_of, token)
             out.extend(page)
             token = page.token
             if not token:
@@ -188,12 +216,12 @@ class MlflowTracker(Tracker):
     # -- reading ---------------------------------------------------------------------------
     def list_runs(self) -> list[RunInfo]:
         """One paged search of the experiments (two when a user filter would hide forecast runs)."""
-        runs = self._search(self.filter or "")
+        runs = self._search(self.filter or "", user=bool(self.filter))
         if self.filter:
             # forecast and summary runs (any forecast.kind) would be hidden by the user's filter
             runs += self._search(f"tags.`{TAG_KIND}` LIKE '%'")
         sources: dict[str, RunInfo] = {}
-        forecast_runs: list[tuple[str, str]] = []
+        forecast_runs: list[tuple[int, str, str, bool, str]] = []  # (start, source, id, complete, experiment)
         seen = set()
         for r in runs:
             rid = r.info.run_id
@@ -204,7 +232,8 @@ class MlflowTracker(Tracker):
             if tags.get(TAG_KIND) == KIND_FORECAST:
                 src = tags.get(TAG_SOURCE) or tags.get(LEGACY_TAG_SOURCE) or tags.get(PARENT_TAG)
                 if src:
-                    forecast_runs.append((r.info.start_time or 0, src, rid, r.info.status == "FINISHED"))
+                    forecast_runs.append((r.info.start_time or 0, src, rid, r.info.status == "FINISHED",
+                                          r.info.experiment_id))
                 continue
             latest = {m.key: Watermark(int(m.step), int(m.timestamp), float(m.value))
                       for m in r.data._metric_objs}
@@ -213,10 +242,33 @@ class MlflowTracker(Tracker):
                 status=_STATUS.get(r.info.status, FAILED), latest=latest, config=dict(r.data.params),
                 tags=tags, url=self.run_url(r.info.experiment_id, rid),
                 extra={"end_time": r.info.end_time})
-        for _, src, rid, complete in sorted(forecast_runs):
+        for _, src, rid, complete, _ in sorted(forecast_runs):
             if src in sources:
                 (sources[src].forecasts if complete else sources[src].partial).append(rid)
+        # a source missing from the listing may only be hidden by the filter (or by a page that
+        # shifted under a concurrent delete): only one the tracker confirms gone is an orphan
+        missing = {src for _, src, _, _, _ in forecast_runs if src not in sources}
+        gone = missing - self._active(missing) if missing else set()
+        self._orphans = [(RunInfo(id=src, name=src, scope=exp, status=FAILED), rid)
+                         for _, src, rid, _, exp in forecast_runs if src in gone]
         return list(sources.values())
+
+    def _active(self, run_ids: set[str]) -> set[str]:
+        """Which of `run_ids` are active runs of the experiments (searched by id, 100 at a time)."""
+        ids, alive = sorted(run_ids), set()
+        try:
+            for i in range(0, len(ids), 100):
+                chunk = ", ".join(f"'{x}'" for x in ids[i:i + 100] if x.isalnum())
+                if chunk:
+                    alive.update(r.info.run_id for r in self._search(f"attributes.run_id IN ({chunk})"))
+        except TrackerError as e:  # a server without `run_id IN`: keep every forecast rather than guess
+            log.debug("could not check which source runs are deleted: %s", e)
+            return set(run_ids)
+        return alive
+
+    def orphaned_forecasts(self) -> list[tuple[RunInfo, str]]:
+        """Forecast runs whose source run was deleted (found by the last `list_runs`)."""
+        return list(self._orphans)
 
     def _read_one(self, run: RunInfo, keys: Sequence[str]) -> dict[str, Series]:
         out = {}
@@ -389,7 +441,8 @@ def _clip(v: Any) -> str:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
+    """The error's first line, credentials masked: MLflow and requests quote the URLs they called."""
+    text = redact(str(e)).strip().splitlines()
     line = text[0] if text else type(e).__name__
     return line if len(line) <= 300 else line[:297] + "..."
 
@@ -409,9 +462,28 @@ def _safe_uri(uri: str | None) -> str:
 
     try:
         p = urlsplit(uri)
+        netloc = p.hostname or ""
+        if p.port:
+            netloc += f":{p.port}"
     except ValueError:
-        return "***"
-    netloc = p.hostname or ""
-    if p.port:
-        netloc += f":{p.port}"
+        return mask_uri(uri)
     return urlunsplit((p.scheme, netloc, p.path, "", ""))
+
+
+def _check_local_store(uri: str, canonical: str) -> None:
+    """A local store (sqlite:///, file:, a path) must exist: MLflow would create an empty one at a typo."""
+    if canonical.startswith("sqlite") and canonical.endswith("://"):
+        return  # sqlite:// alone: in memory
+    if canonical.startswith("sqlite"):
+        path, what = canonical.split(":///", 1)[1], "SQLite file"
+        exists = os.path.isfile(path)
+    elif canonical.startswith("file://"):
+        path, what = canonical[len("file://"):], "folder"
+        exists = os.path.isdir(path)
+    else:
+        return
+    if not exists:
+        where = "its folder does not exist either" if not os.path.isdir(os.path.dirname(path) or ".") else \
+            "no such file" if what == "SQLite file" else "no such folder"
+        raise InputError(f"mlflow: no store at {mask_uri(uri)} ({what} {path}: {where}); forecast sync reads "
+                         "an existing store and does not create one: check the path")

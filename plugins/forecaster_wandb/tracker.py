@@ -33,6 +33,7 @@ import numpy as np
 
 from forecaster import DISTRIBUTION, __version__
 from forecaster.errors import InputError
+from forecaster.redact import mask_uri, redact
 from forecaster.trackers import (
     FAILED,
     FINISHED,
@@ -55,6 +56,7 @@ from forecaster.trackers import (
     TrackerError,
     TrackerOption,
     Watermark,
+    canonical_uri,
     clean_series,
     fingerprint,
 )
@@ -70,6 +72,7 @@ _STATES = {"running": RUNNING, "pending": RUNNING, "finished": FINISHED, "failed
            "crashed": FAILED, "killed": KILLED, "preempted": KILLED, "preempting": KILLED}
 _LEVELS = {"info": "INFO", "warning": "WARN", "critical": "ERROR"}
 _SCOPE = re.compile(r"^[^/\s]+/[^/\s]+$")
+DEFAULT_BASE_URL = "https://api.wandb.ai"
 
 
 # -- small helpers -----------------------------------------------------------------------------
@@ -89,7 +92,8 @@ def _status(err: BaseException) -> int | None:
 
 
 def _message(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    """The error's text on one line, credentials masked (the client quotes the URLs it called)."""
+    lines = [ln.strip() for ln in redact(str(err)).strip().splitlines() if ln.strip()]
     return "; ".join(lines)[:300] if lines else type(err).__name__
 
 
@@ -341,6 +345,9 @@ class WandbTracker(Tracker):
                 raise InputError(f"--project {s!r}: give it as ENTITY/PROJECT")
         if self.wandb_dir is None and not self.experiments:
             raise InputError("W&B needs --project ENTITY/PROJECT (online) or --wandb-dir DIR (offline runs)")
+        # checked before the client sees it: a malformed URL would be quoted whole in its errors
+        self.base_url = canonical_uri(self.uri or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)
+        self._orphans: list[tuple[RunInfo, str]] = []
         if cache_dir is None:
             cache_root: Path | None = None if self.wandb_dir is not None else _default_cache_dir()
         else:
@@ -356,7 +363,18 @@ class WandbTracker(Tracker):
     def describe(self) -> str:
         if self.wandb_dir is not None:
             return f"wandb offline {self.wandb_dir}"
-        return f"wandb {self.uri or os.environ.get('WANDB_BASE_URL', '')} {','.join(self.experiments)}".strip()
+        base = mask_uri(self.uri or os.environ.get("WANDB_BASE_URL", ""))
+        return f"wandb {base} {','.join(self.experiments)}".strip()
+
+    def identity(self) -> list[str]:
+        """Offline: the resolved wandb folder; online: the canonical base URL and each ENTITY/PROJECT."""
+        if self.wandb_dir is not None:
+            return [f"wandb|offline|{self.wandb_dir.resolve()}"]
+        return sorted({f"wandb|{self.base_url}|{s}" for s in self.experiments})
+
+    def orphaned_forecasts(self) -> list[tuple[RunInfo, str]]:
+        """Companions whose source run was deleted (online, without --filter; found by the last listing)."""
+        return list(self._orphans)
 
     @property
     def offline(self) -> bool:
@@ -399,6 +417,7 @@ class WandbTracker(Tracker):
         with self._api_lock:
             self._api_obj = None  # a fresh wandb.Api: its per-query cache must not outlive a listing
         out: list[RunInfo] = []
+        self._orphans = []
         for scope in self.experiments:
             out.extend(self._list_scope(scope))
         return out
@@ -416,6 +435,8 @@ class WandbTracker(Tracker):
                 raise
             if "could not find project" in str(err).lower():
                 raise InputError(f"W&B project {scope} not found (or not visible with this API key)") from None
+            if self.filters and _status(err) == 400:
+                raise InputError(f"--filter was refused by W&B as a run filter: {_message(err)}") from None
             raise _tracker_error(err, f"listing runs of {scope}") from None
         companions = [c for c in ours if c.job_type == JOB_TYPE]
         summaries = [c for c in ours if _is_summary(c.job_type, c.config)]
@@ -436,6 +457,14 @@ class WandbTracker(Tracker):
             info.partial = [cid for _, cid, complete in mine if not complete]
             infos.append(info)
         infos.extend(self._summary_info(scope, r) for r in summaries)
+        if not self.filters:
+            # with a filter a missing source may only be filtered out; without one it is gone, once
+            # the API confirms it (a listing page can shift under a concurrent delete)
+            listed = {r.id for r in runs}
+            for src, made in sorted(by_source.items()):
+                if src not in listed and self._get_run(f"{scope}/{src}") is None:
+                    stand_in = RunInfo(id=src, name=src, scope=scope, status=FAILED)
+                    self._orphans.extend((stand_in, cid) for _, cid, _ in made)
         return infos
 
     def _summary_info(self, scope: str, r: Any) -> RunInfo:
@@ -506,7 +535,8 @@ class WandbTracker(Tracker):
         return out
 
     def _scan_key(self, api: Any, run: RunInfo, key: str) -> Series | None:
-        ident = f"{api.settings.get('base_url', '')}|{run.scope}/{run.id}|{run.extra.get('storage_id', '')}"
+        base = canonical_uri(api.settings.get("base_url", ""))
+        ident = f"{base}|{run.scope}/{run.id}|{run.extra.get('storage_id', '')}"
         last_step = int(run.extra.get("last_step", -1))
         cached = self._cache.get(ident, key)
         start = 0
