@@ -45,12 +45,13 @@ def synced(mlflow_server):
 
 
 # Every line chart on the page as plotly holds it: the chart's keys and, per trace, the run name,
-# metric key, dash, point count and the last point (the UI keeps run and key on each trace).
+# metric key, dash, point count, first and last point (the UI keeps run and key on each trace).
 CHARTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => ({
     keys: Array.from(new Set((d.data || []).map(t => t.metricKey))),
     traces: (d.data || []).filter(t => t.metricKey).map(t => ({
         run: t.name, key: t.metricKey, dash: (t.line || {}).dash || 'solid', n: (t.x || []).length,
-        x: (t.x || []).slice(0, 1).concat((t.x || []).slice(-1)), y: (t.y || []).slice(0, 1).concat((t.y || []).slice(-1)),
+        x: (t.x || []).slice(0, 1).concat((t.x || []).slice(-1)),
+        y: (t.y || []).slice(0, 1).concat((t.y || []).slice(-1)),
         opacity: t.opacity === undefined ? 1 : t.opacity})),
 }))"""
 
@@ -80,10 +81,10 @@ def test_printed_url_draws_each_forecast_and_its_band_on_the_loss_chart(synced, 
             # the chart's legend names drawn series "<run> (<key>)" (the first few of them)
             for key in ("loss", "loss.p10", "loss.p90"):
                 page.get_by_text(f" forecast ({key})").first.wait_for(timeout=60_000)
-            page.wait_for_function(  # every run's histories fetched and drawn
-                "n => Array.from(document.querySelectorAll('.js-plotly-plot')).some("
-                "d => (d.data || []).filter(t => t.metricKey && (t.x || []).length).length >= n)",
-                arg=2 * (len(demo.RUNS) + 3 * len(running)), timeout=60_000)
+            page.wait_for_function(  # every series fetched and drawn: each run's loss, each forecast's band
+                "n => Array.from(document.querySelectorAll('.js-plotly-plot')).some(d => new Set((d.data || [])"
+                ".filter(t => t.metricKey && (t.x || []).length).map(t => t.name + '|' + t.metricKey)).size >= n)",
+                arg=len(demo.RUNS) + 3 * len(running), timeout=60_000)
             traces = _loss_chart(page)
             drawn = {(t["run"], t["key"]): t for t in traces if t["n"] and t["opacity"] > 0}
             for name in running:
