@@ -50,7 +50,7 @@ def _finals(client: MlflowClient, ids: dict[str, str]) -> dict[str, float]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_hostile_runs_never_stop_or_move_the_healthy_forecasts(mlflow_server, seed) -> None:
     client = MlflowClient(mlflow_server.uri)
-    kinds = [str(k) for k in np.random.default_rng(seed).choice(KINDS, size=4, replace=False)]
+    kinds = [str(k) for k in np.random.default_rng(seed).choice(HOSTILE_KINDS, size=4, replace=False)]
     finals = {}
     for variant in ("reference", "hostile"):
         rng = np.random.default_rng(seed + 1000)
