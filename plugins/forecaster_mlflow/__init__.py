@@ -444,8 +444,8 @@ def chart_view_path(experiment_id: str, band: bool = False) -> str:
 
 def _line_chart(uuid: str, section: str, key: str, keys: Sequence[str] | None = None,
                 deleted: bool = False) -> dict[str, Any]:
-    # Every field the UI's own line chart card carries: a shared state is not merged with card
-    # defaults, and the chart code reads these without checking them.
+    # Every field the UI's own line chart card carries: a shared state is merged with the page's
+    # defaults field by field, not card by card, so a card must come complete.
     card = {"uuid": uuid, "type": "LINE", "metricSectionId": section, "deleted": deleted, "isGenerated": True,
             "metricKey": key, "displayName": key, "runsCountToCompare": 10, "lineSmoothness": 0,
             "scaleType": "linear", "xAxisScaleType": "linear", "xAxisKey": "step", "selectedXAxisMetricKey": "",
