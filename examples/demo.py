@@ -115,12 +115,17 @@ def main() -> int:
     if second.returncode != 0:
         return second.returncode
     exp_id = _show(uri)
-    from forecaster_mlflow import chart_view_path
+    from mlflow.tracking import MlflowClient
+
+    from forecaster_mlflow import VIEW_TAG, chart_view_path
+
+    band = VIEW_TAG in MlflowClient(uri).get_experiment(exp_id).tags
 
     print("\nOpen the MLflow UI on this store:\n\n"
           f"    {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri} --port 5000\n\n"
-          "then this page: each running run's loss with its forecast continuing it, in the run's colour\n\n"
-          f"    http://127.0.0.1:5000/{chart_view_path(exp_id)}\n")
+          "then this page: each running run's loss with its forecast continuing it, in the run's colour,\n"
+          "and the forecast's p10-p90 band (dashed and dotted)\n\n"
+          f"    http://127.0.0.1:5000/{chart_view_path(exp_id, band=band)}\n")
     return 0
 
 

@@ -112,7 +112,83 @@ def test_experiment_opens_on_its_training_runs(scenario) -> None:
     client, exp = scenario["client"], scenario["exp"]
     assert client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
     assert f"forecasts beside the real curves: {scenario['uri'].rstrip('/')}/#/experiments/{exp}/runs?" \
-           "compareRunsMode=CHART" in scenario["first"].output
+           "compareRunsMode=CHART&viewStateShareKey=forecast-bands" in scenario["first"].output
+
+
+def test_experiment_gets_one_shared_view_drawing_the_band_on_the_loss_chart(scenario) -> None:
+    """The view the printed URL opens: loss with its band on one chart, the band's own charts hidden."""
+    import json
+
+    client, exp = scenario["client"], scenario["exp"]
+    views = {k: v for k, v in client.get_experiment(exp).tags.items() if k.startswith("mlflow.sharedViewState.")}
+    assert list(views) == ["mlflow.sharedViewState.forecast-bands"]
+    state = json.loads(views["mlflow.sharedViewState.forecast-bands"])
+    shown = [c for c in state["compareRunCharts"] if not c["deleted"]]
+    assert [(c["type"], c["metricKey"], c["selectedMetricKeys"]) for c in shown] == [
+        ("LINE", "loss", ["loss", "loss.p10", "loss.p90"])]
+    assert sorted(c["metricKey"] for c in state["compareRunCharts"] if c["deleted"]) == ["loss.p10", "loss.p90"]
+    assert {c["metricSectionId"] for c in state["compareRunCharts"]} == {s["uuid"] for s in state["compareRunSections"]}
+
+
+def test_band_view_is_ours_alone_and_written_only_when_it_must_change(mlflow_server) -> None:
+    """Written once; rewritten only to add a metric; a user's views and a foreign value under our key stay."""
+    from forecaster_mlflow import VIEW_TAG, MlflowTracker
+
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.create_experiment("band-view")
+    theirs = "mlflow.sharedViewState.3f2a9c"
+    client.set_experiment_tag(exp, theirs, '{"runsHiddenMode":"HIDE_ALL"}')
+    writes: list[tuple[str, str]] = []
+
+    def tracker():
+        t = MlflowTracker(uri=mlflow_server.uri, experiments=[exp])
+        real = t.client.set_experiment_tag
+        t.client.set_experiment_tag = lambda e, k, v: (writes.append((k, v)), real(e, k, v))[1]
+        return t
+
+    plain = f"{mlflow_server.uri}/#/experiments/{exp}/runs?compareRunsMode=CHART"
+    with tracker() as t:
+        assert t.scope_url(exp) == plain  # no view yet: the plain chart view
+    with tracker() as t:
+        t._prepare_experiment(exp, ["loss"])
+        t._prepare_experiment(exp, ["loss"])
+        assert t.scope_url(exp) == plain + "&viewStateShareKey=forecast-bands"
+    assert [k for k, _ in writes] == ["mlflow.experimentKind", VIEW_TAG]
+    with tracker() as t:  # a later sync: nothing to change, nothing written
+        t._prepare_experiment(exp, ["loss"])
+        assert t.scope_url(exp) == plain + "&viewStateShareKey=forecast-bands"
+    assert len(writes) == 2
+    with tracker() as t:  # a metric the view does not draw yet is added beside the others
+        t._prepare_experiment(exp, ["eval_loss"])
+    assert len(writes) == 3
+    from forecaster_mlflow import _view_keys
+
+    assert _view_keys(client.get_experiment(exp).tags[VIEW_TAG]) == {"loss", "eval_loss"}
+    assert client.get_experiment(exp).tags[theirs] == '{"runsHiddenMode":"HIDE_ALL"}'
+
+    # a value under our key that is not a view we wrote is left alone, and not linked to
+    client.set_experiment_tag(exp, VIEW_TAG, '{"hand": "made"}')
+    with tracker() as t:
+        t._prepare_experiment(exp, ["loss"])
+        assert t.scope_url(exp) == plain
+    assert len(writes) == 3 and client.get_experiment(exp).tags[VIEW_TAG] == '{"hand": "made"}'
+
+
+def test_band_view_state_too_long_for_a_tag_is_deflated_as_the_ui_reads_it() -> None:
+    import base64
+    import json
+    import zlib
+
+    from forecaster_mlflow import MAX_TAG_VALUE, _view_keys, band_view_state, encode_view_state
+
+    keys = [f"eval/loss_{i}" for i in range(12)]
+    value = encode_view_state(band_view_state(keys))
+    assert value.startswith("deflate;") and len(value) <= MAX_TAG_VALUE
+    state = json.loads(zlib.decompress(base64.b64decode(value[len("deflate;"):])))
+    assert state == band_view_state(keys) and _view_keys(value) == set(keys)
+    # metrics under a "/" prefix are charted in the section the UI files them under
+    assert [s["name"] for s in state["compareRunSections"]] == ["eval"]
+    assert _view_keys(encode_view_state(band_view_state(["loss"]))) == {"loss"}
 
 
 def test_run_color_follows_the_mlflow_ui() -> None:

@@ -6,15 +6,21 @@ Source runs only ever receive tags (`log_batch` with tags leaves status and end 
 forecast lives in a top-level run named "<run> forecast", linked by ``forecast.source_run`` and
 drawn in its source's colour, that logs the predicted curve under the source's metric keys at
 future steps: the experiment's default chart view overlays it on the real curve with no clicks
-(a child run would stay collapsed, and undrawn, under its parent).
+(a child run would stay collapsed, and undrawn, under its parent). The p10-p90 band keys would
+land in charts of their own there, so each experiment also gets one shared chart view of ours
+(`band_view_state`) that draws them on the metric's own chart; `scope_url` links to it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
+import threading
 import time
+import zlib
+from base64 import b64decode, b64encode
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
@@ -37,6 +43,12 @@ PARENT_TAG = "mlflow.parentRunId"  # forecasts written by earlier versions were 
 COLOR_TAG = "mlflow.runColor"  # the UI draws a run in this colour instead of one hashed from its id
 KIND_TAG = "mlflow.experimentKind"  # MLflow 3 opens an experiment without it on the GenAI overview
 KIND_TRAINING = "custom_model_development"
+# A shared view lives in an experiment tag under this prefix and opens with ?viewStateShareKey=<key>.
+# Views the UI's Share button writes are keyed by a hash, so a fixed word of ours cannot collide
+# with them, and only this one tag is ever written or rewritten by the sync.
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+VIEW_KEY = "forecast-bands"
+VIEW_TAG = VIEW_TAG_PREFIX + VIEW_KEY
 # The MLflow UI's run palette and hash (getStableColorForRun): a forecast takes its source's colour.
 _PALETTE = ("#a6630c", "#c83243", "#b45091", "#8a63bf", "#434a93", "#137dae", "#04867d", "#308613", "#facb66",
             "#1f272d", "#445461", "#5f7281", "#8396a5", "#93320b", "#be501e", "#de7921", "#f2be88", "#115026",
@@ -108,8 +120,11 @@ class MlflowTracker(Tracker):
         self.client = MlflowClient(tracking_uri=self.uri)
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="mlflow-read")
         self._exp_ids: list[str] | None = None
-        self._kind_checked: set[str] = set()
         self._orphans: list[tuple[RunInfo, str]] = []
+        self._prepared: set[str] = set()  # experiments whose kind and band view this sync has seen to
+        self._unprepared: set[str] = set()  # experiments where that failed
+        self._view_keys: dict[str, frozenset[str]] = {}  # experiment -> metric keys its band view draws
+        self._exp_lock = threading.Lock()  # forecasts of one experiment may be written concurrently
 
     # -- helpers ---------------------------------------------------------------------------
     def describe(self) -> str:
@@ -192,26 +207,50 @@ class MlflowTracker(Tracker):
         return None
 
     def scope_url(self, scope: str) -> str | None:
-        """The experiment's training-runs chart view, where forecasts are drawn beside the real curves."""
-        if self.uri and self.uri.startswith(("http://", "https://")):
-            return f"{_safe_uri(self.uri).rstrip('/')}/{chart_view_path(scope)}"
-        return None
+        """The experiment's training-runs chart view where forecasts and bands are drawn.
 
-    def _mark_training(self, scope: str) -> None:
-        """Tag the experiment as model training when it has no kind yet, so MLflow 3 opens its runs.
-
-        An experiment the user (or MLflow) already gave a kind keeps it; failure only costs the
-        landing page, so it is logged and the forecast goes on.
+        That is our shared band view when the experiment has it, else the plain chart view, which
+        still draws each forecast continuing its run (only the band is missing there).
         """
-        if scope in self._kind_checked:
-            return
-        self._kind_checked.add(scope)
-        try:
-            exp = self.client.get_experiment(scope)
-            if not exp.tags.get(KIND_TAG):
-                self.client.set_experiment_tag(scope, KIND_TAG, KIND_TRAINING)
-        except Exception as e:  # noqa: BLE001 - cosmetic; the write of the forecast reports real failures
-            log.debug("could not set the kind of experiment %s: %s", scope, _first_line(e))
+        if not (self.uri and self.uri.startswith(("http://", "https://"))):
+            return None
+        if scope not in self._view_keys:
+            try:
+                self._view_keys[scope] = _view_keys(self.client.get_experiment(scope).tags.get(VIEW_TAG))
+            except Exception as e:  # noqa: BLE001 - only the link is at stake
+                log.debug("could not read the views of experiment %s: %s", scope, _first_line(e))
+        return f"{_safe_uri(self.uri).rstrip('/')}/{chart_view_path(scope, band=bool(self._view_keys.get(scope)))}"
+
+    def _prepare_experiment(self, scope: str, keys: Sequence[str]) -> None:
+        """Before the first forecast into an experiment: its kind, and a band view drawing `keys`.
+
+        MLflow 3 opens an experiment without a kind on the GenAI overview, so one with no kind is
+        marked as model training; one the user (or MLflow) gave a kind keeps it. The band view tag
+        is ours alone: written when missing, rewritten only to add keys it does not draw yet.
+        Both are cosmetic, so a failure is logged and the forecast goes on.
+        """
+        with self._exp_lock:
+            if scope in self._unprepared or (
+                    scope in self._prepared and set(keys) <= self._view_keys.get(scope, frozenset())):
+                return
+            self._prepared.add(scope)
+            try:
+                tags = self.client.get_experiment(scope).tags
+                if not tags.get(KIND_TAG):
+                    self.client.set_experiment_tag(scope, KIND_TAG, KIND_TRAINING)
+                have = _view_keys(tags.get(VIEW_TAG))
+                if VIEW_TAG in tags and not have:
+                    # not a state we wrote (a hand-made tag under our key?): leave it as it is
+                    self._view_keys[scope] = frozenset()
+                    self._unprepared.add(scope)
+                    return
+                want = have | set(keys)
+                if want != have:
+                    self.client.set_experiment_tag(scope, VIEW_TAG, encode_view_state(band_view_state(sorted(want))))
+                self._view_keys[scope] = frozenset(want)
+            except Exception as e:  # noqa: BLE001 - cosmetic; the write of the forecast reports real failures
+                self._unprepared.add(scope)  # once per sync: a refusal (permissions) would only repeat
+                log.debug("could not prepare experiment %s for the UI: %s", scope, _first_line(e))
 
     # -- reading ---------------------------------------------------------------------------
     def list_runs(self) -> list[RunInfo]:
@@ -307,7 +346,7 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Metric
 
         src = revision.source
-        self._mark_training(src.scope)
+        self._prepare_experiment(src.scope, list(revision.curves))
         tags = {TAG_KIND: KIND_FORECAST, TAG_SOURCE: src.id, COLOR_TAG: run_color(src.id, src.tags),
                 "forecast.input": revision.input, "mlflow.note.content":
                 f"Forecast of run {src.name} ({src.id}) made by forecaster; superseded revisions are deleted."}
@@ -447,9 +486,83 @@ def _first_line(e: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-def chart_view_path(experiment_id: str) -> str:
-    """The UI route of an experiment's training runs in chart view (MLflow 3; 2.x ignores the tab)."""
-    return f"#/experiments/{experiment_id}/runs?compareRunsMode=CHART"
+def chart_view_path(experiment_id: str, band: bool = False) -> str:
+    """The UI route of an experiment's training runs in chart view (MLflow 3; 2.x ignores the tab).
+
+    With `band`, the route opens our shared view (`band_view_state`), which the experiment must hold.
+    """
+    path = f"#/experiments/{experiment_id}/runs?compareRunsMode=CHART"
+    return f"{path}&viewStateShareKey={VIEW_KEY}" if band else path
+
+
+def _line_chart(uuid: str, section: str, key: str, keys: Sequence[str] | None = None,
+                deleted: bool = False) -> dict[str, Any]:
+    # Every field the UI's own line chart card carries: a shared state is merged with the page's
+    # defaults field by field, not card by card, so a card must come complete.
+    card = {"uuid": uuid, "type": "LINE", "metricSectionId": section, "deleted": deleted, "isGenerated": True,
+            "metricKey": key, "displayName": key, "runsCountToCompare": 10, "lineSmoothness": 0,
+            "scaleType": "linear", "xAxisScaleType": "linear", "xAxisKey": "step", "selectedXAxisMetricKey": "",
+            "yAxisKey": "METRIC", "yAxisExpressions": [], "ignoreOutliers": False, "useGlobalXaxisKey": True,
+            "useGlobalLineSmoothing": True,
+            "range": {}}
+    if keys:
+        card["selectedMetricKeys"] = list(keys)
+    return card
+
+
+def band_view_state(keys: Sequence[str]) -> dict[str, Any]:
+    """The experiment page state of our shared view: each metric's chart also draws its band.
+
+    A line chart in the MLflow UI draws every key in its ``selectedMetricKeys`` for every run, so
+    the `loss` chart lists ``loss``, ``loss.p10`` and ``loss.p90``: real runs draw their loss,
+    forecast runs their p50 and, dashed and dotted in the same colour, the band's edges. The UI
+    adds a chart of its own for any metric no chart names as ``metricKey``, so ``loss.p10`` and
+    ``loss.p90`` are named by deleted (hidden) cards; every other metric still gets its usual
+    chart, after ours. All runs are shown: the UI's default (first 10 in the table) could hide a
+    long-running run behind newer finished ones and its fresher forecast.
+    """
+    sections: dict[str, str] = {}
+    charts: list[dict[str, Any]] = []
+    for key in keys:
+        # the UI files a metric under the part of its name before the last "/" ("Model metrics": none)
+        name = key.rsplit("/", 1)[0] if "/" in key else "Model metrics"
+        section = sections.setdefault(name, f"forecast-section-{len(sections)}")
+        lo, hi = ForecastRevision.band_keys(key)
+        charts += [_line_chart(f"forecast-chart-{key}", section, key, [key, lo, hi]),
+                   _line_chart(f"forecast-chart-{lo}", section, lo, deleted=True),
+                   _line_chart(f"forecast-chart-{hi}", section, hi, deleted=True)]
+    return {
+        "compareRunCharts": charts,
+        # one chart per row at a readable height; "reordered" makes the UI append the charts it
+        # adds for other metrics after ours instead of sorting them in by name
+        "compareRunSections": [{"uuid": uuid, "name": name, "display": True, "isReordered": True, "deleted": False,
+                                "isGenerated": True, "columns": 1, "cardHeight": 520}
+                               for name, uuid in sections.items()],
+        "isAccordionReordered": False,
+        "runsHiddenMode": "SHOW_ALL",
+    }
+
+
+def encode_view_state(state: Mapping[str, Any]) -> str:
+    """A view state as the UI reads it from the tag: JSON, or deflated when JSON would not fit a tag."""
+    text = json.dumps(state, separators=(",", ":"))
+    if len(text) <= MAX_TAG_VALUE:
+        return text
+    return "deflate;" + b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+def _view_keys(value: str | None) -> frozenset[str]:
+    """The metric keys a band view of ours draws (empty: no view, or not one we wrote)."""
+    if not value:
+        return frozenset()
+    try:
+        if value.startswith("deflate;"):
+            value = zlib.decompress(b64decode(value[len("deflate;"):])).decode()
+        charts = json.loads(value)["compareRunCharts"]
+        return frozenset(c["metricKey"] for c in charts
+                         if str(c.get("uuid", "")).startswith("forecast-chart-") and c.get("selectedMetricKeys"))
+    except (ValueError, KeyError, TypeError, AttributeError, zlib.error):
+        return frozenset()
 
 
 def _safe_uri(uri: str | None) -> str:
