@@ -48,6 +48,8 @@ TAG_STATUS = "forecast.status"
 TAG_SKIPPED = "forecast.skipped"
 TAG_WATERMARK = "forecast.watermark"
 TAG_NOTES = "forecast.notes"
+# a revision whose finals and bands move less than this share of the band's width is not written
+KEEP_SHARE = 0.1
 # set while an alert's webhook failed: the run is fitted again next sync (same inputs or not) to retry it
 TAG_ALERT_RETRY = "forecast.alert_retry"
 TOTAL_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
@@ -99,13 +101,15 @@ class RunOutcome:
     alerts: list[str] = field(default_factory=list)  # firing alert messages
     stop: str | None = None  # what was done about a stop request (only with --stop-runs)
     notes: list[str] = field(default_factory=list)  # what screening did to its data (dropped points, not pooled)
+    kept: bool = False  # the new forecast is within KEEP_SHARE of the drawn one: that one stays
 
     def line(self) -> str:
         """The one log line for this run."""
         who = self.run.label
         if self.action == "forecast" and self.forecast is not None:
             lo, hi = self.forecast.final_interval
-            extra = f"; NOTE {'; '.join(self.notes)}" if self.notes else ""
+            extra = f"; kept the drawn forecast (within {KEEP_SHARE:.0%} of its band)" if self.kept else ""
+            extra += f"; NOTE {'; '.join(self.notes)}" if self.notes else ""
             extra += f"; ALERT {'; '.join(self.alerts)}" if self.alerts else ""
             extra += f"; STOP {self.stop}" if self.stop else ""
             return (f"{who}: {self.forecast.metric} -> {self.forecast.final:.4g} "
@@ -146,7 +150,9 @@ class SyncReport:
         t = self.timings
         times = ", ".join(f"{k} {v:.2f}s" for k, v in t.items() if k != "total")
         verb = "would forecast" if self.dry_run else "forecast"
-        return (f"{self.seen} runs seen: {len(self.by('forecast'))} {verb}, {len(self.by('unchanged'))} unchanged, "
+        kept = sum(1 for o in self.by("forecast") if o.kept)
+        return (f"{self.seen} runs seen: {len(self.by('forecast'))} {verb}"
+                + (f" ({kept} kept as drawn)" if kept else "") + f", {len(self.by('unchanged'))} unchanged, "
                 f"{len(self.by('context'))} ended (context only), {len(self.by('skipped'))} skipped"
                 + (f" ({skip})" if skip else "") + f", {alerts} alerts firing"
                 + (f", {stops} stop requests" if stops else "") + f"; {self.writes} writes; "
@@ -546,6 +552,18 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
         outcomes[p.run.id].alerts = firing.get(p.run.id, [])
     tag_only = [(r, {**t, **alert_tags.get(r.id, {}), **_notes_tag(outcomes[r.id])}) for r, t in tag_only]
 
+    # a revision no chart could tell from the drawn forecast is not written: one tag write instead
+    # of a new forecast run (the check is recorded in forecast.input, so the next sync is quiet)
+    kept = {p.run.id for p in ready if not settings.force and not alert_sent.get(p.run.id)
+            and p.run.id not in stops and _still_drawn(p, curves[p.run.id], settings)}
+    for p in ready:
+        if p.run.id in kept:
+            outcomes[p.run.id].kept = True
+            outcomes[p.run.id].forecast_id = p.run.tags.get(TAG_RUN_ID)
+            tag_only.append((p.run, {TAG_INPUT: p.fp, **{k: v for k, v in alert_tags.get(p.run.id, {}).items()
+                                                          if p.run.tags.get(k) != v}}))
+    ready = [p for p in ready if p.run.id not in kept]
+
     if not settings.dry_run:
         _write_all(tracker, settings, ready, curves, primary_hist, alert_tags, alert_sent, tag_only,
                    outcomes, writes, progress, stops)
@@ -626,6 +644,38 @@ def _fit_contained(hist: list[RunHistory], settings: SyncSettings) -> list[RunFo
         for i, fc in zip(idx, fcs):
             out[i] = fc
     return [fc for fc in out if fc is not None]
+
+
+def _still_drawn(p: _Plan, curves: dict[str, RunForecast], settings: SyncSettings) -> bool:
+    """Would the drawn forecast look the same? Every final and its band within KEEP_SHARE of the
+    band's width, the same law and end, and the run not yet KEEP_SHARE of the way on from where
+    the drawn forecast starts (past that its start lags visibly behind the real curve)."""
+    t = p.run.tags
+    primary = settings.metrics[0]
+    fc = curves[primary]
+    made = _watermark_step(t.get(TAG_WATERMARK, ""), primary)
+    if (t.get(TAG_STATUS) != "ok" or t.get(TAG_RUN_ID) not in p.run.forecasts or made is None
+            or t.get("forecast.final_step") != str(int(fc.steps[-1])) or t.get("forecast.law") != fc.law):
+        return False
+    for m, c in curves.items():
+        pre = "forecast." if m == primary else f"forecast.{m}."
+        try:
+            old, lo, hi = (float(t[pre + k]) for k in ("final", "final_p10", "final_p90"))
+        except (KeyError, ValueError):
+            return False
+        new_lo, new_hi = c.final_interval
+        if max(abs(c.final - old), abs(new_lo - lo), abs(new_hi - hi)) > KEEP_SHARE * (hi - lo):
+            return False
+    return p.run.latest[primary].step - made <= KEEP_SHARE * (int(fc.steps[-1]) - made)
+
+
+def _watermark_step(marks: str, metric: str) -> int | None:
+    """The step of `metric` in a forecast.watermark tag ('loss@16000,eval_loss@15800')."""
+    for part in marks.split(","):
+        key, _, step = part.rpartition("@")
+        if key == metric and step.isdigit():
+            return int(step)
+    return None
 
 
 def _notes_tag(o: RunOutcome) -> dict[str, str | None]:

@@ -426,3 +426,29 @@ def test_child_forecasts_of_earlier_versions_still_belong_to_their_source(mlflow
     with MlflowTracker(uri=mlflow_server.uri, experiments=[exp]) as tracker:
         (run,) = tracker.list_runs()
     assert run.id == src and run.forecasts == [old] and run.partial == []
+
+
+def test_a_revision_no_chart_would_show_is_not_written(mlflow_server) -> None:
+    """One more point barely moves a forecast: the drawn one stays (one tag write), until the run
+    has gone far enough on that the drawn forecast's start would lag behind the real curve."""
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.create_experiment("sync-kept")
+    rid = log_hf_run(client, exp, "live", upto=400, seed=31, status="RUNNING")
+    log_hf_run(client, exp, "done", seed=32)
+    assert _cli("--tracking-uri", mlflow_server.uri, "-e", "sync-kept", "--law", LAW, "--no-plots").exit_code == 0
+    first = client.get_run(rid).data.tags
+
+    add_points(client, rid, 420, 420, seed=31)
+    res = _cli("--tracking-uri", mlflow_server.uri, "-e", "sync-kept", "--law", LAW, "--no-plots")
+    assert res.exit_code == 0 and "1 forecast (1 kept as drawn)" in res.output and "; 1 writes;" in res.output
+    tags = client.get_run(rid).data.tags
+    assert tags["forecast.run_id"] == first["forecast.run_id"] and tags["forecast.input"] != first["forecast.input"]
+    assert tags["forecast.final"] == first["forecast.final"] and tags["forecast.watermark"] == first["forecast.watermark"]
+    res = _cli("--tracking-uri", mlflow_server.uri, "-e", "sync-kept", "--law", LAW, "--no-plots")
+    assert "1 unchanged" in res.output and "0 writes" in res.output
+
+    add_points(client, rid, 440, 500, seed=31)  # 100 steps on: a sixth of what was left
+    res = _cli("--tracking-uri", mlflow_server.uri, "-e", "sync-kept", "--law", LAW, "--no-plots")
+    assert "1 forecast," in res.output and "kept" not in res.output
+    (child,) = _children(client, exp, rid)
+    assert client.get_run(rid).data.tags["forecast.run_id"] == child.info.run_id != first["forecast.run_id"]
