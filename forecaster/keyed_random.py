@@ -1,0 +1,59 @@
+"""Random draws keyed by what they belong to, so a run's band never depends on its batch.
+
+A shared generator hands each group the numbers that come after the previous groups' draws: add
+or drop one unrelated run and every later group's band (and, where the median comes from draws,
+its forecast) moves by Monte Carlo noise. Here each draw is a hash of (key, counter) instead
+(splitmix64 on int64 tensors, vectorised): the same key, seed and counter give the same number in
+any batch, on any device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+
+import torch
+
+_GOLDEN = -0x61C8864680B583EB  # 0x9E3779B97F4A7C15 as a signed int64
+_M1 = -0x40A7B892E31B1A47  # 0xBF58476D1CE4E5B9
+_M2 = -0x6B2FB644ECCEEE15  # 0x94D049BB133111EB
+
+
+def keys(names: Iterable[str], seed: int, salt: str = "") -> torch.Tensor:
+    """One int64 key per name (a run id, a group name), fixed by the seed and a salt per use."""
+    out = [int.from_bytes(hashlib.blake2b(f"{seed}|{salt}|{n}".encode(), digest_size=8).digest(), "little",
+                          signed=True) for n in names]
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def _shr(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic on signed integers)."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    x = x + _GOLDEN
+    x = (x ^ _shr(x, 30)) * _M1
+    x = (x ^ _shr(x, 27)) * _M2
+    return x ^ _shr(x, 31)
+
+
+def uniform(key: torch.Tensor, shape: tuple[int, ...], dtype=torch.float64) -> torch.Tensor:
+    """Uniforms in (0, 1) of shape (*shape, len(key)) laid out as (..., key): entry [i..., j] is a
+    function of key[j] and the flat index of i only."""
+    n = math.prod(shape)
+    counter = torch.arange(n, dtype=torch.int64, device=key.device).reshape(*shape, 1)
+    bits = _mix(_mix(key.reshape(*([1] * len(shape)), -1) ^ (counter * _GOLDEN)))
+    return ((_shr(bits, 11).to(dtype) + 0.5) / float(1 << 53))
+
+
+def normal(key: torch.Tensor, shape: tuple[int, ...], dtype=torch.float64) -> torch.Tensor:
+    """Standard normals of shape (*shape, len(key)) (Box-Muller on two keyed uniforms)."""
+    u = uniform(key, (2, *shape), dtype)
+    return torch.sqrt(-2.0 * torch.log(u[0])) * torch.cos(2.0 * math.pi * u[1])
+
+
+def permutation(key: torch.Tensor, n: int) -> torch.Tensor:
+    """(n, len(key)): a random permutation of 0..n-1 per key (column)."""
+    return torch.argsort(uniform(key, (n,)), dim=0)
