@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from forecaster import keyed_random
 from forecaster.batch import Features, build_features, lr_per_step
 from forecaster.device import DTYPE
 from forecaster.fit import GroupFit
@@ -80,7 +81,9 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), feats)  # (T, P)
 
-    gen = torch.Generator(device="cpu").manual_seed(fc.seed)
+    # draws keyed by group and run, never by position in the batch (keyed_random)
+    gkeys = group_keys(fit, [fc.histories_[r].group for r in rows], fc.seed)
+    rkeys = keyed_random.keys([h.run for h in hist], fc.seed, salt="run")
     nh = torch.as_tensor([len(x) for x in horizons], device=dev)
     chol = _chol(fit)
     n = fc.samples
@@ -128,14 +131,14 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
         # batch's cost; it is interpolated back to every step
         knots = _knots(nh[known], KNOTS)
         fk = feats.rows(known).points(knots)
-        samples = _draws(fit, chol, gi[known], mi[known], fk, n, gen)  # (n, K, knots)
+        samples = _draws(fit, chol, gi[known], mi[known], fk, n, gkeys)  # (n, K, knots)
         # the spread from the draws' own quantiles: a few wild draws of a weakly determined
         # parameter must not blow up the band the way they would blow up a variance
         q_lo, q_hi = (samples.kthvalue(k, dim=0).values for k in ranks)
         width = _interp_rows(fk.t, (q_hi - q_lo) / (z[1] - z[0]), feats.t[known])
         sd = torch.sqrt(width**2 + spread[known] ** 2)
         qs[:, known] = torch.exp(torch.log(point[known])[None] + z[:, None, None] * sd[None])
-        finals[:, known] = samples[:, :, -1] + torch.randn(n, len(known), generator=gen, dtype=DTYPE).to(dev) \
+        finals[:, known] = samples[:, :, -1] + keyed_random.normal(rkeys[known.cpu()], n)[:, 0].to(dev) \
             * spread[known, (nh[known] - 1).clamp_min(0)][None]
     if len(unknown_idx):
         # where the annealing gain is drawn from its range, the quantiles and the median come from
@@ -149,11 +152,12 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
         # replaces, and draws of unidentified ones swing the curve far off through the warmup's share
         fixed = [law.params.index(name) for name in law.annealing]
         samples = _draws(fit, _conditional_chol(fit.cov * INFLATION**2, fixed), gi[idx], mi[idx],
-                         _without_future_decay(fu, s1_last, s2_last), n, gen)
+                         _without_future_decay(fu, s1_last, s2_last), n, gkeys)
         samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
-                                     nh[idx], remaining[idx], gen)
+                                     nh[idx], remaining[idx], keyed_random.derive(rkeys[idx.cpu()], 1))
         point[idx] = samples.median(0).values.exp()
-        noisy = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * spread[idx][None]
+        z = keyed_random.normal(keyed_random.derive(rkeys[idx.cpu()], 2), n, samples.shape[2]).permute(0, 2, 1)
+        noisy = samples + z.to(dev) * spread[idx][None]
         qs[0, idx], qs[1, idx] = (noisy.kthvalue(k, dim=0).values.exp() for k in ranks)
         end = (nh[idx] - 1).clamp_min(0)
         finals[:, idx] = noisy[:, torch.arange(len(idx), device=dev), end]
@@ -191,12 +195,12 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
 
 
 def law_spread(fit: GroupFit, gi: torch.Tensor, mi: torch.Tensor, f: Features, n: int,
-               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+               gkeys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The law's value (R, P) for the runs at (gi, mi) on features f, and the spread of its log
     (a robust sd, from the p10-p90 range of n Laplace draws): the parameter part of a band alone."""
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), f)
-    samples = _draws(fit, _chol(fit), gi, mi, f, n, torch.Generator(device="cpu").manual_seed(seed))
+    samples = _draws(fit, _chol(fit), gi, mi, f, n, gkeys)
     lo, hi = (samples.kthvalue(max(1, int(round(level * n))), dim=0).values for level in (0.1, 0.9))
     return point, (hi - lo) / (2 * Z90)
 
@@ -207,8 +211,14 @@ def _chol(fit: GroupFit) -> torch.Tensor:
     return torch.linalg.cholesky(fit.cov * INFLATION**2 + 1e-12 * eye)
 
 
+def group_keys(fit: GroupFit, groups: list[str], seed: int) -> torch.Tensor:
+    """One key per fitted group (`groups`: the group name of each fitted row position)."""
+    first = fit.members[:, 0].cpu().tolist()
+    return keyed_random.keys([groups[i] for i in first], seed, salt=f"group:{fit.law.name}")
+
+
 def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor, f: Features, n: int,
-           gen: torch.Generator) -> torch.Tensor:
+           gkeys: torch.Tensor) -> torch.Tensor:
     """Log predictions (n, R, P) of the runs at (gi, mi) on features f under n draws of the
     group vectors from their Laplace Gaussian, in chunks of bounded size."""
     law = fit.law
@@ -217,7 +227,7 @@ def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor
     out = []
     for start in range(0, n, per):
         k = min(per, n - start)
-        z = torch.randn(k, *fit.x.shape, generator=gen, dtype=DTYPE).to(fit.x.device)
+        z = keyed_random.normal(gkeys, k, fit.x.shape[1], start=start).permute(0, 2, 1).to(fit.x.device)
         xs = fit.x + (chol @ z.unsqueeze(-1)).squeeze(-1)  # (k, G, q)
         u = fit.run_params(xs)[:, gi, mi]  # (k, R, p)
         rows = f.rows(torch.arange(R, device=fit.x.device).repeat(k))
@@ -277,7 +287,7 @@ def _future_decay_only(f: Features, s1_last: torch.Tensor, s2_last: torch.Tensor
                    drop=torch.where(after, f.drop.clamp_min(0.0), torch.zeros_like(f.drop)))
 
 
-def _unidentified_gain(fit: GroupFit, gi, mi, feats: Features, samples, nh, planned, gen) -> torch.Tensor:
+def _unidentified_gain(fit: GroupFit, gi, mi, feats: Features, samples, nh, planned, keys) -> torch.Tensor:
     """Draws of targets whose group's data cannot identify the annealing gain, the gain redrawn:
     `samples` are draws of the curve without the planned decay, and the gain its decay brings is
     drawn between none and MAX_GAIN of the loss at the end, scaled by how far the LR decays
@@ -299,5 +309,5 @@ def _unidentified_gain(fit: GroupFit, gi, mi, feats: Features, samples, nh, plan
     # stratified: one gain per n-quantile of the range, shuffled against the parameter draws, so
     # the median forecast does not move by a Monte Carlo error of ~0.4 % from seed to seed
     n = samples.shape[0]
-    phi = ((torch.randperm(n, generator=gen).to(DTYPE) + 0.5) / n * MAX_GAIN).to(samples.device)[:, None, None]
+    phi = ((keyed_random.permutation(keys, n).to(DTYPE) + 0.5) / n * MAX_GAIN).to(samples.device)[:, :, None]
     return torch.log((samples.exp() - phi * rel).clamp_min(1e-12))

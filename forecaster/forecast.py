@@ -404,7 +404,8 @@ def _law_at_end(fc: "Forecaster", hist: list[RunHistory], rows: list[int]) -> tu
         mi = torch.as_tensor([m for _, m in slots], device=fit.x.device)
         feats = build_features([hist[r] for _, r in mine], [hist[r].horizon[-1:] for _, r in mine],
                                warmup=fc.warmup, blocks=fit.law.uses_blocks, device=fc.device_)
-        p, s = bands.law_spread(fit, gi, mi, feats, fc.samples, fc.seed)
+        gkeys = bands.group_keys(fit, [hist[r].group for r in fit_rows], fc.seed)
+        p, s = bands.law_spread(fit, gi, mi, feats, fc.samples, gkeys)
         at = [k for k, _ in mine]
         point[at], sd[at] = p[:, 0].cpu().numpy(), s[:, 0].cpu().numpy()
     return point, sd

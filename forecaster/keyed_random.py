@@ -27,6 +27,11 @@ def keys(names: Iterable[str], seed: int, salt: str = "") -> torch.Tensor:
     return torch.tensor(out, dtype=torch.int64)
 
 
+def derive(key: torch.Tensor, use: int) -> torch.Tensor:
+    """Independent keys for another use of the same things (`use` >= 1)."""
+    return _mix(key ^ _mix(torch.full_like(key, use)))
+
+
 def _shr(x: torch.Tensor, s: int) -> torch.Tensor:
     """Logical right shift of int64 (torch's >> is arithmetic on signed integers)."""
     return (x >> s) & ((1 << (64 - s)) - 1)
@@ -39,21 +44,27 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return x ^ _shr(x, 31)
 
 
-def uniform(key: torch.Tensor, shape: tuple[int, ...], dtype=torch.float64) -> torch.Tensor:
-    """Uniforms in (0, 1) of shape (*shape, len(key)) laid out as (..., key): entry [i..., j] is a
-    function of key[j] and the flat index of i only."""
-    n = math.prod(shape)
-    counter = torch.arange(n, dtype=torch.int64, device=key.device).reshape(*shape, 1)
-    bits = _mix(_mix(key.reshape(*([1] * len(shape)), -1) ^ (counter * _GOLDEN)))
-    return ((_shr(bits, 11).to(dtype) + 0.5) / float(1 << 53))
+_COLS = 1 << 24  # counters are row * _COLS + column: a row's numbers do not depend on the row width
 
 
-def normal(key: torch.Tensor, shape: tuple[int, ...], dtype=torch.float64) -> torch.Tensor:
-    """Standard normals of shape (*shape, len(key)) (Box-Muller on two keyed uniforms)."""
-    u = uniform(key, (2, *shape), dtype)
-    return torch.sqrt(-2.0 * torch.log(u[0])) * torch.cos(2.0 * math.pi * u[1])
+def uniform(key: torch.Tensor, rows: int, cols: int = 1, start: int = 0, stream: int = 0,
+            dtype=torch.float64) -> torch.Tensor:
+    """Uniforms in (0, 1), shape (rows, cols, len(key)): entry [i, j, k] depends on key[k], the row
+    start + i, the column j and the stream only, never on the shape asked for."""
+    i = torch.arange(start, start + rows, dtype=torch.int64, device=key.device)[:, None, None]
+    j = torch.arange(cols, dtype=torch.int64, device=key.device)[None, :, None]
+    counter = (i * _COLS + j) * 2 + stream
+    bits = _mix(_mix(key.to(counter.device)[None, None, :]) ^ (counter * _GOLDEN))
+    return (_shr(bits, 11).to(dtype) + 0.5) / float(1 << 53)
+
+
+def normal(key: torch.Tensor, rows: int, cols: int = 1, start: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """Standard normals, shape (rows, cols, len(key)), laid out as `uniform` (Box-Muller)."""
+    u1 = uniform(key, rows, cols, start, 0, dtype)
+    u2 = uniform(key, rows, cols, start, 1, dtype)
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
 
 
 def permutation(key: torch.Tensor, n: int) -> torch.Tensor:
     """(n, len(key)): a random permutation of 0..n-1 per key (column)."""
-    return torch.argsort(uniform(key, (n,)), dim=0)
+    return torch.argsort(uniform(key, n)[:, 0, :], dim=0)
