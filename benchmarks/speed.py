@@ -8,7 +8,10 @@ the core alone (`Forecaster.fit` and `predict` on histories already in memory), 
 ratio. Both
 forecasts of the final value are checked against the generating curve so neither wins by doing less.
 
-Usage: python benchmarks/speed.py [--runs 1000] [--law momentum] [--device cpu]
+With --profile, also the forecast process's wall time per phase ($FORECASTER_PROFILE,
+forecaster/phases.py; exclusive times, so a phase's nested phases are not in its figure).
+
+Usage: python benchmarks/speed.py [--runs 1000] [--law momentum] [--device cpu] [--profile]
 Writes markdown to stdout.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import resource
@@ -126,6 +130,7 @@ def main() -> None:
     ap.add_argument("--law", default="momentum", help="--law passed to forecast predict")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true", help="print the forecast process's time per phase")
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS for the forecast process (default: inherited); on a loaded "
                          "machine torch's intra-op threads contend and 1 can be much faster")
@@ -136,6 +141,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "runs.csv", Path(tmp) / "forecast.csv"
         truth = make_csv(src, args.runs, args.seed)
+        prof = Path(tmp) / "phases.json"
+        if args.profile:
+            env["FORECASTER_PROFILE"] = str(prof)
         cmd = [sys.executable, "-m", "forecaster.cli", "predict", "--input", str(src), "--output", str(out),
                "--law", args.law, "--device", args.device]
         t0 = time.perf_counter()
@@ -143,6 +151,7 @@ def main() -> None:
         t_fc = time.perf_counter() - t0
         if proc.returncode != 0:
             sys.exit(f"forecast predict failed ({proc.returncode}): {proc.stderr.strip()}")
+        phase_s = json.loads(prof.read_text()) if args.profile else {}
         mem_fc = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # MiB (Linux: KiB)
         with out.open() as fh:
             rows = list(csv.DictReader(fh))
@@ -183,6 +192,14 @@ def main() -> None:
     print(f"\nRatio (scipy loop / forecast process): **{t_sp / t_fc:.1f}x**; "
           f"scipy loop / in-process fit and bands: **{t_sp / t_core:.1f}x**; "
           f"forecast runs skipped: {int(np.isnan(fc_final).sum())}.")
+    if phase_s:
+        total = phase_s.pop("predict total")
+        rows = sorted(phase_s.items(), key=lambda kv: -kv[1])
+        rows += [("other (inside predict)", total - sum(phase_s.values())), ("start-up (interpreter, imports)", t_fc - total)]
+        print("\n| phase of the forecast process | s | share |\n|---|---|---|")
+        for name, s in rows:
+            print(f"| {name} | {s:.2f} | {100 * s / t_fc:.0f} % |")
+        print(f"| whole process | {t_fc:.2f} | 100 % |")
     print(f"\nforecast stderr: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
 
 

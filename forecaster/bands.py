@@ -20,6 +20,7 @@ from forecaster.batch import Features, build_features, lr_per_step
 from forecaster.device import DTYPE
 from forecaster.fit import GroupFit
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.phases import phase
 from forecaster.shared_noise import shared_noise
 
 # Scale on the Laplace covariance. A misspecified law's Laplace band is too narrow when it
@@ -61,6 +62,12 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     Targets in `unidentified` get the band of an unidentified annealing response whatever their
     group has shown (their own decay was seen to mislead the law: `Forecaster._check_own_decays`).
     """
+    with phase("bands"):
+        return _forecast_fit(fc, fit, rows, targets, unidentified)
+
+
+def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
+                  unidentified: frozenset[int]) -> dict[int, RunForecast]:
     if not targets:
         return {}
     dev = fit.x.device
@@ -107,7 +114,8 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     # what siblings trained on the same data order say about each step's deviation from
     # the law: the shift moves every quantile (at the end), and where it applies, the deviation it
     # leaves on the run's observed steps stands for both the noise and the misfit there
-    shared = shared_noise(fit, fc.histories_, rows, targets, slots, fc.warmup, dev) if fc.follow_siblings else {}
+    with phase("shared deviations"):
+        shared = shared_noise(fit, fc.histories_, rows, targets, slots, fc.warmup, dev) if fc.follow_siblings else {}
     shift = torch.zeros_like(spread)
     for k, r in enumerate(targets):
         if r in shared:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from forecaster.device import DTYPE
+from forecaster.phases import phase
 from forecaster.histories import RunHistory
 
 WARMUP_MODES = ("linear", "peak", "hold")
@@ -158,6 +159,12 @@ def build_features(
 ) -> Features:
     """Features of each run at its evaluation steps `points[i]` (any steps, past or future);
     `blocks=False` leaves out the LR-change blocks, which only the multi-power law reads."""
+    with phase("features"):
+        return _build_features(histories, points, warmup=warmup, lam=lam, max_blocks=max_blocks, blocks=blocks,
+                               device=device)
+
+
+def _build_features(histories, points, *, warmup, lam, max_blocks, blocks, device) -> Features:
     if warmup not in WARMUP_MODES:
         raise ValueError(f"warmup must be one of {WARMUP_MODES}, not {warmup!r}")
     R = len(histories)

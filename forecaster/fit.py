@@ -20,6 +20,7 @@ import torch
 
 from forecaster.batch import Features
 from forecaster.laws.base import Law
+from forecaster.phases import phase
 
 HUBER_DELTA = 1e-3
 PRUNE_AT = 6
@@ -175,6 +176,15 @@ def fit_groups(
     around its starting value, so directions the data do not determine keep a finite but wide
     uncertainty instead of a singular covariance.
     """
+    with phase("starts"):
+        s0 = law.starts(feats, y.clamp_min(1e-12), n=starts)  # (R, S, p)
+    with phase("fit iterations"):
+        return _fit_groups(law, feats, y, members, s0, pool=pool, max_iter=max_iter, delta=delta,
+                           prior_sd=prior_sd)
+
+
+def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tensor, s0: torch.Tensor, *,
+                pool: float, max_iter: int, delta: float, prior_sd: float) -> GroupFit:
     dev, dt = y.device, y.dtype
     G, M = members.shape
     p = len(law.params)
@@ -190,7 +200,6 @@ def fit_groups(
     logy = torch.log(yy.clamp_min(1e-12))
 
     # starts: per-run variable-projection starts, combined per group (median over members)
-    s0 = law.starts(feats, y.clamp_min(1e-12), n=starts)  # (R, S, p)
     S = s0.shape[1]
     u0 = law.unconstrained(s0)[rows]  # (G, M, S, p)
     w = valid.to(dt)[..., None, None]

@@ -14,6 +14,7 @@ from forecaster.bands import EVIDENCE_MIN, Z90
 from forecaster.device import DTYPE, pick_device
 from forecaster.fit import GroupFit, fit_groups
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.phases import phase
 
 log = logging.getLogger(__name__)
 
@@ -132,30 +133,32 @@ class Forecaster:
         # under a law whose parameters are all shared (size-aware), a run needs no points of its
         # own: its size and schedule place it on the group's law
         shared_law = law is not None and set(law.annealing) == set(law.params)
-        fitted_groups = {h.group for h in self.histories_ if len(h.steps) >= MIN_POINTS}
-        for i, h in enumerate(self.histories_):
-            if law is not None and law.needs_size and not (h.size and h.size > 0):
-                self.skipped_[i] = f"law {self.law!r} needs the model size and the run has none"
-            elif len(h.steps) < MIN_POINTS and not (shared_law and h.group in fitted_groups):
-                self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
-            elif np.any(h.values <= 0):
-                self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
-            elif np.any(h.values > MAX_VALUE):
-                self.skipped_[i] = (f"metric reaches {float(np.max(h.values)):.3g}, beyond the fit's range (up to "
-                                    f"{MAX_VALUE:.0e}); rescale it, e.g. divide by a power of ten")
-            elif rises(h.values):
-                self.skipped_[i] = ("metric rises over the run; the laws model a falling, loss-like metric "
-                                    "(forecast an error such as 1 - accuracy instead)")
-            elif self.law != "auto" and laws.get(self.law).needs_lr and not informative_lr(h):
-                self.skipped_[i] = (f"law {self.law!r} needs a learning rate and the run has none "
-                                    "(or logs 0 throughout)")
-        plans = self._plans()
+        with phase("plan"):
+            fitted_groups = {h.group for h in self.histories_ if len(h.steps) >= MIN_POINTS}
+            for i, h in enumerate(self.histories_):
+                if law is not None and law.needs_size and not (h.size and h.size > 0):
+                    self.skipped_[i] = f"law {self.law!r} needs the model size and the run has none"
+                elif len(h.steps) < MIN_POINTS and not (shared_law and h.group in fitted_groups):
+                    self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
+                elif np.any(h.values <= 0):
+                    self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
+                elif np.any(h.values > MAX_VALUE):
+                    self.skipped_[i] = (f"metric reaches {float(np.max(h.values)):.3g}, beyond the fit's range (up to "
+                                        f"{MAX_VALUE:.0e}); rescale it, e.g. divide by a power of ten")
+                elif rises(h.values):
+                    self.skipped_[i] = ("metric rises over the run; the laws model a falling, loss-like metric "
+                                        "(forecast an error such as 1 - accuracy instead)")
+                elif self.law != "auto" and laws.get(self.law).needs_lr and not informative_lr(h):
+                    self.skipped_[i] = (f"law {self.law!r} needs a learning rate and the run has none "
+                                        "(or logs 0 throughout)")
+            plans = self._plans()
         self.choice_: dict[int, str] = {}
         self.fits_: dict[str, tuple[GroupFit, list[int]]] = {}
         self.validation_: dict[int, dict[str, float]] = {}
         torch.manual_seed(self.seed)
         for plan in plans:
-            chosen = self._select(plan)
+            with phase("law choice"):
+                chosen = self._select(plan)
             for law_name in sorted(set(chosen.values())):
                 grp_ids = [g for g, name in chosen.items() if name == law_name]
                 for ids, fit, rows in self._fit_skipping_transients(law_name, plan, grp_ids):
@@ -210,6 +213,10 @@ class Forecaster:
         """Fit one law to `groups` (member indices into plan.rows) of `hist`, leaving out each
         run's first `skip` share (default: `skip_early` for LR laws). With `early`, also says per
         run (row -> bool) whether the fit misses its points in that first share (`_misfits_early`)."""
+        with phase("fit setup"):
+            return self._fit_inner(law_name, plan, groups, hist, skip, early)
+
+    def _fit_inner(self, law_name, plan, groups, hist, skip, early):
         rows = sorted({plan.rows[m] for g in groups for m in g})
         pos = {r: k for k, r in enumerate(rows)}
         law = laws.get(law_name)
@@ -231,7 +238,8 @@ class Forecaster:
         for gi, g in enumerate(groups):
             members[gi, : len(g)] = torch.as_tensor([pos[plan.rows[m]] for m in g])
         fit = fit_groups(law, feats, y, members, pool=self.pool)
-        flags = _misfits_early(fit, feats, y, members, [hist[r] for r in rows], early) if early else {}
+        with phase("transient check"):
+            flags = _misfits_early(fit, feats, y, members, [hist[r] for r in rows], early) if early else {}
         return fit, rows, {rows[k]: v for k, v in flags.items()}
 
     def _select(self, plan: _Plan) -> dict[int, str]:
@@ -366,7 +374,9 @@ class Forecaster:
     def predict(self) -> list[RunForecast]:
         """One forecast per fitted history, in order; skipped runs carry the reason."""
         done = self._forecasts()
-        for key, flagged in self._check_own_decays(done).items():
+        with phase("own-decay check"):
+            flagged_by_fit = self._check_own_decays(done)
+        for key, flagged in flagged_by_fit.items():
             fit, rows = self.fits_[key]
             done.update(bands.forecast_fit(self, fit, rows, sorted(flagged), unidentified=frozenset(flagged)))
         out = []

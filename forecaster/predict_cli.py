@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from forecaster import csvio, laws
+from forecaster import csvio, laws, phases
 from forecaster.device import CHOICES as DEVICES
 from forecaster.errors import InputError, one_line, one_line_errors
 from forecaster.histories import RunForecast, RunHistory
@@ -126,9 +126,11 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     (one `error:` line).
     """
     t0 = time.perf_counter()
-    histories, report = csvio.read_histories(input_path, metric)
+    with phases.phase("read"):
+        histories, report = csvio.read_histories(input_path, metric)
     _warn(report.warnings())
-    apply_plan(histories, schedule_spec, until)
+    with phases.phase("plan"):
+        apply_plan(histories, schedule_spec, until)
     if not any(h.horizon is not None and len(h.horizon) for h in histories):
         last = max((h.last_step for h in histories if len(h.steps)), default=0)
         raise InputError(f"nothing to forecast: no run has rows after its last observed value; say how far "
@@ -146,11 +148,12 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
         if summary_path:
             csvio.write_json(csvio.summary(histories, forecasts, warnings=report.warnings()), summary_path)
         raise InputError(f"no run could be forecast: {len(wanted)} skipped (e.g. run {f.run!r}: {f.skipped})")
-    if output:
-        with open(output, "w", newline="") as fh:
-            n = csvio.write_forecasts(forecasts, fh)
-    else:
-        n = csvio.write_forecasts(forecasts, sys.stdout)
+    with phases.phase("write"):
+        if output:
+            with open(output, "w", newline="") as fh:
+                n = csvio.write_forecasts(forecasts, fh)
+        else:
+            n = csvio.write_forecasts(forecasts, sys.stdout)
     skipped = [f for f in forecasts if f.skipped]
     for f in skipped[:10]:
         _info(f"skipped run {f.run!r}: {f.skipped}")
@@ -162,6 +165,7 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
         csvio.write_json(csvio.summary(histories, forecasts, warnings=report.warnings(), settings=settings),
                          summary_path)
     done = sum(1 for f in forecasts if not f.skipped and len(f.steps))
+    phases.write({"predict total": time.perf_counter() - t0})
     _info(f"forecast {done} of {len(forecasts)} runs ({len(skipped)} skipped), {n} rows, "
           f"{time.perf_counter() - t0:.1f} s on {fc.device_}")
 
