@@ -534,6 +534,11 @@ def jsonable(obj: Any) -> Any:
 def summary(histories: list[RunHistory], forecasts: list[RunForecast], *,
             warnings: list[str] = (), settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per run: law, parameters, predicted final value with its interval, or why it was skipped."""
+    return assemble_summary(summary_entries(histories, forecasts), warnings=warnings, settings=settings)
+
+
+def summary_entries(histories: list[RunHistory], forecasts: list[RunForecast]) -> list[dict[str, Any]]:
+    """The per-run entries of `summary` (a big input's chunks each add theirs)."""
     runs = []
     for h, f in zip(histories, forecasts):
         entry: dict[str, Any] = {
@@ -552,6 +557,12 @@ def summary(histories: list[RunHistory], forecasts: list[RunForecast], *,
             entry["final"] = None
             entry["horizon_points"] = 0
         runs.append(entry)
+    return runs
+
+
+def assemble_summary(runs: list[dict[str, Any]], *, warnings: list[str] = (),
+                     settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary document from its per-run entries."""
     return {
         "settings": settings or {},
         "forecast": sum(1 for r in runs if not r["skipped"] and r["final"]),
