@@ -105,6 +105,20 @@ def rises(values: np.ndarray) -> bool:
     return gap > 5.0 * bands.noise_scale(values) * np.sqrt(2.0 / q) + 1e-3
 
 
+def rising(values: list[np.ndarray]) -> np.ndarray:
+    """`rises` of every curve at once."""
+    if not values:
+        return np.zeros(0, dtype=bool)
+    logs, n = bands._padded([np.log(np.asarray(v, dtype=np.float64)) for v in values])
+    q = n // 4
+    col = np.arange(logs.shape[1])[None, :]
+    first = bands.row_medians(logs, col < q[:, None])
+    last = bands.row_medians(logs, (col >= (n - q)[:, None]) & (col < n[:, None]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bar = 5.0 * bands.noise_scales(values) * np.sqrt(2.0 / np.maximum(q, 1)) + 1e-3
+        return (q >= 2) & (last - first > bar)
+
+
 def _planned_end(h: RunHistory) -> int:
     """The run's last known step: its last horizon row, else its last observed step."""
     last = int(h.steps[-1]) if len(h.steps) else 0
@@ -162,6 +176,11 @@ class Forecaster:
         shared_law = law is not None and set(law.annealing) == set(law.params)
         with phase("plan"):
             fitted_groups = {h.group for h in self.histories_ if len(h.steps) >= MIN_POINTS}
+            positive = [bool(len(h.values) == 0 or (h.values.min() > 0 and h.values.max() <= MAX_VALUE))
+                        for h in self.histories_]
+            # the rising check only where the others pass (a log of a non-positive value is NaN)
+            up = dict(zip((i for i, ok in enumerate(positive) if ok),
+                          rising([h.values for h, ok in zip(self.histories_, positive) if ok])))
             for i, h in enumerate(self.histories_):
                 if law is not None and law.needs_size and not (h.size and h.size > 0):
                     self.skipped_[i] = f"law {self.law!r} needs the model size and the run has none"
@@ -172,7 +191,7 @@ class Forecaster:
                 elif np.any(h.values > MAX_VALUE):
                     self.skipped_[i] = (f"metric reaches {float(np.max(h.values)):.3g}, beyond the fit's range (up to "
                                         f"{MAX_VALUE:.0e}); rescale it, e.g. divide by a power of ten")
-                elif rises(h.values):
+                elif up[i]:
                     self.skipped_[i] = ("metric rises over the run; the laws model a falling, loss-like metric "
                                         "(forecast an error such as 1 - accuracy instead)")
                 elif self.law != "auto" and laws.get(self.law).needs_lr and not informative_lr(h):

@@ -243,3 +243,16 @@ def test_the_drawn_gain_covers_only_the_decay_still_to_come():
     fc = Forecaster(law="momentum").fit([target]).predict()[0]
     assert any("band spans 0-8.8% gain" in n for n in fc.notes), fc.notes
     assert fc.p10[-1] <= truth[-1] <= fc.p90[-1]
+
+
+def test_batched_noise_and_rise_checks_equal_the_per_curve_ones():
+    from forecaster.bands import noise_scale, noise_scales
+    from forecaster.forecast import rises, rising
+
+    rng = np.random.default_rng(0)
+    # ragged lengths (0, 1, 2 and odd/even counts: the medians' edge cases), falling and rising curves
+    vals = [np.exp(rng.normal(0, 0.05, n)) * np.linspace(3, 2 + rng.uniform(-1, 2), n)
+            for n in list(range(12)) + rng.integers(12, 80, 300).tolist()]
+    assert np.array_equal(noise_scales(vals), [noise_scale(v) for v in vals])
+    expected = [rises(v) for v in vals]
+    assert 0 < sum(expected) < len(vals) and rising(vals).tolist() == expected
