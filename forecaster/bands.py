@@ -171,7 +171,7 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
         samples = _draws(fit, chol, gi[known], mi[known], fk, n, gen)  # (n, K, knots)
         # the spread from the draws' own quantiles: a few wild draws of a weakly determined
         # parameter must not blow up the band the way they would blow up a variance
-        q_lo, q_hi = (samples.kthvalue(k, dim=0).values for k in ranks)
+        q_lo, q_hi = _kth(samples, ranks)
         width = _interp_rows(fk.t, (q_hi - q_lo) / (z[1] - z[0]), feats.t[known])
         sd = torch.sqrt(width**2 + spread[known] ** 2)
         qs[:, known] = torch.exp(torch.log(point[known])[None] + z[:, None, None] * sd[None])
@@ -192,9 +192,9 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
                          _without_future_decay(fu, s1_last, s2_last), n, gen)
         samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
                                      nh[idx], remaining[idx], gen)
-        point[idx] = samples.median(0).values.exp()
+        point[idx] = _kth(samples, [(n + 1) // 2])[0].exp()  # the lower median, as torch's median
         noisy = samples + torch.randn(samples.shape, generator=gen, dtype=DTYPE).to(dev) * spread[idx][None]
-        qs[0, idx], qs[1, idx] = (noisy.kthvalue(k, dim=0).values.exp() for k in ranks)
+        qs[0, idx], qs[1, idx] = (q.exp() for q in _kth(noisy, ranks))
         end = (nh[idx] - 1).clamp_min(0)
         finals[:, idx] = noisy[:, torch.arange(len(idx), device=dev), end]
     qs = (qs * shift.exp()[None]).cpu().numpy()
@@ -237,8 +237,18 @@ def law_spread(fit: GroupFit, gi: torch.Tensor, mi: torch.Tensor, f: Features, n
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), f)
     samples = _draws(fit, _chol(fit), gi, mi, f, n, torch.Generator(device="cpu").manual_seed(seed))
-    lo, hi = (samples.kthvalue(max(1, int(round(level * n))), dim=0).values for level in (0.1, 0.9))
+    lo, hi = _kth(samples, [max(1, int(round(level * n))) for level in (0.1, 0.9)])
     return point, (hi - lo) / (2 * Z90)
+
+
+def _kth(x: torch.Tensor, ranks: list[int]) -> list[torch.Tensor]:
+    """The `ranks`-th smallest values (1-based) along the first dimension, as torch.kthvalue gives
+    them. On the CPU one numpy partition finds them all: torch's kthvalue walks the draws with a
+    stride of a whole (runs x points) slice, once per rank, and was the bands' largest cost."""
+    if x.device.type != "cpu":
+        return [x.kthvalue(k, dim=0).values for k in ranks]
+    part = np.partition(x.numpy(), [k - 1 for k in ranks], axis=0)
+    return [torch.from_numpy(part[k - 1]) for k in ranks]
 
 
 def _chol(fit: GroupFit) -> torch.Tensor:

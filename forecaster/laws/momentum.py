@@ -24,7 +24,8 @@ class MomentumLaw(PositiveLaw):
     def jacobian(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         L0, A, alpha, C = (v[:, None] for v in theta.unbind(-1))
         power = A * torch.exp(-alpha * f.log_s1)  # parameters are exp(u): d/du = value * d/dvalue
-        return torch.stack([L0.expand_as(power), power, -alpha * f.log_s1 * power, -C * f.s2], -1)
+        # built parameter by parameter and handed over as a (R, P, p) view: the fit reads it that way
+        return torch.stack([L0.expand_as(power), power, -alpha * f.log_s1 * power, -C * f.s2], 1).transpose(1, 2)
 
     def starts(self, f: Features, y: torch.Tensor, n: int = 3) -> torch.Tensor:
         return torch.stack(momentum_starts(f, y, n), -1)
