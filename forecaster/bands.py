@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from forecaster.batch import Features, build_features, lr_per_step
+from forecaster.batch import Features, build_features
 from forecaster.device import DTYPE
 from forecaster.fit import GroupFit
 from forecaster.histories import RunForecast, RunHistory
@@ -201,11 +201,12 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     point_np = (point * shift.exp()).cpu().numpy()
     samples_np = (finals + shift[torch.arange(T, device=dev), (nh - 1).clamp_min(0)][None]).cpu().numpy()
     theta = law.natural(fit.run_params()[gi, mi]).cpu().numpy()
+    # the LR at each horizon step, as the features hold it (the per-step LR at those steps)
+    lr_np, has_lr = feats.lr.cpu().numpy(), feats.has_lr.cpu().numpy()
     out = {}
     for k, (r, h, hz) in enumerate(zip(targets, hist, horizons)):
         m = len(hz)
         p50 = point_np[k, :m]
-        lr = lr_per_step(h, int(hz.max()) if m else h.last_step, fc.warmup)
         if m and not (np.all(np.isfinite(p50)) and np.all(p50 > 1e-9)):
             out[r] = RunForecast.skip(h.run, h.group, f"the {law.name} fit diverged (non-positive forecast)", h.metric)
             continue
@@ -222,7 +223,7 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
             notes.append(f"the forecast follows the step-to-step deviations that {shared[r].siblings} "
                          "sibling(s) share with this run (same data order)")
         out[r] = RunForecast(
-            run=h.run, group=h.group, steps=hz, lr=lr[hz] if (lr is not None and m) else np.full(m, np.nan),
+            run=h.run, group=h.group, steps=hz, lr=lr_np[k, :m] if has_lr[k] else np.full(m, np.nan),
             p50=p50, p10=np.minimum(qs[0, k, :m], p50), p90=np.maximum(qs[1, k, :m], p50),
             law=law.name, params={name: float(v) for name, v in zip(law.params, theta[k])}, metric=h.metric,
             final_samples=np.exp(samples_np[:, k]) if m else None, notes=notes,

@@ -169,6 +169,62 @@ def build_features(
 BLOCK_ELEMENTS = 1 << 21
 
 
+def _lr_steps(histories: list[RunHistory], last: np.ndarray, warmup: str) -> dict[int, np.ndarray]:
+    """Per-step LR 0..last[i] of each run that has one (schedule-free laws read `t` only)."""
+    lrs = {}
+    for i, h in enumerate(histories):
+        lr = lr_per_step(h, int(last[i]), warmup)
+        if lr is not None:
+            if np.any(lr < 0):
+                raise ValueError(f"run {h.run!r}: negative learning rate")
+            lrs[i] = lr
+    return lrs
+
+
+def _lr_blocks(lrs: dict[int, np.ndarray], last: np.ndarray):
+    """(run indices, their per-step LR padded into one (runs, steps) array) in blocks whose arrays
+    stay within BLOCK_ELEMENTS. The padding repeats a run's last LR, which moves neither its peak,
+    its argmax, nor its sums of decreases."""
+    rows = np.array(sorted(lrs), dtype=np.int64)
+    start = 0
+    while start < len(rows):
+        end, width = start, 0
+        while end < len(rows) and (end == start or (end - start + 1) * max(width, last[rows[end]] + 1) <= BLOCK_ELEMENTS):
+            width = max(width, int(last[rows[end]]) + 1)
+            end += 1
+        blk = rows[start:end]
+        start = end
+        grid = np.empty((len(blk), width))
+        for k, i in enumerate(blk):
+            n = len(lrs[i])
+            grid[k, :n] = lrs[i]
+            grid[k, n:] = lrs[i][-1]
+        yield blk, grid
+
+
+def decay_shares(histories: list[RunHistory], warmup: str = "linear") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per run: the LR decreases up to its last observed step and up to the end of its horizon, as
+    shares of its peak, and the first step by which half of the former had happened (zeros for a
+    run without LR); all runs' per-step LR in blocks."""
+    end = np.array([max(int(h.horizon[-1]) if h.horizon is not None and len(h.horizon) else h.last_step,
+                        h.last_step) for h in histories], dtype=np.int64)
+    seen, planned, half = np.zeros(len(histories)), np.zeros(len(histories)), np.zeros(len(histories), dtype=np.int64)
+    lrs = _lr_steps(histories, end, warmup)
+    for blk, grid in _lr_blocks(lrs, end):
+        top = grid.max(1)
+        down = np.zeros_like(grid)
+        np.cumsum(np.clip(grid[:, :-1] - grid[:, 1:], 0.0, None), axis=1, out=down[:, 1:])
+        down /= np.where(top > 0, top, 1.0)[:, None]
+        at = np.array([histories[i].last_step for i in blk], dtype=np.int64)
+        s = down[np.arange(len(blk)), at]
+        ok = top > 0
+        seen[blk] = np.where(ok, s, 0.0)
+        planned[blk] = np.where(ok, down[np.arange(len(blk)), end[blk]], 0.0)
+        # down rises along each row: the first step reaching seen/2 is the count of steps below it
+        half[blk] = np.where(ok, (down < (s / 2)[:, None]).sum(1), 0)
+    return seen, planned, half
+
+
 def _momentum_rows(d: np.ndarray, lam: float) -> np.ndarray:
     """`_momentum` of every row of d (R, T) at once: the same chunks and operations, so the same
     values to the bit."""
@@ -204,30 +260,11 @@ def _build_features(histories, points, *, warmup, lam, max_blocks, blocks, devic
         t[mask] = np.maximum(np.concatenate(pts_all), 1)
     top_pt = np.array([int(p.max()) if len(p) else 0 for p in pts_all], dtype=np.int64)
     last = np.maximum(top_pt, [h.last_step for h in histories])
-    lrs = {}  # per-step LR of the runs that have one (schedule-free laws read `t` only)
-    for i, h in enumerate(histories):
-        lr = lr_per_step(h, int(last[i]), warmup)
-        if lr is not None:
-            if np.any(lr < 0):
-                raise ValueError(f"run {h.run!r}: negative learning rate")
-            lrs[i] = lr
-    rows = np.array(sorted(lrs), dtype=np.int64)
-    has_lr[rows] = True
-    start = 0
-    while start < len(rows):
-        # a block of runs whose padded per-step arrays stay within BLOCK_ELEMENTS
-        end, width = start, 0
-        while end < len(rows) and (end == start or (end - start + 1) * max(width, last[rows[end]] + 1) <= BLOCK_ELEMENTS):
-            width = max(width, int(last[rows[end]]) + 1)
-            end += 1
-        blk = rows[start:end]
-        start = end
+    lrs = _lr_steps(histories, last, warmup)
+    has_lr[list(lrs)] = True
+    for blk, grid in _lr_blocks(lrs, last):
         lengths = last[blk] + 1
-        grid = np.empty((len(blk), width))
-        for k, i in enumerate(blk):
-            grid[k, : lengths[k]] = lrs[i]
-            grid[k, lengths[k]:] = lrs[i][-1]  # padding at the last LR moves neither peak nor argmax
-        col = np.arange(width)[None, :]
+        col = np.arange(grid.shape[1])[None, :]
         top = np.argmax(grid, axis=1)
         top_lr = grid[np.arange(len(blk)), top]
         before_top = col < top[:, None]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from forecaster import bands, laws
-from forecaster.batch import build_features, lr_per_step
+from forecaster.batch import build_features, decay_shares, lr_per_step
 from forecaster.bands import EVIDENCE_MIN, Z90
 from forecaster.device import DTYPE, pick_device
 from forecaster.fit import GroupFit, fit_groups
@@ -369,7 +369,8 @@ class Forecaster:
         for key, (fit, rows) in self.fits_.items():
             if not fit.law.amplitude:
                 continue
-            decays = {r: _decay_so_far(self.histories_[r], self.warmup) for r in rows}
+            shares = decay_shares([self.histories_[r] for r in rows], self.warmup)
+            decays = {r: (float(a), float(b), int(c)) for r, a, b, c in zip(rows, *shares)}
             top: dict[str, list[float]] = {}  # the two largest decays so far in each group
             for r in rows:
                 g = top.setdefault(self.histories_[r].group, [0.0, 0.0])
@@ -432,18 +433,6 @@ class Forecaster:
             else:
                 out.append(done[i])
         return out
-
-
-def _decay_so_far(h: RunHistory, warmup: str) -> tuple[float, float, int]:
-    """(LR decreases up to the last observed step, up to the end of the horizon), as shares of the
-    peak, and the first step by which half of the former had happened."""
-    end = int(h.horizon[-1]) if h.horizon is not None and len(h.horizon) else h.last_step
-    lr = lr_per_step(h, max(end, h.last_step), warmup)
-    if lr is None or lr.max() <= 0:
-        return 0.0, 0.0, 0
-    down = np.r_[0.0, np.cumsum(np.clip(lr[:-1] - lr[1:], 0.0, None))] / lr.max()
-    seen = float(down[h.last_step])
-    return seen, float(down[-1]), int(np.searchsorted(down, seen / 2))
 
 
 def _law_at_end(fc: "Forecaster", hist: list[RunHistory], rows: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -256,3 +256,31 @@ def test_batched_noise_and_rise_checks_equal_the_per_curve_ones():
     assert np.array_equal(noise_scales(vals), [noise_scale(v) for v in vals])
     expected = [rises(v) for v in vals]
     assert 0 < sum(expected) < len(vals) and rising(vals).tolist() == expected
+
+
+def test_decay_shares_of_all_runs_at_once():
+    from forecaster.batch import decay_shares, lr_per_step
+
+    def one(h, warmup):  # the definition, run by run
+        end = int(h.horizon[-1]) if h.horizon is not None and len(h.horizon) else h.last_step
+        lr = lr_per_step(h, max(end, h.last_step), warmup)
+        if lr is None or lr.max() <= 0:
+            return 0.0, 0.0, 0
+        down = np.r_[0.0, np.cumsum(np.clip(lr[:-1] - lr[1:], 0.0, None))] / lr.max()
+        seen = float(down[h.last_step])
+        return seen, float(down[-1]), int(np.searchsorted(down, seen / 2))
+
+    hs = []
+    grid = np.arange(3001)
+    for k, lr in enumerate([cosine_lr(grid, 1e-3, 2000), wsd_lr(grid, 1e-3, 2000), constant_lr(grid, 1e-3),
+                            cosine_lr(grid, 1e-3, 3000)]):
+        cut, total = 600 + 400 * k, 2000 if k < 3 else 3000
+        steps = np.arange(10, cut, 10)
+        h = RunHistory(f"r{k}", steps, 2.0 + 1.0 / np.sqrt(steps), lr_steps=np.arange(0, total + 1, 50),
+                       lr_values=lr[: total + 1 : 50], horizon=np.arange(cut, total + 1, 10))
+        hs.append(h)
+    hs.append(RunHistory("no-lr", np.arange(1, 50), np.linspace(3, 2, 49), horizon=np.arange(50, 60)))
+    for warmup in ("linear", "peak"):
+        got = np.stack(decay_shares(hs, warmup), 1)
+        want = np.array([one(h, warmup) for h in hs])
+        assert np.array_equal(got, want) and 0 < got[:, 0].max() < got[:, 1].max()
