@@ -197,7 +197,7 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
                     "follow_siblings": follow_siblings, "chunks": len(chunks)}
         csvio.write_json(csvio.assemble_summary(entries, warnings=report.warnings(), settings=settings),
                          summary_path)
-    phases.write({"predict total": time.perf_counter() - t0})
+    phases.write({"predict total": time.perf_counter() - t0, "predict cpu": time.process_time()})
     _info(f"forecast {done} of {len(histories)} runs ({len(skipped)} skipped), {n} rows, "
           f"{time.perf_counter() - t0:.1f} s on {forecaster.device_}"
           + (f" in {len(chunks)} chunks" if len(chunks) > 1 else ""))
