@@ -35,7 +35,7 @@ def momentum_starts(f: Features, y: torch.Tensor, n: int) -> tuple[torch.Tensor,
     """(L0, A, alpha, C) starts (R, n) each: an alpha grid with the linear parameters solved exactly."""
     grid = torch.exp(torch.linspace(-3.5, 0.7, 24, dtype=y.dtype, device=y.device))
     alphas, c = grid_starts(
-        lambda a: torch.stack([torch.ones_like(f.s1), f.s1 ** -a, -f.s2], -1), grid, f, y, n
+        lambda a: torch.stack([torch.ones_like(f.s1), f.s1 ** -a, -f.s2], 1).transpose(1, 2), grid, f, y, n
     )
     floor = 1e-3 * y.amax(1, keepdim=True)
     # an amplitude started at ~0 sits where its log-space gradient vanishes: start it at a gain of
