@@ -205,7 +205,8 @@ def _read_file(path: Path, metric: str, run_default: str, group_default: str,
     """Parse one CSV into per-row arrays, validated; returns one record of columns per file."""
     data = _bytes(path)
     # the header as the fast path will see it (it reads plain files only: no quotes, no blanks)
-    head = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
+    end = data.find(b"\n")
+    head = (data if end < 0 else data[:end]).rstrip(b"\r").decode("utf-8", errors="replace")
     guess = _resolve_columns(head.split(","), metric, path)
     fast = _arrow_columns(data, tuple(guess[c] for c in ("step", metric, "lr", "size") if c in guess),
                           tuple(guess[c] for c in ("run", "group") if c in guess))
@@ -368,14 +369,11 @@ def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHist
     src = np.concatenate([np.full(len(p[3]), i) for i, p in enumerate(parts)])
     runs = _concat_coded([p[1] for p in parts])
     groups = _concat_coded([p[2] for p in parts])
-    step = np.concatenate([p[3] for p in parts])
-    value = np.concatenate([p[4] for p in parts])
-    has_value = np.concatenate([p[5] for p in parts])
-    lr = np.concatenate([p[6] for p in parts])
-    has_lr = np.concatenate([p[7] for p in parts])
-    lines = np.concatenate([p[8] for p in parts])
-    size = np.concatenate([p[9] for p in parts])
-    has_size = np.concatenate([p[10] for p in parts])
+
+    def joined(k: int) -> np.ndarray:  # one file's column as it is: a copy of a big file costs
+        return parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts])
+
+    step, value, has_value, lr, has_lr, lines, size, has_size = (joined(k) for k in range(3, 11))
     if len(step) == 0:
         raise InputError(f"{path}: empty input (no usable rows)")
     order = np.arange(len(step))
