@@ -271,7 +271,7 @@ def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor
         z = torch.randn(k, *fit.x.shape, generator=gen, dtype=DTYPE).to(fit.x.device)
         xs = fit.x + (chol @ z.unsqueeze(-1)).squeeze(-1)  # (k, G, q)
         u = fit.run_params(xs)[:, gi, mi]  # (k, R, p)
-        rows = f.rows(torch.arange(R, device=fit.x.device).repeat(k))
+        rows = f.rows(torch.arange(R, device=fit.x.device).repeat(k), only=law.reads)
         out.append(law.predict(law.natural(u.reshape(k * R, -1)), rows).reshape(k, R, P))
     return torch.log(torch.cat(out).clamp_min(1e-12))
 

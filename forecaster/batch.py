@@ -24,6 +24,9 @@ MOMENTUM_LAMBDA = 0.999
 WARMUP_BLOCKS = 16
 
 
+_WIDE = {"t", "lr", "s1", "log_s1", "s2", "mask", "drop", "eta_k", "s1_k"}  # fields per point or block
+
+
 @dataclass
 class Features:
     """Per-run LR features at padded evaluation points; rows are runs, padding is masked out."""
@@ -42,9 +45,12 @@ class Features:
     log_n: torch.Tensor  # (R,) log model size where known (RunHistory.size), else 0
     has_lr: torch.Tensor  # (R,) bool
 
-    def rows(self, index: torch.Tensor) -> "Features":
-        """The same features for a subset (or repetition) of rows."""
-        return Features(**{k: v[index] for k, v in self.__dict__.items()})
+    def rows(self, index: torch.Tensor, only: tuple[str, ...] | None = None) -> "Features":
+        """The same features for a subset (or repetition) of rows; with `only`, the per-point and
+        per-block fields not named are left out (None): a law evaluated on many repeated rows (the
+        band draws, the fit's starts) copies only what it reads."""
+        return Features(**{k: None if v is None or (only is not None and k in _WIDE and k not in only) else v[index]
+                           for k, v in self.__dict__.items()})
 
     def points(self, index: torch.Tensor) -> "Features":
         """The same runs at a subset of their points: index (R, K) positions along each row."""

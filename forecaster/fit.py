@@ -224,7 +224,7 @@ def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tenso
     B = G * S
     x = x0.reshape(B, q)
     prior = prior.reshape(B, q)
-    fB = f.rows(torch.arange(G * M, device=dev).reshape(G, 1, M).expand(G, S, M).reshape(-1))
+    fB = f.rows(torch.arange(G * M, device=dev).reshape(G, 1, M).expand(G, S, M).reshape(-1), only=law.reads)
     logyB = logy.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     maskB = mask.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     P = logyB.shape[-1]

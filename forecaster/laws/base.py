@@ -56,6 +56,8 @@ class Law:
     shape_prior: ClassVar[dict[str, float]] = {}
     # most observed points per run to fit on (equal-count bin means beyond): None for no cap
     max_points: ClassVar[int | None] = None
+    # the per-point and per-block Features fields `predict` and `jacobian` read (None: any)
+    reads: ClassVar[tuple[str, ...] | None] = None
 
     def natural(self, u: torch.Tensor) -> torch.Tensor:
         """Unconstrained (..., p) -> natural parameters (..., p)."""

@@ -16,6 +16,7 @@ class MomentumLaw(PositiveLaw):
     params = ("L0", "A", "alpha", "C")
     annealing = ("C",)
     amplitude = "C"
+    reads = ("log_s1", "s2")
 
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         L0, A, alpha, C = theta.unbind(-1)
