@@ -189,7 +189,7 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
         # replaces, and draws of unidentified ones swing the curve far off through the warmup's share
         fixed = [law.params.index(name) for name in law.annealing]
         samples = _draws(fit, _conditional_chol(fit.cov * INFLATION**2, fixed), gi[idx], mi[idx],
-                         _without_future_decay(fu, s1_last, s2_last), n, gen)
+                         _without_future_decay(fu, s1_last, s2_last), n, gen, log=False)
         samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
                                      nh[idx], remaining[idx], gen)
         point[idx] = _kth(samples, [(n + 1) // 2])[0].exp()  # the lower median, as torch's median
@@ -242,11 +242,12 @@ def law_spread(fit: GroupFit, gi: torch.Tensor, mi: torch.Tensor, f: Features, n
     return point, (hi - lo) / (2 * Z90)
 
 
-def _kth(x: torch.Tensor, ranks: list[int]) -> list[torch.Tensor]:
+def _kth(x: torch.Tensor, ranks: list[int], numpy: bool | None = None) -> list[torch.Tensor]:
     """The `ranks`-th smallest values (1-based) along the first dimension, as torch.kthvalue gives
     them. On the CPU one numpy partition finds them all: torch's kthvalue walks the draws with a
-    stride of a whole (runs x points) slice, once per rank, and was the bands' largest cost."""
-    if x.device.type != "cpu":
+    stride of a whole (runs x points) slice, once per rank, and was the bands' largest cost.
+    Elsewhere (CUDA) torch's; `numpy` forces either (tests run the CUDA branch on the CPU)."""
+    if not (x.device.type == "cpu" if numpy is None else numpy):
         return [x.kthvalue(k, dim=0).values for k in ranks]
     part = np.partition(x.numpy(), [k - 1 for k in ranks], axis=0)
     return [torch.from_numpy(part[k - 1]) for k in ranks]
@@ -259,9 +260,10 @@ def _chol(fit: GroupFit) -> torch.Tensor:
 
 
 def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor, f: Features, n: int,
-           gen: torch.Generator) -> torch.Tensor:
+           gen: torch.Generator, log: bool = True) -> torch.Tensor:
     """Log predictions (n, R, P) of the runs at (gi, mi) on features f under n draws of the
-    group vectors from their Laplace Gaussian, in chunks of bounded size."""
+    group vectors from their Laplace Gaussian, in chunks of bounded size (`log=False`: the
+    predictions themselves, floored as the logs are)."""
     law = fit.law
     R, P = f.t.shape
     per = max(1, CHUNK // max(1, R * P * max(1, f.drop.shape[1])))
@@ -273,7 +275,8 @@ def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor
         u = fit.run_params(xs)[:, gi, mi]  # (k, R, p)
         rows = f.rows(torch.arange(R, device=fit.x.device).repeat(k), only=law.reads)
         out.append(law.predict(law.natural(u.reshape(k * R, -1)), rows).reshape(k, R, P))
-    return torch.log(torch.cat(out).clamp_min(1e-12))
+    pred = torch.cat(out).clamp_min(1e-12)
+    return torch.log(pred) if log else pred
 
 
 def _knots(n: torch.Tensor, k: int) -> torch.Tensor:
@@ -330,7 +333,7 @@ def _future_decay_only(f: Features, s1_last: torch.Tensor, s2_last: torch.Tensor
 
 def _unidentified_gain(fit: GroupFit, gi, mi, feats: Features, samples, nh, planned, gen) -> torch.Tensor:
     """Draws of targets whose group's data cannot identify the annealing gain, the gain redrawn:
-    `samples` are draws of the curve without the planned decay, and the gain its decay brings is
+    `samples` are draws of the curve without the planned decay (not logged), and the gain its decay brings is
     drawn between none and MAX_GAIN of the loss at the end, scaled by how far the LR decays
     (`planned`, a share of the peak: a horizon at constant LR gains nothing)."""
     law = fit.law
@@ -345,10 +348,10 @@ def _unidentified_gain(fit: GroupFit, gi, mi, feats: Features, samples, nh, plan
     last = (nh - 1).clamp_min(0)[:, None]
     at_end = torch.gather(shape, 1, last)
     unit = torch.where(at_end > 0, (shape / at_end.clamp_min(1e-300)).clamp(0.0, 1.0), torch.zeros_like(shape))
-    level = torch.gather(samples, 2, last.expand(samples.shape[0], -1, -1)).median(0).values.exp()
+    level = torch.gather(samples, 2, last.expand(samples.shape[0], -1, -1)).median(0).values
     rel = unit * level * planned[:, None]  # gain in loss units for the whole share
     # stratified: one gain per n-quantile of the range, shuffled against the parameter draws, so
     # the median forecast does not move by a Monte Carlo error of ~0.4 % from seed to seed
     n = samples.shape[0]
     phi = ((torch.randperm(n, generator=gen).to(DTYPE) + 0.5) / n * MAX_GAIN).to(samples.device)[:, None, None]
-    return torch.log((samples.exp() - phi * rel).clamp_min(1e-12))
+    return torch.log((samples - phi * rel).clamp_min(1e-12))

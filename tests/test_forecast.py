@@ -284,3 +284,16 @@ def test_decay_shares_of_all_runs_at_once():
         got = np.stack(decay_shares(hs, warmup), 1)
         want = np.array([one(h, warmup) for h in hs])
         assert np.array_equal(got, want) and 0 < got[:, 0].max() < got[:, 1].max()
+
+
+def test_band_quantiles_same_on_the_cpu_and_the_cuda_branch():
+    import torch
+
+    from forecaster.bands import _kth
+
+    x = torch.randn(100, 30, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ranks = [10, 50, 90]
+    fast, cuda_branch = _kth(x, ranks, numpy=True), _kth(x, ranks, numpy=False)
+    for k, a, b in zip(ranks, fast, cuda_branch):
+        assert torch.equal(a, b) and torch.equal(a, x.kthvalue(k, dim=0).values)
+    assert torch.equal(fast[1], x.median(0).values)  # the lower median, as the bands' median
