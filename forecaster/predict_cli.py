@@ -103,14 +103,14 @@ def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> 
                    "order share with the run (measured per sibling; see docs/how-it-works.md). Off: the "
                    "forecast is the law's smooth curve.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the band sampling.")
-@click.option("--memory-budget", type=click.IntRange(min=1), default=1024, show_default=True, metavar="MIB",
+@click.option("--memory-budget", type=click.IntRange(min=1), default=512, show_default=True, metavar="MIB",
               envvar="FORECASTER_MEMORY_BUDGET",
               help="Working memory of the fit, in MiB: a big input is fitted and written in chunks of whole "
                    "groups sized to it, with a progress bar on a terminal (also $FORECASTER_MEMORY_BUDGET).")
 @one_line_errors
 def predict(input_path: str, metric: str, schedule_spec: str | None, until: int | None, law: str,
             output: str | None, summary_path: str | None, device: str, follow_siblings: bool, seed: int,
-            memory_budget: int = 1024) -> None:
+            memory_budget: int = 512) -> None:
     """Fit loss-curve laws to the runs in a CSV and forecast each run's remaining steps.
 
     Runs sharing a `group` are fitted jointly (siblings lend each other the response to LR decay);
