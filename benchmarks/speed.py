@@ -8,10 +8,11 @@ the core alone (`Forecaster.fit` and `predict` on histories already in memory), 
 ratio. Both
 forecasts of the final value are checked against the generating curve so neither wins by doing less.
 
-With --profile, also the forecast process's wall time per phase ($FORECASTER_PROFILE,
-forecaster/phases.py; exclusive times, so a phase's nested phases are not in its figure).
+With --profile, also the forecast process's time per phase ($FORECASTER_PROFILE,
+forecaster/phases.py; exclusive times, so a phase's nested phases are not in its figure), in wall
+seconds or, with --profile-clock cpu, in CPU seconds (steadier on a shared machine).
 
-Usage: python benchmarks/speed.py [--runs 1000] [--law momentum] [--device cpu] [--profile]
+Usage: python benchmarks/speed.py [--runs 1000] [--law momentum] [--device cpu] [--profile [--profile-clock cpu]] [--no-core]
 Writes markdown to stdout.
 """
 
@@ -131,6 +132,10 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="print the forecast process's time per phase")
+    ap.add_argument("--profile-clock", choices=("wall", "cpu"), default="wall")
+    ap.add_argument("--no-core", action="store_true",
+                    help="skip the in-process core timing (it holds every run at once: at 10,000 runs "
+                         "that is the script's peak memory, not the forecast process's)")
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS for the forecast process (default: inherited); on a loaded "
                          "machine torch's intra-op threads contend and 1 can be much faster")
@@ -144,6 +149,7 @@ def main() -> None:
         prof = Path(tmp) / "phases.json"
         if args.profile:
             env["FORECASTER_PROFILE"] = str(prof)
+            env["FORECASTER_PROFILE_CLOCK"] = args.profile_clock
         cmd = [sys.executable, "-m", "forecaster.cli", "predict", "--input", str(src), "--output", str(out),
                "--law", args.law, "--device", args.device]
         t0 = time.perf_counter()
@@ -152,7 +158,9 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"forecast predict failed ({proc.returncode}): {proc.stderr.strip()}")
         phase_s = json.loads(prof.read_text()) if args.profile else {}
-        mem_fc = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # MiB (Linux: KiB)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        mem_fc = usage.ru_maxrss / 1024  # MiB (Linux: KiB)
+        cpu_fc = usage.ru_utime + usage.ru_stime
         with out.open() as fh:
             rows = list(csv.DictReader(fh))
         final_fc = {r["run"]: float(r["p50"]) for r in rows}  # the last row of each run wins
@@ -160,19 +168,21 @@ def main() -> None:
 
         steps, lr_rows, loss = read_rows(src)
         mem_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sp_final = scipy_loop(steps, lr_rows, loss)
-        t_sp = time.perf_counter() - t0
+        t_sp, cpu_sp = time.perf_counter() - t0, time.process_time() - c0
         mem_sp = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         # the core alone, in this process: histories in memory, fit and bands timed (no start-up, no I/O)
         sys.path.insert(0, str(REPO))
         from forecaster.csvio import read_histories
         from forecaster.forecast import Forecaster
 
-        histories, _ = read_histories(src)
-        t0 = time.perf_counter()
-        Forecaster(law=args.law, device=None if args.device == "auto" else args.device).fit(histories).predict()
-        t_core = time.perf_counter() - t0
+        t_core = float("nan")
+        if not args.no_core:
+            histories, _ = read_histories(src)
+            t0 = time.perf_counter()
+            Forecaster(law=args.law, device=None if args.device == "auto" else args.device).fit(histories).predict()
+            t_core = time.perf_counter() - t0
 
     def err(x: np.ndarray) -> str:
         e = 100 * np.abs(x / truth - 1)
@@ -182,24 +192,33 @@ def main() -> None:
     print(f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}` on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f}; forecast device: {args.device}, "
           f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}\n")
-    print("| method | wall s | peak RSS MiB | final-value error vs truth, median / worst % |")
-    print("|---|---|---|---|")
+    print("| method | wall s | CPU s | peak RSS MiB | final-value error vs truth, median / worst % |")
+    print("|---|---|---|---|---|")
     print(f"| `forecast predict --law {args.law}` (whole process: start-up, CSV in/out, fit, bands) | "
-          f"{t_fc:.1f} | {mem_fc:.0f} | {err(fc_final)} |")
+          f"{t_fc:.1f} | {cpu_fc:.1f} | {mem_fc:.0f} | {err(fc_final)} |")
     print(f"| per-run scipy least_squares loop, same law and objective (fit only, in-process) | {t_sp:.1f} | "
-          f"{mem_sp:.0f} (script; {mem_before:.0f} before the loop) | {err(sp_final)} |")
-    print(f"| `Forecaster(law={args.law!r}).fit(...).predict()` in-process (fit and bands only) | {t_core:.1f} | | |")
-    print(f"\nRatio (scipy loop / forecast process): **{t_sp / t_fc:.1f}x**; "
-          f"scipy loop / in-process fit and bands: **{t_sp / t_core:.1f}x**; "
-          f"forecast runs skipped: {int(np.isnan(fc_final).sum())}.")
+          f"{cpu_sp:.1f} | {mem_sp:.0f} (script; {mem_before:.0f} before the loop) | {err(sp_final)} |")
+    if not args.no_core:
+        print(f"| `Forecaster(law={args.law!r}).fit(...).predict()` in-process (fit and bands only) | "
+              f"{t_core:.1f} | | | |")
+    # CPU seconds move less than wall seconds when other jobs share the machine
+    print(f"\nRatio (scipy loop / forecast process): **{t_sp / t_fc:.1f}x** wall, **{cpu_sp / cpu_fc:.1f}x** CPU; "
+          + ("" if args.no_core else f"scipy loop / in-process fit and bands: **{t_sp / t_core:.1f}x**; ")
+          + f"forecast runs skipped: {int(np.isnan(fc_final).sum())}.")
     if phase_s:
-        total = phase_s.pop("predict total")
+        whole, total = (cpu_fc, phase_s.pop("predict cpu")) if args.profile_clock == "cpu" else (t_fc, phase_s["predict total"])
+        phase_s.pop("predict total")
+        phase_s.pop("predict cpu", None)
         rows = sorted(phase_s.items(), key=lambda kv: -kv[1])
-        rows += [("other (inside predict)", total - sum(phase_s.values())), ("start-up (interpreter, imports)", t_fc - total)]
-        print("\n| phase of the forecast process | s | share |\n|---|---|---|")
+        # CPU clock: the process's CPU seconds when predict ended include everything before it
+        before = whole - total if args.profile_clock == "wall" else total - sum(phase_s.values())
+        rows += ([("other (inside predict)", total - sum(phase_s.values()))] if args.profile_clock == "wall" else []) \
+            + [("start-up (interpreter, imports)" + (", and other" if args.profile_clock == "cpu" else ""),
+                before if args.profile_clock == "wall" else whole - sum(phase_s.values()))]
+        print(f"\n| phase of the forecast process ({args.profile_clock} clock) | s | share |\n|---|---|---|")
         for name, s in rows:
-            print(f"| {name} | {s:.2f} | {100 * s / t_fc:.0f} % |")
-        print(f"| whole process | {t_fc:.2f} | 100 % |")
+            print(f"| {name} | {s:.2f} | {100 * s / whole:.0f} % |")
+        print(f"| whole process | {whole:.2f} | 100 % |")
     print(f"\nforecast stderr: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
 
 

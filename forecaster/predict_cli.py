@@ -157,7 +157,11 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     skipped: list[tuple[str, str]] = []
     wanted = done = n = 0
     first_skip: tuple[str, str] | None = None
-    bar = click.progressbar(length=len(histories), label="forecasting", file=sys.stderr) if tty else None
+    bar = None
+    if tty:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(histories), desc="forecasting", unit="run", leave=False, file=sys.stderr)
     try:
         for idx in chunks:
             part = [histories[i] for i in idx]
@@ -181,7 +185,7 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
                 bar.update(len(idx))
     finally:
         if bar is not None:
-            bar.render_finish()
+            bar.close()
         sink.close()
     if done == 0:
         if summary_path:
