@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import mmap
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,14 +102,26 @@ def _resolve_columns(header: list[str], metric: str, path: Path) -> dict[str, st
     return out
 
 
-def _arrow_columns(data: bytes, numeric: tuple[str, ...], strings: tuple[str, ...] = ("run", "group")
+_NOT_PLAIN = (b'"', b" ", b"\t", b"\n\n", b"\n\r\n")
+# a file at least this big is scanned in place and parsed by Arrow from disk: its bytes are never
+# all held in memory at once (with Arrow's copy of them they were a third of a big read's peak)
+BIG_FILE = 1 << 24
+
+
+def _plain(data: Any) -> bool:
+    """No quotes, blanks or blank lines (bytes or an mmap of them)."""
+    return all(data.find(c) < 0 for c in _NOT_PLAIN) and data[:1] not in (b"\n", b"\r")
+
+
+def _arrow_columns(data: bytes | Path, numeric: tuple[str, ...], strings: tuple[str, ...] = ("run", "group")
                    ) -> tuple[list[str], int, dict[str, Any]] | None:
     """Header, row count and columns read by pyarrow, numeric ones already parsed; None when
     pyarrow is absent or the file is not plain (quotes, blanks, blank lines, ragged rows, a numeric
-    column with text): the csv-module path then reads it and reports the exact line of a problem."""
+    column with text): the csv-module path then reads it and reports the exact line of a problem.
+    A path is a file already found plain, parsed from disk."""
     # bytes, not text: decoding a big file costs as much as parsing it (Arrow checks the UTF-8
     # of the string columns, and a numeric column that is not ASCII fails to parse)
-    if any(c in data for c in (b'"', b" ", b"\t", b"\n\n", b"\n\r\n")) or data.startswith((b"\n", b"\r")):
+    if not isinstance(data, Path) and not _plain(data):
         return None
     try:
         import pyarrow as pa
@@ -120,10 +133,14 @@ def _arrow_columns(data: bytes, numeric: tuple[str, ...], strings: tuple[str, ..
     # the input after the exception reached us; a Python-owned buffer then takes the GIL from
     # that thread while the interpreter is shutting down, which aborts the process (exit 134,
     # "terminate called without an active exception") after the one-line error was printed.
-    sink = pa.BufferOutputStream()
-    sink.write(data)
+    if isinstance(data, Path):
+        source = str(data)  # Arrow opens and owns it
+    else:
+        sink = pa.BufferOutputStream()
+        sink.write(data)
+        source = pa.BufferReader(sink.getvalue())
     try:
-        table = pcsv.read_csv(pa.BufferReader(sink.getvalue()), convert_options=pcsv.ConvertOptions(
+        table = pcsv.read_csv(source, convert_options=pcsv.ConvertOptions(
             column_types={name: pa.string() for name in strings}, null_values=[""],
             strings_can_be_null=False))
     except (pa.ArrowException, ValueError):
@@ -200,21 +217,35 @@ def _numbers(cells: Any, column: str, path: Path, lines: np.ndarray) -> tuple[np
     return values, present
 
 
+def _wanted(first_line: bytes, metric: str, path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The numeric and string columns the fast path parses, from the header line."""
+    head = first_line.rstrip(b"\r").decode("utf-8", errors="replace")
+    guess = _resolve_columns(head.split(","), metric, path)
+    return (tuple(guess[c] for c in ("step", metric, "lr", "size") if c in guess),
+            tuple(guess[c] for c in ("run", "group") if c in guess))
+
+
 def _read_file(path: Path, metric: str, run_default: str, group_default: str,
                report: ReadReport) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Parse one CSV into per-row arrays, validated; returns one record of columns per file."""
-    data = _bytes(path)
-    # the header as the fast path will see it (it reads plain files only: no quotes, no blanks)
-    end = data.find(b"\n")
-    head = (data if end < 0 else data[:end]).rstrip(b"\r").decode("utf-8", errors="replace")
-    guess = _resolve_columns(head.split(","), metric, path)
-    fast = _arrow_columns(data, tuple(guess[c] for c in ("step", metric, "lr", "size") if c in guess),
-                          tuple(guess[c] for c in ("run", "group") if c in guess))
+    fast, data = None, None
+    if path.is_file() and path.stat().st_size >= BIG_FILE:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            end = mm.find(b"\n")
+            first = mm[: end if end >= 0 else len(mm)]
+            plain = not first.startswith(b"\xef\xbb\xbf") and _plain(mm)
+        if plain:
+            fast = _arrow_columns(path, *_wanted(first, metric, path))
+    if fast is None:
+        data = _bytes(path)
+        # the header as the fast path will see it (it reads plain files only: no quotes, no blanks)
+        end = data.find(b"\n")
+        fast = _arrow_columns(data, *_wanted(data if end < 0 else data[:end], metric, path))
     if fast is not None:
         header, n_rows, col = fast
         lines = np.arange(n_rows, dtype=np.int64) + 2  # plain file: the header is line 1
     else:
-        header, rows, lines, spaced = _table(path, _text(path, data))
+        header, rows, lines, spaced = _table(path, _text(path, data if data is not None else _bytes(path)))
         n_rows = len(rows)
     names = _resolve_columns(header, metric, path)
     missing = [c for c in ("step", metric) if c not in names]

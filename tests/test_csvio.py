@@ -16,13 +16,16 @@ from forecaster.errors import InputError
 from forecaster.histories import RunForecast, RunHistory
 
 
-@pytest.fixture(autouse=True, params=["arrow", "csv"])
+@pytest.fixture(autouse=True, params=["arrow", "arrow-from-disk", "csv"])
 def engine(request, monkeypatch):
-    """Every test runs on both readers: pyarrow's (when installed) and the csv module's."""
+    """Every test runs on both readers: pyarrow's (when installed) and the csv module's; pyarrow's
+    also as it reads a big file (scanned in place, parsed from disk)."""
     if request.param == "csv":
         monkeypatch.setitem(sys.modules, "pyarrow", None)  # import fails: the fallback reads
     elif importlib.util.find_spec("pyarrow") is None:
         pytest.skip("pyarrow is not installed")
+    elif request.param == "arrow-from-disk":
+        monkeypatch.setattr(csvio, "BIG_FILE", 1)
     return request.param
 
 
