@@ -8,7 +8,11 @@ the core alone (`Forecaster.fit` and `predict` on histories already in memory), 
 ratio. Both
 forecasts of the final value are checked against the generating curve so neither wins by doing less.
 
-Usage: python benchmarks/speed.py [--runs 1000] [--law momentum] [--device cpu]
+With --profile, also the forecast process's time per phase ($FORECASTER_PROFILE,
+forecaster/phases.py; exclusive times, so a phase's nested phases are not in its figure), in wall
+seconds or, with --profile-clock cpu, in CPU seconds (steadier on a shared machine).
+
+Usage: python benchmarks/speed.py [--runs 1000] [--law momentum] [--device cpu] [--profile [--profile-clock cpu]] [--no-core]
 Writes markdown to stdout.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import resource
@@ -120,12 +125,29 @@ def scipy_loop(steps: np.ndarray, lr_rows: np.ndarray, loss: np.ndarray) -> np.n
     return finals
 
 
+def _hwm_mib(pid: int) -> float:
+    """Peak resident memory of a live process so far (Linux /proc; 0 elsewhere or once it ended)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--law", default="momentum", help="--law passed to forecast predict")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true", help="print the forecast process's time per phase")
+    ap.add_argument("--profile-clock", choices=("wall", "cpu"), default="wall")
+    ap.add_argument("--no-core", action="store_true",
+                    help="skip the in-process core timing (it holds every run at once: at 10,000 runs "
+                         "that is the script's peak memory, not the forecast process's)")
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS for the forecast process (default: inherited); on a loaded "
                          "machine torch's intra-op threads contend and 1 can be much faster")
@@ -136,14 +158,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "runs.csv", Path(tmp) / "forecast.csv"
         truth = make_csv(src, args.runs, args.seed)
+        prof = Path(tmp) / "phases.json"
+        if args.profile:
+            env["FORECASTER_PROFILE"] = str(prof)
+            env["FORECASTER_PROFILE_CLOCK"] = args.profile_clock
         cmd = [sys.executable, "-m", "forecaster.cli", "predict", "--input", str(src), "--output", str(out),
                "--law", args.law, "--device", args.device]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+        err_path = Path(tmp) / "stderr.txt"
+        err_fh = err_path.open("w")  # a file, not a pipe: nothing can block the child while it is polled
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_fh, text=True, cwd=REPO, env=env)
+        # the child's own high-water mark: RUSAGE_CHILDREN's maxrss can count the pages of this
+        # script (gigabytes at 10,000 runs) that the child shared before it exec'd
+        mem_fc = 0.0
+        while proc.poll() is None:
+            mem_fc = max(mem_fc, _hwm_mib(proc.pid))
+            time.sleep(0.1)
+        err_fh.close()
+        stderr = err_path.read_text()
         t_fc = time.perf_counter() - t0
         if proc.returncode != 0:
-            sys.exit(f"forecast predict failed ({proc.returncode}): {proc.stderr.strip()}")
-        mem_fc = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # MiB (Linux: KiB)
+            sys.exit(f"forecast predict failed ({proc.returncode}): {stderr.strip()}")
+        phase_s = json.loads(prof.read_text()) if args.profile else {}
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        mem_fc = mem_fc or usage.ru_maxrss / 1024  # MiB (Linux: KiB)
+        cpu_fc = usage.ru_utime + usage.ru_stime
         with out.open() as fh:
             rows = list(csv.DictReader(fh))
         final_fc = {r["run"]: float(r["p50"]) for r in rows}  # the last row of each run wins
@@ -151,19 +190,21 @@ def main() -> None:
 
         steps, lr_rows, loss = read_rows(src)
         mem_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sp_final = scipy_loop(steps, lr_rows, loss)
-        t_sp = time.perf_counter() - t0
+        t_sp, cpu_sp = time.perf_counter() - t0, time.process_time() - c0
         mem_sp = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         # the core alone, in this process: histories in memory, fit and bands timed (no start-up, no I/O)
         sys.path.insert(0, str(REPO))
         from forecaster.csvio import read_histories
         from forecaster.forecast import Forecaster
 
-        histories, _ = read_histories(src)
-        t0 = time.perf_counter()
-        Forecaster(law=args.law, device=None if args.device == "auto" else args.device).fit(histories).predict()
-        t_core = time.perf_counter() - t0
+        t_core = float("nan")
+        if not args.no_core:
+            histories, _ = read_histories(src)
+            t0 = time.perf_counter()
+            Forecaster(law=args.law, device=None if args.device == "auto" else args.device).fit(histories).predict()
+            t_core = time.perf_counter() - t0
 
     def err(x: np.ndarray) -> str:
         e = 100 * np.abs(x / truth - 1)
@@ -173,17 +214,34 @@ def main() -> None:
     print(f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}` on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f}; forecast device: {args.device}, "
           f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}\n")
-    print("| method | wall s | peak RSS MiB | final-value error vs truth, median / worst % |")
-    print("|---|---|---|---|")
+    print("| method | wall s | CPU s | peak RSS MiB | final-value error vs truth, median / worst % |")
+    print("|---|---|---|---|---|")
     print(f"| `forecast predict --law {args.law}` (whole process: start-up, CSV in/out, fit, bands) | "
-          f"{t_fc:.1f} | {mem_fc:.0f} | {err(fc_final)} |")
+          f"{t_fc:.1f} | {cpu_fc:.1f} | {mem_fc:.0f} | {err(fc_final)} |")
     print(f"| per-run scipy least_squares loop, same law and objective (fit only, in-process) | {t_sp:.1f} | "
-          f"{mem_sp:.0f} (script; {mem_before:.0f} before the loop) | {err(sp_final)} |")
-    print(f"| `Forecaster(law={args.law!r}).fit(...).predict()` in-process (fit and bands only) | {t_core:.1f} | | |")
-    print(f"\nRatio (scipy loop / forecast process): **{t_sp / t_fc:.1f}x**; "
-          f"scipy loop / in-process fit and bands: **{t_sp / t_core:.1f}x**; "
-          f"forecast runs skipped: {int(np.isnan(fc_final).sum())}.")
-    print(f"\nforecast stderr: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+          f"{cpu_sp:.1f} | {mem_sp:.0f} (script; {mem_before:.0f} before the loop) | {err(sp_final)} |")
+    if not args.no_core:
+        print(f"| `Forecaster(law={args.law!r}).fit(...).predict()` in-process (fit and bands only) | "
+              f"{t_core:.1f} | | | |")
+    # CPU seconds move less than wall seconds when other jobs share the machine
+    print(f"\nRatio (scipy loop / forecast process): **{t_sp / t_fc:.1f}x** wall, **{cpu_sp / cpu_fc:.1f}x** CPU; "
+          + ("" if args.no_core else f"scipy loop / in-process fit and bands: **{t_sp / t_core:.1f}x**; ")
+          + f"forecast runs skipped: {int(np.isnan(fc_final).sum())}.")
+    if phase_s:
+        whole, total = (cpu_fc, phase_s.pop("predict cpu")) if args.profile_clock == "cpu" else (t_fc, phase_s["predict total"])
+        phase_s.pop("predict total")
+        phase_s.pop("predict cpu", None)
+        rows = sorted(phase_s.items(), key=lambda kv: -kv[1])
+        # CPU clock: the process's CPU seconds when predict ended include everything before it
+        before = whole - total if args.profile_clock == "wall" else total - sum(phase_s.values())
+        rows += ([("other (inside predict)", total - sum(phase_s.values()))] if args.profile_clock == "wall" else []) \
+            + [("start-up (interpreter, imports)" + (", and other" if args.profile_clock == "cpu" else ""),
+                before if args.profile_clock == "wall" else whole - sum(phase_s.values()))]
+        print(f"\n| phase of the forecast process ({args.profile_clock} clock) | s | share |\n|---|---|---|")
+        for name, s in rows:
+            print(f"| {name} | {s:.2f} | {100 * s / whole:.0f} % |")
+        print(f"| whole process | {whole:.2f} | 100 % |")
+    print(f"\nforecast stderr: {stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from forecaster import keyed_random
-from forecaster.batch import Features, build_features, lr_per_step
+from forecaster.batch import Features, build_features
 from forecaster.device import DTYPE
 from forecaster.fit import GroupFit
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.phases import phase
 from forecaster.shared_noise import shared_noise
 
 # Scale on the Laplace covariance. A misspecified law's Laplace band is too narrow when it
@@ -53,6 +54,38 @@ def noise_scale(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
+def _padded(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged 1-D arrays as rows of one (R, N) array, NaN-padded, and their lengths."""
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    out = np.full((len(arrays), max(int(lengths.max()) if len(arrays) else 0, 1)), np.nan)
+    if len(arrays) and lengths.sum():
+        out[np.arange(out.shape[1])[None, :] < lengths[:, None]] = np.concatenate(arrays)
+    return out, lengths
+
+
+def row_medians(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The median of each row's `valid` entries, exactly as np.median computes it (the mean of the
+    two middle values of an even count; NaN for none), for all rows in one sort."""
+    s = np.sort(np.where(valid, x, np.inf), axis=1)
+    c = valid.sum(1)
+    rows = np.arange(len(x))
+    lo, hi = s[rows, np.maximum(c - 1, 0) // 2], s[rows, c // 2 - (c == 0)]
+    return np.where(c > 0, (lo + hi) / 2.0, np.nan)
+
+
+def noise_scales(values: list[np.ndarray]) -> np.ndarray:
+    """`noise_scale` of every curve at once (the per-curve calls were a visible share of a
+    1,000-run call)."""
+    if not values:
+        return np.zeros(0)
+    logs, n = _padded([np.log(np.asarray(v, dtype=np.float64)) for v in values])
+    d = np.diff(logs, axis=1)
+    valid = np.arange(d.shape[1])[None, :] < (n - 1)[:, None]
+    dev = np.abs(d - row_medians(d, valid)[:, None])
+    out = 1.4826 * row_medians(dev, valid) / np.sqrt(2.0)
+    return np.where(n >= 3, out, 0.0)
+
+
 def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
                  unidentified: frozenset[int] = frozenset()) -> dict[int, RunForecast]:
     """Forecasts for the fitted `rows` listed in `targets` (indices into fc.histories_).
@@ -62,6 +95,12 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     Targets in `unidentified` get the band of an unidentified annealing response whatever their
     group has shown (their own decay was seen to mislead the law: `Forecaster._check_own_decays`).
     """
+    with phase("bands"):
+        return _forecast_fit(fc, fit, rows, targets, unidentified)
+
+
+def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
+                  unidentified: frozenset[int]) -> dict[int, RunForecast]:
     if not targets:
         return {}
     dev = fit.x.device
@@ -100,7 +139,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     known = (~unknown).nonzero().squeeze(1)
     unknown_idx = unknown.nonzero().squeeze(1)
 
-    noise = torch.as_tensor([noise_scale(h.values) for h in hist], dtype=DTYPE, device=dev)
+    noise = torch.as_tensor(noise_scales([h.values for h in hist]), dtype=DTYPE, device=dev)
     # a law extrapolated far past its data errs more than its parameter spread says: an error
     # growing with the log of how far (in LR area, the laws' clock) the point lies past the data
     extra = EXTRAPOLATION * torch.log(feats.s1 / last).clamp_min(0.0)
@@ -110,7 +149,8 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     # what siblings trained on the same data order say about each step's deviation from
     # the law: the shift moves every quantile (at the end), and where it applies, the deviation it
     # leaves on the run's observed steps stands for both the noise and the misfit there
-    shared = shared_noise(fit, fc.histories_, rows, targets, slots, fc.warmup, dev) if fc.follow_siblings else {}
+    with phase("shared deviations"):
+        shared = shared_noise(fit, fc.histories_, rows, targets, slots, fc.warmup, dev) if fc.follow_siblings else {}
     shift = torch.zeros_like(spread)
     for k, r in enumerate(targets):
         if r in shared:
@@ -134,7 +174,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
         samples = _draws(fit, chol, gi[known], mi[known], fk, n, gkeys)  # (n, K, knots)
         # the spread from the draws' own quantiles: a few wild draws of a weakly determined
         # parameter must not blow up the band the way they would blow up a variance
-        q_lo, q_hi = (samples.kthvalue(k, dim=0).values for k in ranks)
+        q_lo, q_hi = _kth(samples, ranks)
         width = _interp_rows(fk.t, (q_hi - q_lo) / (z[1] - z[0]), feats.t[known])
         sd = torch.sqrt(width**2 + spread[known] ** 2)
         qs[:, known] = torch.exp(torch.log(point[known])[None] + z[:, None, None] * sd[None])
@@ -152,24 +192,25 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
         # replaces, and draws of unidentified ones swing the curve far off through the warmup's share
         fixed = [law.params.index(name) for name in law.annealing]
         samples = _draws(fit, _conditional_chol(fit.cov * INFLATION**2, fixed), gi[idx], mi[idx],
-                         _without_future_decay(fu, s1_last, s2_last), n, gkeys)
+                         _without_future_decay(fu, s1_last, s2_last), n, gkeys, log=False)
         samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
                                      nh[idx], remaining[idx], keyed_random.derive(rkeys[idx.cpu()], 1))
-        point[idx] = samples.median(0).values.exp()
+        point[idx] = _kth(samples, [(n + 1) // 2])[0].exp()  # the lower median, as torch's median
         z = keyed_random.normal(keyed_random.derive(rkeys[idx.cpu()], 2), n, samples.shape[2]).permute(0, 2, 1)
         noisy = samples + z.to(dev) * spread[idx][None]
-        qs[0, idx], qs[1, idx] = (noisy.kthvalue(k, dim=0).values.exp() for k in ranks)
+        qs[0, idx], qs[1, idx] = (q.exp() for q in _kth(noisy, ranks))
         end = (nh[idx] - 1).clamp_min(0)
         finals[:, idx] = noisy[:, torch.arange(len(idx), device=dev), end]
     qs = (qs * shift.exp()[None]).cpu().numpy()
     point_np = (point * shift.exp()).cpu().numpy()
     samples_np = (finals + shift[torch.arange(T, device=dev), (nh - 1).clamp_min(0)][None]).cpu().numpy()
     theta = law.natural(fit.run_params()[gi, mi]).cpu().numpy()
+    # the LR at each horizon step, as the features hold it (the per-step LR at those steps)
+    lr_np, has_lr = feats.lr.cpu().numpy(), feats.has_lr.cpu().numpy()
     out = {}
     for k, (r, h, hz) in enumerate(zip(targets, hist, horizons)):
         m = len(hz)
         p50 = point_np[k, :m]
-        lr = lr_per_step(h, int(hz.max()) if m else h.last_step, fc.warmup)
         if m and not (np.all(np.isfinite(p50)) and np.all(p50 > 1e-9)):
             out[r] = RunForecast.skip(h.run, h.group, f"the {law.name} fit diverged (non-positive forecast)", h.metric)
             continue
@@ -186,7 +227,7 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
             notes.append(f"the forecast follows the step-to-step deviations that {shared[r].siblings} "
                          "sibling(s) share with this run (same data order)")
         out[r] = RunForecast(
-            run=h.run, group=h.group, steps=hz, lr=lr[hz] if (lr is not None and m) else np.full(m, np.nan),
+            run=h.run, group=h.group, steps=hz, lr=lr_np[k, :m] if has_lr[k] else np.full(m, np.nan),
             p50=p50, p10=np.minimum(qs[0, k, :m], p50), p90=np.maximum(qs[1, k, :m], p50),
             law=law.name, params={name: float(v) for name, v in zip(law.params, theta[k])}, metric=h.metric,
             final_samples=np.exp(samples_np[:, k]) if m else None, notes=notes,
@@ -201,8 +242,19 @@ def law_spread(fit: GroupFit, gi: torch.Tensor, mi: torch.Tensor, f: Features, n
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), f)
     samples = _draws(fit, _chol(fit), gi, mi, f, n, gkeys)
-    lo, hi = (samples.kthvalue(max(1, int(round(level * n))), dim=0).values for level in (0.1, 0.9))
+    lo, hi = _kth(samples, [max(1, int(round(level * n))) for level in (0.1, 0.9)])
     return point, (hi - lo) / (2 * Z90)
+
+
+def _kth(x: torch.Tensor, ranks: list[int], numpy: bool | None = None) -> list[torch.Tensor]:
+    """The `ranks`-th smallest values (1-based) along the first dimension, as torch.kthvalue gives
+    them. On the CPU one numpy partition finds them all: torch's kthvalue walks the draws with a
+    stride of a whole (runs x points) slice, once per rank, and was the bands' largest cost.
+    Elsewhere (CUDA) torch's; `numpy` forces either (tests run the CUDA branch on the CPU)."""
+    if not (x.device.type == "cpu" if numpy is None else numpy):
+        return [x.kthvalue(k, dim=0).values for k in ranks]
+    part = np.partition(x.numpy(), [k - 1 for k in ranks], axis=0)
+    return [torch.from_numpy(part[k - 1]) for k in ranks]
 
 
 def _chol(fit: GroupFit) -> torch.Tensor:
@@ -218,9 +270,10 @@ def group_keys(fit: GroupFit, groups: list[str], seed: int) -> torch.Tensor:
 
 
 def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor, f: Features, n: int,
-           gkeys: torch.Tensor) -> torch.Tensor:
+           gkeys: torch.Tensor, log: bool = True) -> torch.Tensor:
     """Log predictions (n, R, P) of the runs at (gi, mi) on features f under n draws of the
-    group vectors from their Laplace Gaussian, in chunks of bounded size."""
+    group vectors from their Laplace Gaussian, in chunks of bounded size (`log=False`: the
+    predictions themselves, floored as the logs are)."""
     law = fit.law
     R, P = f.t.shape
     per = max(1, CHUNK // max(1, R * P * max(1, f.drop.shape[1])))
@@ -230,9 +283,10 @@ def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor
         z = keyed_random.normal(gkeys, k, fit.x.shape[1], start=start).permute(0, 2, 1).to(fit.x.device)
         xs = fit.x + (chol @ z.unsqueeze(-1)).squeeze(-1)  # (k, G, q)
         u = fit.run_params(xs)[:, gi, mi]  # (k, R, p)
-        rows = f.rows(torch.arange(R, device=fit.x.device).repeat(k))
+        rows = f.rows(torch.arange(R, device=fit.x.device).repeat(k), only=law.reads)
         out.append(law.predict(law.natural(u.reshape(k * R, -1)), rows).reshape(k, R, P))
-    return torch.log(torch.cat(out).clamp_min(1e-12))
+    pred = torch.cat(out).clamp_min(1e-12)
+    return torch.log(pred) if log else pred
 
 
 def _knots(n: torch.Tensor, k: int) -> torch.Tensor:
@@ -289,7 +343,7 @@ def _future_decay_only(f: Features, s1_last: torch.Tensor, s2_last: torch.Tensor
 
 def _unidentified_gain(fit: GroupFit, gi, mi, feats: Features, samples, nh, planned, keys) -> torch.Tensor:
     """Draws of targets whose group's data cannot identify the annealing gain, the gain redrawn:
-    `samples` are draws of the curve without the planned decay, and the gain its decay brings is
+    `samples` are draws of the curve without the planned decay (not logged), and the gain its decay brings is
     drawn between none and MAX_GAIN of the loss at the end, scaled by how far the LR decays
     (`planned`, a share of the peak: a horizon at constant LR gains nothing)."""
     law = fit.law
@@ -304,10 +358,10 @@ def _unidentified_gain(fit: GroupFit, gi, mi, feats: Features, samples, nh, plan
     last = (nh - 1).clamp_min(0)[:, None]
     at_end = torch.gather(shape, 1, last)
     unit = torch.where(at_end > 0, (shape / at_end.clamp_min(1e-300)).clamp(0.0, 1.0), torch.zeros_like(shape))
-    level = torch.gather(samples, 2, last.expand(samples.shape[0], -1, -1)).median(0).values.exp()
+    level = torch.gather(samples, 2, last.expand(samples.shape[0], -1, -1)).median(0).values
     rel = unit * level * planned[:, None]  # gain in loss units for the whole share
     # stratified: one gain per n-quantile of the range, shuffled against the parameter draws, so
     # the median forecast does not move by a Monte Carlo error of ~0.4 % from seed to seed
     n = samples.shape[0]
     phi = ((keyed_random.permutation(keys, n).to(DTYPE) + 0.5) / n * MAX_GAIN).to(samples.device)[:, :, None]
-    return torch.log((samples.exp() - phi * rel).clamp_min(1e-12))
+    return torch.log((samples - phi * rel).clamp_min(1e-12))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from forecaster.device import DTYPE
+from forecaster.phases import phase
 from forecaster.histories import RunHistory
 
 WARMUP_MODES = ("linear", "peak", "hold")
@@ -21,6 +22,9 @@ MOMENTUM_LAMBDA = 0.999
 # the multi-power sum runs over every LR change, the warmup's increases included (as Luo et al.
 # define and fit it: with their released parameters this reproduces their published errors)
 WARMUP_BLOCKS = 16
+
+
+_WIDE = {"t", "lr", "s1", "log_s1", "s2", "mask", "drop", "eta_k", "s1_k"}  # fields per point or block
 
 
 @dataclass
@@ -41,9 +45,12 @@ class Features:
     log_n: torch.Tensor  # (R,) log model size where known (RunHistory.size), else 0
     has_lr: torch.Tensor  # (R,) bool
 
-    def rows(self, index: torch.Tensor) -> "Features":
-        """The same features for a subset (or repetition) of rows."""
-        return Features(**{k: v[index] for k, v in self.__dict__.items()})
+    def rows(self, index: torch.Tensor, only: tuple[str, ...] | None = None) -> "Features":
+        """The same features for a subset (or repetition) of rows; with `only`, the per-point and
+        per-block fields not named are left out (None): a law evaluated on many repeated rows (the
+        band draws, the fit's starts) copies only what it reads."""
+        return Features(**{k: None if v is None or (only is not None and k in _WIDE and k not in only) else v[index]
+                           for k, v in self.__dict__.items()})
 
     def points(self, index: torch.Tensor) -> "Features":
         """The same runs at a subset of their points: index (R, K) positions along each row."""
@@ -158,8 +165,89 @@ def build_features(
 ) -> Features:
     """Features of each run at its evaluation steps `points[i]` (any steps, past or future);
     `blocks=False` leaves out the LR-change blocks, which only the multi-power law reads."""
-    if warmup not in WARMUP_MODES:
-        raise ValueError(f"warmup must be one of {WARMUP_MODES}, not {warmup!r}")
+    with phase("features"):
+        return _build_features(histories, points, warmup=warmup, lam=lam, max_blocks=max_blocks, blocks=blocks,
+                               device=device)
+
+
+# per-step values held at once while building features (rows x steps of a block of runs): the
+# per-step arithmetic runs on whole blocks of runs, bounded in memory
+BLOCK_ELEMENTS = 1 << 21
+
+
+def _lr_steps(histories: list[RunHistory], last: np.ndarray, warmup: str) -> dict[int, np.ndarray]:
+    """Per-step LR 0..last[i] of each run that has one (schedule-free laws read `t` only)."""
+    lrs = {}
+    for i, h in enumerate(histories):
+        lr = lr_per_step(h, int(last[i]), warmup)
+        if lr is not None:
+            if np.any(lr < 0):
+                raise ValueError(f"run {h.run!r}: negative learning rate")
+            lrs[i] = lr
+    return lrs
+
+
+def _lr_blocks(lrs: dict[int, np.ndarray], last: np.ndarray):
+    """(run indices, their per-step LR padded into one (runs, steps) array) in blocks whose arrays
+    stay within BLOCK_ELEMENTS. The padding repeats a run's last LR, which moves neither its peak,
+    its argmax, nor its sums of decreases."""
+    rows = np.array(sorted(lrs), dtype=np.int64)
+    start = 0
+    while start < len(rows):
+        end, width = start, 0
+        while end < len(rows) and (end == start or (end - start + 1) * max(width, last[rows[end]] + 1) <= BLOCK_ELEMENTS):
+            width = max(width, int(last[rows[end]]) + 1)
+            end += 1
+        blk = rows[start:end]
+        start = end
+        grid = np.empty((len(blk), width))
+        for k, i in enumerate(blk):
+            n = len(lrs[i])
+            grid[k, :n] = lrs[i]
+            grid[k, n:] = lrs[i][-1]
+        yield blk, grid
+
+
+def decay_shares(histories: list[RunHistory], warmup: str = "linear") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per run: the LR decreases up to its last observed step and up to the end of its horizon, as
+    shares of its peak, and the first step by which half of the former had happened (zeros for a
+    run without LR); all runs' per-step LR in blocks."""
+    end = np.array([max(int(h.horizon[-1]) if h.horizon is not None and len(h.horizon) else h.last_step,
+                        h.last_step) for h in histories], dtype=np.int64)
+    seen, planned, half = np.zeros(len(histories)), np.zeros(len(histories)), np.zeros(len(histories), dtype=np.int64)
+    lrs = _lr_steps(histories, end, warmup)
+    for blk, grid in _lr_blocks(lrs, end):
+        top = grid.max(1)
+        down = np.zeros_like(grid)
+        np.cumsum(np.clip(grid[:, :-1] - grid[:, 1:], 0.0, None), axis=1, out=down[:, 1:])
+        down /= np.where(top > 0, top, 1.0)[:, None]
+        at = np.array([histories[i].last_step for i in blk], dtype=np.int64)
+        s = down[np.arange(len(blk)), at]
+        ok = top > 0
+        seen[blk] = np.where(ok, s, 0.0)
+        planned[blk] = np.where(ok, down[np.arange(len(blk)), end[blk]], 0.0)
+        # down rises along each row: the first step reaching seen/2 is the count of steps below it
+        half[blk] = np.where(ok, (down < (s / 2)[:, None]).sum(1), 0)
+    return seen, planned, half
+
+
+def _momentum_rows(d: np.ndarray, lam: float) -> np.ndarray:
+    """`_momentum` of every row of d (R, T) at once: the same chunks and operations, so the same
+    values to the bit."""
+    out = np.empty_like(d)
+    chunk = max(16, int(2.0 / max(-np.log(lam), 1e-12)))
+    pw_all = lam ** np.arange(min(chunk, d.shape[1]), dtype=np.float64)
+    carry = np.zeros((len(d), 1))
+    for start in range(0, d.shape[1], chunk):
+        seg = d[:, start:start + chunk]
+        pw = pw_all[: seg.shape[1]]
+        m = pw * (lam * carry + np.cumsum(seg / pw, axis=1))
+        out[:, start:start + seg.shape[1]] = m
+        carry = m[:, -1:]
+    return out
+
+
+def _build_features(histories, points, *, warmup, lam, max_blocks, blocks, device) -> Features:
     R = len(histories)
     P = max([len(p) for p in points] + [1])
     t = np.ones((R, P))
@@ -170,33 +258,44 @@ def build_features(
     peak = np.ones(R)
     decayed = np.zeros(R)
     has_lr = np.zeros(R, dtype=bool)
-    changes = []
-    for i, (h, pts) in enumerate(zip(histories, points)):
-        pts = np.asarray(pts, dtype=np.int64)
-        n = len(pts)
-        mask[i, :n] = True
-        t[i, :n] = np.maximum(pts, 1)
-        last = int(max(pts.max() if n else 0, h.last_step))
-        lr = lr_per_step(h, last, warmup)
-        if lr is None:  # schedule-free laws read `t` only
-            changes.append((np.zeros(0),) * 3)
-            continue
-        if np.any(lr < 0):
-            raise ValueError(f"run {h.run!r}: negative learning rate")
-        has_lr[i] = True
-        area = lr.copy()
-        if warmup == "peak":
-            top = int(np.argmax(lr))
-            area[:top] = lr[top]
-        cum = np.cumsum(area)
-        idx = np.clip(pts, 0, last)
-        lr_at[i, :n] = lr[idx]
-        s1[i, :n] = np.maximum(cum[idx], 1e-12)
-        s2[i, :n] = _momentum_area(lr, lam)[idx]
-        peak[i] = lr.max() if lr.max() > 0 else 1.0
-        upto = lr[: (int(pts.max()) if n else 0) + 1]
-        decayed[i] = np.clip(upto[:-1] - upto[1:], 0.0, None).sum() / peak[i]  # decreases only
-        changes.append(_blocks(lr, cum, max_blocks, WARMUP_BLOCKS) if blocks else (np.zeros(0),) * 3)
+    changes = [(np.zeros(0),) * 3] * R
+    pts_all = [np.asarray(p, dtype=np.int64) for p in points]
+    n = np.array([len(p) for p in pts_all], dtype=np.int64)
+    mask[:] = np.arange(P)[None, :] < n[:, None]
+    if n.sum():
+        t[mask] = np.maximum(np.concatenate(pts_all), 1)
+    top_pt = np.array([int(p.max()) if len(p) else 0 for p in pts_all], dtype=np.int64)
+    last = np.maximum(top_pt, [h.last_step for h in histories])
+    lrs = _lr_steps(histories, last, warmup)
+    has_lr[list(lrs)] = True
+    for blk, grid in _lr_blocks(lrs, last):
+        lengths = last[blk] + 1
+        col = np.arange(grid.shape[1])[None, :]
+        top = np.argmax(grid, axis=1)
+        top_lr = grid[np.arange(len(blk)), top]
+        before_top = col < top[:, None]
+        area = np.where(before_top, top_lr[:, None], grid) if warmup == "peak" else grid
+        cum = np.cumsum(area, axis=1)
+        # S2 (`_momentum_area`): warmup counted at the peak, momentum of the LR decreases
+        eta = np.where(before_top, top_lr[:, None], grid)
+        d = np.zeros_like(eta)
+        d[:, 1:] = eta[:, :-1] - eta[:, 1:]
+        area2 = np.cumsum(_momentum_rows(d, lam), axis=1)
+        idx = np.zeros((len(blk), P), dtype=np.int64)
+        m = mask[blk]
+        idx[m] = np.concatenate([pts_all[i] for i in blk]) if m.any() else idx[m]
+        idx = np.clip(idx, 0, (last[blk])[:, None])
+        lr_at[blk] = np.where(m, np.take_along_axis(grid, idx, 1), 0.0)
+        s1[blk] = np.where(m, np.maximum(np.take_along_axis(cum, idx, 1), 1e-12), 1.0)
+        s2[blk] = np.where(m, np.take_along_axis(area2, idx, 1), 0.0)
+        peak[blk] = np.where(top_lr > 0, top_lr, 1.0)
+        # LR decreases up to the last point, relative to the peak
+        down = np.clip(grid[:, :-1] - grid[:, 1:], 0.0, None)
+        down = np.where(col[:, 1:] <= top_pt[blk][:, None], down, 0.0)
+        decayed[blk] = down.sum(1) / peak[blk]
+        if blocks:
+            for k, i in enumerate(blk):
+                changes[i] = _blocks(lrs[i], cum[k, : lengths[k]], max_blocks, WARMUP_BLOCKS)
     K = max([len(b[0]) for b in changes] + [1])
     drop = np.zeros((R, K))
     eta_k = np.ones((R, K))

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import mmap
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,13 +61,18 @@ def _names(runs: Iterable[str], limit: int = 5) -> str:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def _text(path: Path) -> str:
+def _bytes(path: Path) -> bytes:
     if not path.exists():
         raise InputError(f"input file not found: {path}")
     if not path.is_file():
         raise InputError(f"input is not a file: {path}")
+    data = path.read_bytes()
+    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data  # as utf-8-sig reads it
+
+
+def _text(path: Path, data: bytes) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text CSV file") from None
 
@@ -96,12 +102,26 @@ def _resolve_columns(header: list[str], metric: str, path: Path) -> dict[str, st
     return out
 
 
-def _arrow_columns(text: str, numeric: tuple[str, ...], strings: tuple[str, ...] = ("run", "group")
+_NOT_PLAIN = (b'"', b" ", b"\t", b"\n\n", b"\n\r\n")
+# a file at least this big is scanned in place and parsed by Arrow from disk: its bytes are never
+# all held in memory at once (with Arrow's copy of them they were a third of a big read's peak)
+BIG_FILE = 1 << 24
+
+
+def _plain(data: Any) -> bool:
+    """No quotes, blanks or blank lines (bytes or an mmap of them)."""
+    return all(data.find(c) < 0 for c in _NOT_PLAIN) and data[:1] not in (b"\n", b"\r")
+
+
+def _arrow_columns(data: bytes | Path, numeric: tuple[str, ...], strings: tuple[str, ...] = ("run", "group")
                    ) -> tuple[list[str], int, dict[str, Any]] | None:
     """Header, row count and columns read by pyarrow, numeric ones already parsed; None when
     pyarrow is absent or the file is not plain (quotes, blanks, blank lines, ragged rows, a numeric
-    column with text): the csv-module path then reads it and reports the exact line of a problem."""
-    if any(c in text for c in '" \t') or "\n\n" in text or "\n\r\n" in text or text.startswith(("\n", "\r")):
+    column with text): the csv-module path then reads it and reports the exact line of a problem.
+    A path is a file already found plain, parsed from disk."""
+    # bytes, not text: decoding a big file costs as much as parsing it (Arrow checks the UTF-8
+    # of the string columns, and a numeric column that is not ASCII fails to parse)
+    if not isinstance(data, Path) and not _plain(data):
         return None
     try:
         import pyarrow as pa
@@ -113,10 +133,14 @@ def _arrow_columns(text: str, numeric: tuple[str, ...], strings: tuple[str, ...]
     # the input after the exception reached us; a Python-owned buffer then takes the GIL from
     # that thread while the interpreter is shutting down, which aborts the process (exit 134,
     # "terminate called without an active exception") after the one-line error was printed.
-    sink = pa.BufferOutputStream()
-    sink.write(text.encode())
+    if isinstance(data, Path):
+        source = str(data)  # Arrow opens and owns it
+    else:
+        sink = pa.BufferOutputStream()
+        sink.write(data)
+        source = pa.BufferReader(sink.getvalue())
     try:
-        table = pcsv.read_csv(pa.BufferReader(sink.getvalue()), convert_options=pcsv.ConvertOptions(
+        table = pcsv.read_csv(source, convert_options=pcsv.ConvertOptions(
             column_types={name: pa.string() for name in strings}, null_values=[""],
             strings_can_be_null=False))
     except (pa.ArrowException, ValueError):
@@ -133,13 +157,30 @@ def _arrow_columns(text: str, numeric: tuple[str, ...], strings: tuple[str, ...]
                 continue
             if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
                 return None
-            present = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-            cols[name] = (col.fill_null(0).to_numpy().astype(np.float64), present)
+            present = _valid(col)
+            values = col.to_numpy().astype(np.float64)  # a null comes out as NaN
+            values[~present] = 0.0
+            cols[name] = (values, present)
         elif name in strings:
+            # labels and codes, not a string per row: a unicode array of every row's name and its
+            # sort (np.unique) were most of the read time of a big file
             enc = col.dictionary_encode().combine_chunks()
             labels = np.asarray(enc.dictionary.to_pylist(), dtype=str)
-            cols[name] = labels[enc.indices.to_numpy()] if len(labels) else np.zeros(0, dtype=str)
+            codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            cols[name] = (labels if len(labels) else np.zeros(0, dtype=str), codes)
     return header, table.num_rows, cols
+
+
+def _valid(col: Any) -> np.ndarray:
+    """Which cells of an Arrow column are not null, from its validity bitmaps (no compute kernel)."""
+    parts = []
+    for ch in col.chunks:
+        if ch.null_count == 0:
+            parts.append(np.ones(len(ch), dtype=bool))
+        else:
+            bits = np.unpackbits(np.frombuffer(ch.buffers()[0], dtype=np.uint8), bitorder="little")
+            parts.append(bits[ch.offset: ch.offset + len(ch)].astype(bool))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
 def _table(path: Path, text: str) -> tuple[list[str], list[list[str]], np.ndarray, bool]:
@@ -176,19 +217,35 @@ def _numbers(cells: Any, column: str, path: Path, lines: np.ndarray) -> tuple[np
     return values, present
 
 
+def _wanted(first_line: bytes, metric: str, path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The numeric and string columns the fast path parses, from the header line."""
+    head = first_line.rstrip(b"\r").decode("utf-8", errors="replace")
+    guess = _resolve_columns(head.split(","), metric, path)
+    return (tuple(guess[c] for c in ("step", metric, "lr", "size") if c in guess),
+            tuple(guess[c] for c in ("run", "group") if c in guess))
+
+
 def _read_file(path: Path, metric: str, run_default: str, group_default: str,
                report: ReadReport) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Parse one CSV into per-row arrays, validated; returns one record of columns per file."""
-    text = _text(path)
-    # the header as the fast path will see it (it reads plain files only: no quotes, no blanks)
-    guess = _resolve_columns(text.split("\n", 1)[0].rstrip("\r").split(","), metric, path)
-    fast = _arrow_columns(text, tuple(guess[c] for c in ("step", metric, "lr", "size") if c in guess),
-                          tuple(guess[c] for c in ("run", "group") if c in guess))
+    fast, data = None, None
+    if path.is_file() and path.stat().st_size >= BIG_FILE:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            end = mm.find(b"\n")
+            first = mm[: end if end >= 0 else len(mm)]
+            plain = not first.startswith(b"\xef\xbb\xbf") and _plain(mm)
+        if plain:
+            fast = _arrow_columns(path, *_wanted(first, metric, path))
+    if fast is None:
+        data = _bytes(path)
+        # the header as the fast path will see it (it reads plain files only: no quotes, no blanks)
+        end = data.find(b"\n")
+        fast = _arrow_columns(data, *_wanted(data if end < 0 else data[:end], metric, path))
     if fast is not None:
         header, n_rows, col = fast
         lines = np.arange(n_rows, dtype=np.int64) + 2  # plain file: the header is line 1
     else:
-        header, rows, lines, spaced = _table(path, text)
+        header, rows, lines, spaced = _table(path, _text(path, data if data is not None else _bytes(path)))
         n_rows = len(rows)
     names = _resolve_columns(header, metric, path)
     missing = [c for c in ("step", metric) if c not in names]
@@ -244,22 +301,50 @@ def _read_file(path: Path, metric: str, run_default: str, group_default: str,
     else:
         lr, has_lr = np.zeros(n_rows), np.zeros(n_rows, dtype=bool)
 
-    runs = col["run"] if "run" in col else np.full(n_rows, run_default)
-    if "run" in col and np.any(runs[keep] == ""):
-        raise InputError(f"{path}:{lines[keep & (runs == '')][0]}: empty run name")
-    groups = col["group"] if "group" in col else np.full(n_rows, group_default)
+    runs = _coded(col["run"]) if "run" in col else (np.array([run_default]), np.zeros(n_rows, dtype=np.int64))
+    if "run" in col:
+        empty = keep & (runs[0] == "")[runs[1]]
+        if empty.any():
+            raise InputError(f"{path}:{lines[empty][0]}: empty run name")
+    groups = _coded(col["group"]) if "group" in col else (np.array([group_default]), np.zeros(n_rows, dtype=np.int64))
     # optional model size (parameters) for size-aware laws; one value per run, on any of its rows
     size, has_size = _numbers(col["size"], "size", path, lines) if "size" in col else (
         np.zeros(n_rows), np.zeros(n_rows, dtype=bool))
     has_size &= np.isfinite(size)
     if np.any(has_size & keep & (size <= 0)):
         raise InputError(f"{path}:{lines[has_size & keep & (size <= 0)][0]}: model size must be positive")
-    return [(path, runs[keep], groups[keep], step[keep].astype(np.int64), value[keep], has_value[keep],
+    return [(path, (runs[0], runs[1][keep]), (groups[0], groups[1][keep]), step[keep].astype(np.int64), value[keep], has_value[keep],
              lr[keep], has_lr[keep], lines[keep], size[keep], has_size[keep])]
+
+
+def _coded(cells: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, code of each row) of a string column: pyarrow's dictionary encoding, or the
+    csv-module path's strings factorised."""
+    if isinstance(cells, tuple):
+        return cells
+    labels, codes = np.unique(cells, return_inverse=True)
+    return labels, codes.reshape(-1).astype(np.int64)
+
+
+def _concat_coded(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One (labels, codes) for several files' columns, equal labels merged."""
+    if len(pairs) == 1:
+        labels, codes = pairs[0]
+    else:
+        offsets = np.cumsum([0] + [len(lab) for lab, _ in pairs[:-1]])
+        labels = np.concatenate([lab for lab, _ in pairs])
+        codes = np.concatenate([c + o for (_, c), o in zip(pairs, offsets)])
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    return uniq, inverse.reshape(-1)[codes] if len(codes) else codes
 
 
 def _last_per_key(code: np.ndarray, step: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Indices (into the inputs) of the last row, in `order`, of each (code, step) pair; sorted by pair."""
+    if len(code) and code.max() < 2**62 // (int(step.max()) + 2):
+        key = code * (int(step.max()) + 1) + step
+        if np.all(np.diff(order) > 0) and np.all(key[1:] > key[:-1]):
+            # rows already grouped by run, steps rising, no duplicates: the usual file needs no sort
+            return np.arange(len(code))
     # lexsort: last key is primary; stable in file order so the last duplicate ends last
     idx = np.lexsort((order, step, code))
     c, s = code[idx], step[idx]
@@ -268,13 +353,16 @@ def _last_per_key(code: np.ndarray, step: np.ndarray, order: np.ndarray) -> np.n
     return idx[last]
 
 
-def _factorize(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(unique labels in order of first appearance, index of each first row, code of every row)."""
-    uniq, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
+def _factorize(labels: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels present in order of first appearance, index of each one's first row, code of every
+    row in that order) from codes into `labels`."""
+    first = np.full(len(labels), len(codes), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write, the first row, wins
+    present = np.flatnonzero(first < len(codes))
+    order = present[np.argsort(first[present], kind="stable")]
+    rank = np.full(len(labels), -1, dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return uniq[order], first[order].astype(np.int64), rank[inverse.reshape(-1)].astype(np.int64)
+    return labels[order], first[order], rank[codes]
 
 
 def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHistory], ReadReport]:
@@ -302,38 +390,36 @@ def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHist
             # each file is one run: a run/group column inside is ignored for a folder input
             for rec in recs:
                 n = len(rec[3])
-                parts.append((rec[0], np.full(n, run), np.full(n, group)) + rec[3:])
+                one = np.zeros(n, dtype=np.int64)
+                parts.append((rec[0], (np.array([run]), one), (np.array([group]), one)) + rec[3:])
     else:
         if not path.exists():
             raise InputError(f"input file not found: {path}")
         parts = _read_file(path, metric, path.stem, path.stem, report)
 
-    src = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
-    runs = np.concatenate([p[1] for p in parts])
-    groups = np.concatenate([p[2] for p in parts])
-    step = np.concatenate([p[3] for p in parts])
-    value = np.concatenate([p[4] for p in parts])
-    has_value = np.concatenate([p[5] for p in parts])
-    lr = np.concatenate([p[6] for p in parts])
-    has_lr = np.concatenate([p[7] for p in parts])
-    lines = np.concatenate([p[8] for p in parts])
-    size = np.concatenate([p[9] for p in parts])
-    has_size = np.concatenate([p[10] for p in parts])
+    src = np.concatenate([np.full(len(p[3]), i) for i, p in enumerate(parts)])
+    runs = _concat_coded([p[1] for p in parts])
+    groups = _concat_coded([p[2] for p in parts])
+
+    def joined(k: int) -> np.ndarray:  # one file's column as it is: a copy of a big file costs
+        return parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts])
+
+    step, value, has_value, lr, has_lr, lines, size, has_size = (joined(k) for k in range(3, 11))
     if len(step) == 0:
         raise InputError(f"{path}: empty input (no usable rows)")
     order = np.arange(len(step))
 
-    names, first, code = _factorize(runs)
+    names, first, code = _factorize(*runs)
     # one group per run
-    gcode = _factorize(groups)[2]
+    gcode = groups[1]
     clash = gcode != gcode[first][code]
     if clash.any():
         dup = code[np.argmax(clash)]
         raise InputError(f"run {str(names[dup])!r} appears in more than one group "
-                         f"({', '.join(sorted(set(groups[code == dup])))}); a run belongs to one group")
+                         f"({', '.join(sorted(set(groups[0][gcode[code == dup]])))}); a run belongs to one group")
 
     # unsorted: a step smaller than the previous row's step of the same run, in file order
-    by_run = np.lexsort((order, code))
+    by_run = order if np.all(code[1:] >= code[:-1]) else np.lexsort((order, code))
     c, s = code[by_run], step[by_run]
     back = (c[1:] == c[:-1]) & (s[1:] < s[:-1])
     for r in np.unique(c[1:][back]):
@@ -369,7 +455,7 @@ def read_histories(path: str | Path, metric: str = "loss") -> tuple[list[RunHist
         horizon = rows[rows > last]
         lr_idx = lr_by[r]
         out.append(RunHistory(
-            run=str(names[r]), steps=s_obs, values=value[o], group=str(groups[first[r]]),
+            run=str(names[r]), steps=s_obs, values=value[o], group=str(groups[0][gcode[first[r]]]),
             lr_steps=step[lr_idx] if any_lr else None, lr_values=lr[lr_idx] if any_lr else None,
             horizon=horizon, metric=metric, size=None if np.isnan(run_size[r]) else float(run_size[r]),
             meta={"source": str(parts[src[first[r]]][0]), "line": int(lines[first[r]]),
@@ -401,10 +487,58 @@ def _fmt(x: float) -> str:
     return "" if not math.isfinite(x) else f"{x:.8g}"
 
 
-def write_forecasts(forecasts: list[RunForecast], out: IO[str]) -> int:
-    """Write ``run, step, lr, p50, p10, p90`` for every horizon step; returns the rows written."""
+def _significant(x: np.ndarray, digits: int = 8) -> np.ndarray:
+    """x rounded to `digits` significant digits, as the nearest double to that decimal (so the
+    shortest repr Arrow prints is the decimal itself, as %.8g would write it)."""
+    with np.errstate(all="ignore"):
+        k = (digits - 1) - np.floor(np.log10(np.abs(x)))
+        ok = np.isfinite(k) & (np.abs(k) <= 22)  # powers of ten up to 1e22 are exact doubles
+        k = np.where(ok, k, 0.0)
+        scale = 10.0 ** np.abs(k)
+        # integer / exact power of ten, or integer * it: one correctly rounded operation
+        r = np.where(k >= 0, np.round(x * scale) / scale, np.round(x / scale) * scale)
+    return np.where(ok, r, x)
+
+
+def _write_arrow(forecasts: list[RunForecast], out: IO[str], header: bool) -> int | None:
+    """The rows of `write_forecasts` through Arrow's CSV writer (C++; the per-row formatting in
+    Python was several seconds of a 10,000-run call); None where pyarrow is absent."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+    except ImportError:
+        return None
+    shown = [f for f in forecasts if not f.skipped and len(f.steps)]
+    counts = np.array([len(f.steps) for f in shown], dtype=np.int64)
+    n = int(counts.sum())
+    names = pa.array([f.run for f in shown], pa.string())
+    run = pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(len(shown), dtype=np.int32), counts)),
+                                         names).cast(pa.string())
+    cols = [run, pa.array(np.concatenate([np.asarray(f.steps, dtype=np.int64) for f in shown]) if n
+                          else np.zeros(0, dtype=np.int64))]
+    for name in OUTPUT_COLUMNS[2:]:
+        x = np.concatenate([np.asarray(getattr(f, name), dtype=np.float64) for f in shown]) if n else np.zeros(0)
+        cols.append(pa.array(_significant(x), mask=~np.isfinite(x)))  # non-finite: an empty cell
+    sink = io.BytesIO()
+    # Arrow's "needed" quotes every string; plain names are written bare, as the csv module does
+    plain = not any(c in f.run for f in shown for c in ',"\n\r')
+    pcsv.write_csv(pa.table(cols, names=list(OUTPUT_COLUMNS)), sink,
+                   pcsv.WriteOptions(include_header=False, quoting_style="none" if plain else "needed"))
+    if header:  # Arrow quotes its header
+        out.write(",".join(OUTPUT_COLUMNS) + "\n")
+    out.write(sink.getvalue().decode("utf-8").replace("\r\n", "\n"))
+    return n
+
+
+def write_forecasts(forecasts: list[RunForecast], out: IO[str], header: bool = True) -> int:
+    """Write ``run, step, lr, p50, p10, p90`` for every horizon step; returns the rows written.
+    Values have 8 significant digits; `header=False` continues a file (`predict`'s chunks)."""
+    n = _write_arrow(forecasts, out, header)
+    if n is not None:
+        return n
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(OUTPUT_COLUMNS)
+    if header:
+        w.writerow(OUTPUT_COLUMNS)
     n = 0
     for f in forecasts:
         if f.skipped or not len(f.steps):
@@ -443,6 +577,11 @@ def jsonable(obj: Any) -> Any:
 def summary(histories: list[RunHistory], forecasts: list[RunForecast], *,
             warnings: list[str] = (), settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per run: law, parameters, predicted final value with its interval, or why it was skipped."""
+    return assemble_summary(summary_entries(histories, forecasts), warnings=warnings, settings=settings)
+
+
+def summary_entries(histories: list[RunHistory], forecasts: list[RunForecast]) -> list[dict[str, Any]]:
+    """The per-run entries of `summary` (a big input's chunks each add theirs)."""
     runs = []
     for h, f in zip(histories, forecasts):
         entry: dict[str, Any] = {
@@ -461,6 +600,12 @@ def summary(histories: list[RunHistory], forecasts: list[RunForecast], *,
             entry["final"] = None
             entry["horizon_points"] = 0
         runs.append(entry)
+    return runs
+
+
+def assemble_summary(runs: list[dict[str, Any]], *, warnings: list[str] = (),
+                     settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary document from its per-run entries."""
     return {
         "settings": settings or {},
         "forecast": sum(1 for r in runs if not r["skipped"] and r["final"]),

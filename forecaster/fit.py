@@ -20,6 +20,7 @@ import torch
 
 from forecaster.batch import Features
 from forecaster.laws.base import Law
+from forecaster.phases import phase
 
 HUBER_DELTA = 1e-3
 PRUNE_AT = 6
@@ -77,34 +78,35 @@ def _jacobian(fn, x: torch.Tensor, h: float, cols: int | None = None, r0=None) -
     return torch.stack(out, -1)
 
 
-def _blocks(J: torch.Tensor, w: torch.Tensor, local: list[int], M: int, P: int):
-    """Blocks of J'WJ for group columns (p) and per-member deviation columns (pl each)."""
-    B, _, p = J.shape
-    Jm = J.reshape(B, M, P, p)
-    JW = Jm * w.reshape(B, M, P, 1)
-    Hgg = torch.einsum("bmti,bmtj->bij", JW, Jm)
+def _blocks(J: torch.Tensor, local: list[int]):
+    """Blocks of J'J for group columns (p) and per-member deviation columns (pl each), from the
+    Jacobian J (B, M, p, P) laid out parameter by parameter (each column contiguous over the
+    points: the products below stream through memory). J carries the IRLS weights as their square
+    roots (J'WJ = (W^1/2 J)'(W^1/2 J): no weighted copy of J)."""
+    Hgg = torch.einsum("bmit,bmjt->bij", J, J)
     if not local:
-        return Hgg, None, None, Jm, JW
-    Jl = Jm[..., local]
-    Hgd = torch.einsum("bmti,bmtj->bmij", JW, Jl)  # (B, M, p, pl)
-    Hdd = torch.einsum("bmti,bmtj->bmij", JW[..., local], Jl)  # (B, M, pl, pl)
-    return Hgg, Hgd, Hdd, Jm, JW
+        return Hgg, None, None
+    Jl = J[:, :, local]
+    Hgd = torch.einsum("bmit,bmjt->bmij", J, Jl)  # (B, M, p, pl)
+    Hdd = torch.einsum("bmit,bmjt->bmij", Jl, Jl)  # (B, M, pl, pl)
+    return Hgg, Hgd, Hdd
 
 
-def _lm_step(J, r, w, x, prior, mu, pen_w, prior_w, local, M, P) -> torch.Tensor:
-    """One damped Gauss-Newton step of every group, exploiting the block structure."""
-    B, _, p = J.shape
-    Hgg, Hgd, Hdd, Jm, JW = _blocks(J, w, local, M, P)
+def _lm_step(J, r, x, prior, mu, pen_w, prior_w, local, M, P) -> torch.Tensor:
+    """One damped Gauss-Newton step of every group, exploiting the block structure; J (B, M, p, P)
+    and r are the Jacobian and residuals times the square roots of the IRLS weights."""
+    B, _, p, _ = J.shape
+    Hgg, Hgd, Hdd = _blocks(J, local)
     rm = r.reshape(B, M, P)
     grad = pen_w * x + prior_w * (x - prior)
-    gg = torch.einsum("bmti,bmt->bi", JW, rm) + grad[:, :p]
+    gg = torch.einsum("bmit,bmt->bi", J, rm) + grad[:, :p]
     Hgg = Hgg + torch.diag_embed(pen_w[:, :p] + prior_w)
     Hgg = Hgg + mu[:, None, None] * torch.diag_embed(torch.diagonal(Hgg, dim1=1, dim2=2) + 1e-12)
     eye_p = torch.eye(p, dtype=J.dtype, device=J.device)
     if not local:
         return torch.linalg.solve(Hgg + 1e-12 * eye_p, -gg.unsqueeze(-1)).squeeze(-1)
     pl = len(local)
-    gd = torch.einsum("bmti,bmt->bmi", JW[..., local], rm) + grad[:, p:].reshape(B, M, pl)
+    gd = torch.einsum("bmit,bmt->bmi", J[:, :, local], rm) + grad[:, p:].reshape(B, M, pl)
     Hdd = Hdd + torch.diag_embed(pen_w[:, p:].reshape(B, M, pl) + prior_w)
     Hdd = Hdd + mu[:, None, None, None] * torch.diag_embed(torch.diagonal(Hdd, dim1=2, dim2=3) + 1e-12)
     Hdd_inv = torch.linalg.inv(Hdd + 1e-12 * torch.eye(pl, dtype=J.dtype, device=J.device))
@@ -118,8 +120,8 @@ def _lm_step(J, r, w, x, prior, mu, pen_w, prior_w, local, M, P) -> torch.Tensor
 
 def _dense_info(J: torch.Tensor, local: list[int], M: int, P: int) -> torch.Tensor:
     """The full J'J over group and deviation columns, from its blocks (for the covariance)."""
-    B, _, p = J.shape
-    Hgg, Hgd, Hdd, _, _ = _blocks(J, torch.ones(B, M * P, dtype=J.dtype, device=J.device), local, M, P)
+    B, _, p, _ = J.shape
+    Hgg, Hgd, Hdd = _blocks(J, local)
     if not local:
         return Hgg
     pl = len(local)
@@ -152,8 +154,11 @@ class _Data:
 
 
 def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
+    # min(|r|, delta) * (|r| - min(|r|, delta) / 2): 0.5 r^2 inside, delta (|r| - delta / 2) outside,
+    # the same values to the bit in four passes over the residuals instead of seven
     a = r.abs()
-    return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    c = a.clamp_max(delta)
+    return c * (a - 0.5 * c)
 
 
 def fit_groups(
@@ -175,6 +180,15 @@ def fit_groups(
     around its starting value, so directions the data do not determine keep a finite but wide
     uncertainty instead of a singular covariance.
     """
+    with phase("starts"):
+        s0 = law.starts(feats, y.clamp_min(1e-12), n=starts)  # (R, S, p)
+    with phase("fit iterations"):
+        return _fit_groups(law, feats, y, members, s0, pool=pool, max_iter=max_iter, delta=delta,
+                           prior_sd=prior_sd)
+
+
+def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tensor, s0: torch.Tensor, *,
+                pool: float, max_iter: int, delta: float, prior_sd: float) -> GroupFit:
     dev, dt = y.device, y.dtype
     G, M = members.shape
     p = len(law.params)
@@ -190,7 +204,6 @@ def fit_groups(
     logy = torch.log(yy.clamp_min(1e-12))
 
     # starts: per-run variable-projection starts, combined per group (median over members)
-    s0 = law.starts(feats, y.clamp_min(1e-12), n=starts)  # (R, S, p)
     S = s0.shape[1]
     u0 = law.unconstrained(s0)[rows]  # (G, M, S, p)
     w = valid.to(dt)[..., None, None]
@@ -211,7 +224,7 @@ def fit_groups(
     B = G * S
     x = x0.reshape(B, q)
     prior = prior.reshape(B, q)
-    fB = f.rows(torch.arange(G * M, device=dev).reshape(G, 1, M).expand(G, S, M).reshape(-1))
+    fB = f.rows(torch.arange(G * M, device=dev).reshape(G, 1, M).expand(G, S, M).reshape(-1), only=law.reads)
     logyB = logy.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     maskB = mask.reshape(G, 1, M, -1).expand(G, S, M, -1).reshape(B * M, -1)
     P = logyB.shape[-1]
@@ -221,18 +234,24 @@ def fit_groups(
     # a prior's weight in Huber units (L1 regime at a nominal 1% noise) only breaks ties
     prior_w = delta * 1e-2 / prior_sd**2
 
-    def jac(xb: torch.Tensor, r0: torch.Tensor, d: _Data) -> torch.Tensor:
-        """d residual / d group parameters (B, M*P, p): the law's own derivative when it has one."""
+    def jac(xb: torch.Tensor, r0: torch.Tensor, d: _Data, sw: torch.Tensor | None = None) -> torch.Tensor:
+        """d residual / d group parameters (B, M, p, P), times the square-root weights `sw` (B, M*P)
+        when given: the law's own derivative when it has one."""
         if not law.has_jacobian:
-            return _jacobian(lambda xx: resid(xx, d), xb, h, cols=p, r0=r0)
+            J = _jacobian(lambda xx: resid(xx, d), xb, h, cols=p, r0=r0)
+            J = J if sw is None else J * sw.unsqueeze(-1)
+            return J.reshape(len(xb), M, P, p).transpose(2, 3)
         u = _expand(xb, law, local, M).reshape(-1, p)
         theta = law.natural(u)
         r_flat = r0.reshape(-1, P)
         pred = torch.exp(r_flat + d.logy)  # the prediction behind r0, without evaluating the law again
         dpred = law.jacobian(theta, d.f)  # (B*M, P, p), w.r.t. the unconstrained parameters
         ok = (r_flat != BAD_RESIDUAL) & d.mask
-        jr = torch.where(ok.unsqueeze(-1), dpred / pred.unsqueeze(-1), 0.0)
-        return jr.reshape(len(xb), M * P, p)
+        # one (points) factor, then one pass over the Jacobian, parameter-major (a law that builds
+        # it that way, as momentum does, hands over a transposed view: no copy)
+        num = 1.0 if sw is None else sw.reshape(-1, P)
+        scale = torch.where(ok, num / pred, 0.0)
+        return (dpred.transpose(1, 2) * scale.unsqueeze(1)).reshape(len(xb), M, p, P)
 
     def resid(xb: torch.Tensor, d: _Data) -> torch.Tensor:
         u = _expand(xb, law, local, M).reshape(-1, p)
@@ -270,9 +289,10 @@ def fit_groups(
         # is the same column restricted to its rows, so the normal equations are assembled block
         # by block and solved through the Schur complement of the block-diagonal deviation part:
         # cost grows linearly with the group size, not cubically
-        Jg = jac(xw, rw, wd)  # (W, M*P, p)
-        wts = torch.where(rw.abs() <= delta, torch.ones_like(rw), delta / rw.abs().clamp_min(1e-300))
-        step = _lm_step(Jg, rw, wts, xw, wd.prior, muw, wd.pen_w, prior_w, local, M, P)
+        # IRLS weights of the Huber loss, as square roots carried by J and r
+        sw = torch.sqrt(delta / rw.abs().clamp_min(delta))
+        Jg = jac(xw, rw, wd, sw)  # (W, M, p, P)
+        step = _lm_step(Jg, rw * sw, xw, wd.prior, muw, wd.pen_w, prior_w, local, M, P)
         step = torch.nan_to_num(step).clamp(-5.0, 5.0)
         xn = xw + step
         rn = resid(xn, wd)

@@ -9,11 +9,12 @@ import numpy as np
 import torch
 
 from forecaster import bands, laws
-from forecaster.batch import build_features, lr_per_step
+from forecaster.batch import build_features, decay_shares, lr_per_step
 from forecaster.bands import EVIDENCE_MIN, Z90
 from forecaster.device import DTYPE, pick_device
 from forecaster.fit import GroupFit, fit_groups
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.phases import phase
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,33 @@ SIMPLER_MARGIN = 0.6
 SKIP_EARLY = 0.1
 # an early stretch whose residuals' chunk means exceed this many times their noise is misfit
 EARLY_MISFIT = 4.0
+
+
+# working memory of a fit and its bands per fitted or forecast point of a run (measured on the
+# speed benchmark: peak RSS over the data, 1,000 runs x 800 points; the Jacobian of every start,
+# the band draws at knots and the features dominate)
+BYTES_PER_POINT = 1200
+
+
+def group_chunks(histories: list[RunHistory], budget: int, max_points: int = 512) -> list[list[int]]:
+    """Indices of `histories` in chunks of whole groups, in order of first appearance, each
+    expected to need at most `budget` bytes of working memory (a group bigger than that is a
+    chunk of its own): a big input is fitted chunk by chunk in bounded memory."""
+    order: dict[str, list[int]] = {}
+    cost: dict[str, int] = {}
+    for i, h in enumerate(histories):
+        order.setdefault(h.group, []).append(i)
+        points = min(len(h.steps), max_points) + (len(h.horizon) if h.horizon is not None else 0)
+        cost[h.group] = cost.get(h.group, 0) + BYTES_PER_POINT * max(points, 1)
+    chunks: list[list[int]] = [[]]
+    used = 0
+    for g, members in order.items():
+        if chunks[-1] and used + cost[g] > budget:
+            chunks.append([])
+            used = 0
+        chunks[-1].extend(members)
+        used += cost[g]
+    return [c for c in chunks if c]
 
 
 @dataclass
@@ -75,6 +103,20 @@ def rises(values: np.ndarray) -> bool:
     logs = np.log(values)
     gap = float(np.median(logs[-q:]) - np.median(logs[:q]))
     return gap > 5.0 * bands.noise_scale(values) * np.sqrt(2.0 / q) + 1e-3
+
+
+def rising(values: list[np.ndarray]) -> np.ndarray:
+    """`rises` of every curve at once."""
+    if not values:
+        return np.zeros(0, dtype=bool)
+    logs, n = bands._padded([np.log(np.asarray(v, dtype=np.float64)) for v in values])
+    q = n // 4
+    col = np.arange(logs.shape[1])[None, :]
+    first = bands.row_medians(logs, col < q[:, None])
+    last = bands.row_medians(logs, (col >= (n - q)[:, None]) & (col < n[:, None]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bar = 5.0 * bands.noise_scales(values) * np.sqrt(2.0 / np.maximum(q, 1)) + 1e-3
+        return (q >= 2) & (last - first > bar)
 
 
 def _planned_end(h: RunHistory) -> int:
@@ -132,30 +174,37 @@ class Forecaster:
         # under a law whose parameters are all shared (size-aware), a run needs no points of its
         # own: its size and schedule place it on the group's law
         shared_law = law is not None and set(law.annealing) == set(law.params)
-        fitted_groups = {h.group for h in self.histories_ if len(h.steps) >= MIN_POINTS}
-        for i, h in enumerate(self.histories_):
-            if law is not None and law.needs_size and not (h.size and h.size > 0):
-                self.skipped_[i] = f"law {self.law!r} needs the model size and the run has none"
-            elif len(h.steps) < MIN_POINTS and not (shared_law and h.group in fitted_groups):
-                self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
-            elif np.any(h.values <= 0):
-                self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
-            elif np.any(h.values > MAX_VALUE):
-                self.skipped_[i] = (f"metric reaches {float(np.max(h.values)):.3g}, beyond the fit's range (up to "
-                                    f"{MAX_VALUE:.0e}); rescale it, e.g. divide by a power of ten")
-            elif rises(h.values):
-                self.skipped_[i] = ("metric rises over the run; the laws model a falling, loss-like metric "
-                                    "(forecast an error such as 1 - accuracy instead)")
-            elif self.law != "auto" and laws.get(self.law).needs_lr and not informative_lr(h):
-                self.skipped_[i] = (f"law {self.law!r} needs a learning rate and the run has none "
-                                    "(or logs 0 throughout)")
-        plans = self._plans()
+        with phase("plan"):
+            fitted_groups = {h.group for h in self.histories_ if len(h.steps) >= MIN_POINTS}
+            positive = [bool(len(h.values) == 0 or (h.values.min() > 0 and h.values.max() <= MAX_VALUE))
+                        for h in self.histories_]
+            # the rising check only where the others pass (a log of a non-positive value is NaN)
+            up = dict(zip((i for i, ok in enumerate(positive) if ok),
+                          rising([h.values for h, ok in zip(self.histories_, positive) if ok])))
+            for i, h in enumerate(self.histories_):
+                if law is not None and law.needs_size and not (h.size and h.size > 0):
+                    self.skipped_[i] = f"law {self.law!r} needs the model size and the run has none"
+                elif len(h.steps) < MIN_POINTS and not (shared_law and h.group in fitted_groups):
+                    self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
+                elif np.any(h.values <= 0):
+                    self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
+                elif np.any(h.values > MAX_VALUE):
+                    self.skipped_[i] = (f"metric reaches {float(np.max(h.values)):.3g}, beyond the fit's range (up to "
+                                        f"{MAX_VALUE:.0e}); rescale it, e.g. divide by a power of ten")
+                elif up[i]:
+                    self.skipped_[i] = ("metric rises over the run; the laws model a falling, loss-like metric "
+                                        "(forecast an error such as 1 - accuracy instead)")
+                elif self.law != "auto" and laws.get(self.law).needs_lr and not informative_lr(h):
+                    self.skipped_[i] = (f"law {self.law!r} needs a learning rate and the run has none "
+                                        "(or logs 0 throughout)")
+            plans = self._plans()
         self.choice_: dict[int, str] = {}
         self.fits_: dict[str, tuple[GroupFit, list[int]]] = {}
         self.validation_: dict[int, dict[str, float]] = {}
         torch.manual_seed(self.seed)
         for plan in plans:
-            chosen = self._select(plan)
+            with phase("law choice"):
+                chosen = self._select(plan)
             for law_name in sorted(set(chosen.values())):
                 grp_ids = [g for g, name in chosen.items() if name == law_name]
                 for ids, fit, rows in self._fit_skipping_transients(law_name, plan, grp_ids):
@@ -210,6 +259,10 @@ class Forecaster:
         """Fit one law to `groups` (member indices into plan.rows) of `hist`, leaving out each
         run's first `skip` share (default: `skip_early` for LR laws). With `early`, also says per
         run (row -> bool) whether the fit misses its points in that first share (`_misfits_early`)."""
+        with phase("fit setup"):
+            return self._fit_inner(law_name, plan, groups, hist, skip, early)
+
+    def _fit_inner(self, law_name, plan, groups, hist, skip, early):
         rows = sorted({plan.rows[m] for g in groups for m in g})
         pos = {r: k for k, r in enumerate(rows)}
         law = laws.get(law_name)
@@ -231,7 +284,8 @@ class Forecaster:
         for gi, g in enumerate(groups):
             members[gi, : len(g)] = torch.as_tensor([pos[plan.rows[m]] for m in g])
         fit = fit_groups(law, feats, y, members, pool=self.pool)
-        flags = _misfits_early(fit, feats, y, members, [hist[r] for r in rows], early) if early else {}
+        with phase("transient check"):
+            flags = _misfits_early(fit, feats, y, members, [hist[r] for r in rows], early) if early else {}
         return fit, rows, {rows[k]: v for k, v in flags.items()}
 
     def _select(self, plan: _Plan) -> dict[int, str]:
@@ -315,7 +369,8 @@ class Forecaster:
         for key, (fit, rows) in self.fits_.items():
             if not fit.law.amplitude:
                 continue
-            decays = {r: _decay_so_far(self.histories_[r], self.warmup) for r in rows}
+            shares = decay_shares([self.histories_[r] for r in rows], self.warmup)
+            decays = {r: (float(a), float(b), int(c)) for r, a, b, c in zip(rows, *shares)}
             top: dict[str, list[float]] = {}  # the two largest decays so far in each group
             for r in rows:
                 g = top.setdefault(self.histories_[r].group, [0.0, 0.0])
@@ -366,7 +421,9 @@ class Forecaster:
     def predict(self) -> list[RunForecast]:
         """One forecast per fitted history, in order; skipped runs carry the reason."""
         done = self._forecasts()
-        for key, flagged in self._check_own_decays(done).items():
+        with phase("own-decay check"):
+            flagged_by_fit = self._check_own_decays(done)
+        for key, flagged in flagged_by_fit.items():
             fit, rows = self.fits_[key]
             done.update(bands.forecast_fit(self, fit, rows, sorted(flagged), unidentified=frozenset(flagged)))
         out = []
@@ -376,18 +433,6 @@ class Forecaster:
             else:
                 out.append(done[i])
         return out
-
-
-def _decay_so_far(h: RunHistory, warmup: str) -> tuple[float, float, int]:
-    """(LR decreases up to the last observed step, up to the end of the horizon), as shares of the
-    peak, and the first step by which half of the former had happened."""
-    end = int(h.horizon[-1]) if h.horizon is not None and len(h.horizon) else h.last_step
-    lr = lr_per_step(h, max(end, h.last_step), warmup)
-    if lr is None or lr.max() <= 0:
-        return 0.0, 0.0, 0
-    down = np.r_[0.0, np.cumsum(np.clip(lr[:-1] - lr[1:], 0.0, None))] / lr.max()
-    seen = float(down[h.last_step])
-    return seen, float(down[-1]), int(np.searchsorted(down, seen / 2))
 
 
 def _law_at_end(fc: "Forecaster", hist: list[RunHistory], rows: list[int]) -> tuple[np.ndarray, np.ndarray]:

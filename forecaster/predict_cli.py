@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from forecaster import csvio, laws
+from forecaster import csvio, laws, phases
 from forecaster.device import CHOICES as DEVICES
 from forecaster.errors import InputError, one_line, one_line_errors
 from forecaster.histories import RunForecast, RunHistory
@@ -103,9 +103,14 @@ def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> 
                    "order share with the run (measured per sibling; see docs/how-it-works.md). Off: the "
                    "forecast is the law's smooth curve.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the band sampling.")
+@click.option("--memory-budget", type=click.IntRange(min=1), default=512, show_default=True, metavar="MIB",
+              envvar="FORECASTER_MEMORY_BUDGET",
+              help="Working memory of the fit, in MiB: a big input is fitted and written in chunks of whole "
+                   "groups sized to it, with a progress bar on a terminal (also $FORECASTER_MEMORY_BUDGET).")
 @one_line_errors
 def predict(input_path: str, metric: str, schedule_spec: str | None, until: int | None, law: str,
-            output: str | None, summary_path: str | None, device: str, follow_siblings: bool, seed: int) -> None:
+            output: str | None, summary_path: str | None, device: str, follow_siblings: bool, seed: int,
+            memory_budget: int = 512) -> None:
     """Fit loss-curve laws to the runs in a CSV and forecast each run's remaining steps.
 
     Runs sharing a `group` are fitted jointly (siblings lend each other the response to LR decay);
@@ -126,44 +131,98 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     (one `error:` line).
     """
     t0 = time.perf_counter()
-    histories, report = csvio.read_histories(input_path, metric)
+    with phases.phase("read"):
+        histories, report = csvio.read_histories(input_path, metric)
     _warn(report.warnings())
-    apply_plan(histories, schedule_spec, until)
+    with phases.phase("plan"):
+        apply_plan(histories, schedule_spec, until)
     if not any(h.horizon is not None and len(h.horizon) for h in histories):
         last = max((h.last_step for h in histories if len(h.steps)), default=0)
         raise InputError(f"nothing to forecast: no run has rows after its last observed value; say how far "
                          f"with --until STEP (e.g. --until {2 * max(last, 1)}, twice the last step {last}), "
                          "or --schedule SPEC with total=STEP, or add future rows (lr set, metric empty)")
     n_groups = len({h.group for h in histories})
-    if sys.stderr.isatty():  # progress for a person watching; logs get only the final line
+    tty = sys.stderr.isatty()  # progress for a person watching; logs get only the final line
+    if tty:
         _info(f"read {report.rows} rows: {len(histories)} runs in {n_groups} group{'s' * (n_groups != 1)}; "
               "fitting ...")
-    fc = _forecaster(law, device, seed, follow_siblings).fit(histories)
-    forecasts = _output_order(histories, fc.predict())
-    wanted = [f for h, f in zip(histories, forecasts) if h.horizon is not None and len(h.horizon)]
-    if all(f.skipped for f in wanted):
-        f = wanted[0]
+    forecaster = _forecaster(law, device, seed, follow_siblings)
+    # whole groups per chunk, sized to the memory budget: a big input's fit and bands never hold
+    # more than one chunk's tensors, and each chunk's rows are written before the next is fitted
+    from forecaster.forecast import group_chunks
+
+    chunks = group_chunks(histories, memory_budget * 2**20, forecaster.max_points)
+    sink = _LazyOutput(output)
+    entries: list[dict] = []
+    skipped: list[tuple[str, str]] = []
+    wanted = done = n = 0
+    first_skip: tuple[str, str] | None = None
+    bar = None
+    if tty:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(histories), desc="forecasting", unit="run", leave=False, file=sys.stderr)
+    try:
+        for idx in chunks:
+            part = [histories[i] for i in idx]
+            forecasts = _output_order(part, forecaster.fit(part).predict())
+            for h, f in zip(part, forecasts):
+                if h.horizon is not None and len(h.horizon):
+                    wanted += 1
+                    if f.skipped and first_skip is None:
+                        first_skip = (f.run, f.skipped)
+                if f.skipped:
+                    skipped.append((f.run, f.skipped))
+                elif len(f.steps):
+                    done += 1
+            if done:
+                with phases.phase("write"):
+                    n += csvio.write_forecasts(forecasts, sink.stream(), header=not sink.started)
+                    sink.started = True
+            if summary_path:
+                entries += csvio.summary_entries(part, forecasts)
+            if bar is not None:
+                bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
+        sink.close()
+    if done == 0:
         if summary_path:
-            csvio.write_json(csvio.summary(histories, forecasts, warnings=report.warnings()), summary_path)
-        raise InputError(f"no run could be forecast: {len(wanted)} skipped (e.g. run {f.run!r}: {f.skipped})")
-    if output:
-        with open(output, "w", newline="") as fh:
-            n = csvio.write_forecasts(forecasts, fh)
-    else:
-        n = csvio.write_forecasts(forecasts, sys.stdout)
-    skipped = [f for f in forecasts if f.skipped]
-    for f in skipped[:10]:
-        _info(f"skipped run {f.run!r}: {f.skipped}")
+            csvio.write_json(csvio.assemble_summary(entries, warnings=report.warnings()), summary_path)
+        raise InputError(f"no run could be forecast: {wanted} skipped (e.g. run {first_skip[0]!r}: {first_skip[1]})")
+    for run, reason in skipped[:10]:
+        _info(f"skipped run {run!r}: {reason}")
     if len(skipped) > 10:
         _info(f"... and {len(skipped) - 10} more skipped runs (see --summary)")
     if summary_path:
         settings = {"input": str(input_path), "metric": metric, "law": law, "schedule": schedule_spec,
-                    "until": until, "device": str(fc.device_), "seed": seed, "follow_siblings": follow_siblings}
-        csvio.write_json(csvio.summary(histories, forecasts, warnings=report.warnings(), settings=settings),
+                    "until": until, "device": str(forecaster.device_), "seed": seed,
+                    "follow_siblings": follow_siblings, "chunks": len(chunks)}
+        csvio.write_json(csvio.assemble_summary(entries, warnings=report.warnings(), settings=settings),
                          summary_path)
-    done = sum(1 for f in forecasts if not f.skipped and len(f.steps))
-    _info(f"forecast {done} of {len(forecasts)} runs ({len(skipped)} skipped), {n} rows, "
-          f"{time.perf_counter() - t0:.1f} s on {fc.device_}")
+    phases.write({"predict total": time.perf_counter() - t0, "predict cpu": time.process_time()})
+    _info(f"forecast {done} of {len(histories)} runs ({len(skipped)} skipped), {n} rows, "
+          f"{time.perf_counter() - t0:.1f} s on {forecaster.device_}"
+          + (f" in {len(chunks)} chunks" if len(chunks) > 1 else ""))
+
+
+class _LazyOutput:
+    """The forecast CSV, opened at its first row: a call whose runs are all skipped leaves no file."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path, self.fh, self.started = path, None, False
+
+    def stream(self):
+        if self.path is None:
+            return sys.stdout
+        if self.fh is None:
+            self.fh = open(self.path, "w", newline="")
+        return self.fh
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
 
 
 def _cutoffs(text: str) -> list[float]:

@@ -304,3 +304,24 @@ def test_no_follow_siblings_gives_the_smooth_law_forecast(tmp_path):
     # the smooth forecast falls step by step; the followed one wiggles with the shared batches
     assert np.all(np.diff(out["--no-follow-siblings"]) <= 1e-9)
     assert np.sum(np.diff(out["--follow-siblings"]) > 0) > 10
+
+
+def test_predict_in_chunks_of_groups_matches_one_batch(two_groups, tmp_path, monkeypatch):
+    """A memory budget too small for both groups fits them one chunk at a time: the same runs, rows
+    and summary, the fits unchanged (a group's fit does not depend on its batch), the bands within
+    their sampling noise."""
+    from forecaster import forecast
+
+    d, _ = two_groups
+    monkeypatch.setattr(forecast, "BYTES_PER_POINT", 2**20 // 200)  # one group of ~200 points per MiB
+    res = invoke("predict", "--input", d / "runs.csv", "--law", "momentum", "--output", tmp_path / "out.csv",
+                 "--summary", tmp_path / "sum.json", "--device", "cpu", "--memory-budget", "1")
+    assert res.exit_code == 0, res.output
+    assert "in 2 chunks" in res.stderr and "forecast 2 of 6 runs" in res.stderr
+    one, chunked = read_out((d / "out.csv").read_text()), read_out((tmp_path / "out.csv").read_text())
+    assert [(r["run"], r["step"]) for r in one] == [(r["run"], r["step"]) for r in chunked]
+    for key, rtol in (("p50", 1e-6), ("p10", 0.02), ("p90", 0.02)):
+        np.testing.assert_allclose([float(r[key]) for r in chunked], [float(r[key]) for r in one], rtol=rtol)
+    a, b = (json.loads(p.read_text()) for p in (d / "sum.json", tmp_path / "sum.json"))
+    assert [r["run"] for r in a["runs"]] == [r["run"] for r in b["runs"]] and b["forecast"] == a["forecast"] == 2
+    assert b["settings"]["chunks"] == 2

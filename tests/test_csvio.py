@@ -16,13 +16,16 @@ from forecaster.errors import InputError
 from forecaster.histories import RunForecast, RunHistory
 
 
-@pytest.fixture(autouse=True, params=["arrow", "csv"])
+@pytest.fixture(autouse=True, params=["arrow", "arrow-from-disk", "csv"])
 def engine(request, monkeypatch):
-    """Every test runs on both readers: pyarrow's (when installed) and the csv module's."""
+    """Every test runs on both readers: pyarrow's (when installed) and the csv module's; pyarrow's
+    also as it reads a big file (scanned in place, parsed from disk)."""
     if request.param == "csv":
         monkeypatch.setitem(sys.modules, "pyarrow", None)  # import fails: the fallback reads
     elif importlib.util.find_spec("pyarrow") is None:
         pytest.skip("pyarrow is not installed")
+    elif request.param == "arrow-from-disk":
+        monkeypatch.setattr(csvio, "BIG_FILE", 1)
     return request.param
 
 
@@ -196,3 +199,29 @@ def test_both_readers_agree_on_a_plain_file(tmp_path, monkeypatch, engine):
         np.testing.assert_array_equal(a.meta["row_steps"], b.meta["row_steps"])
         for name in ("steps", "values", "lr_steps", "lr_values", "horizon"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_both_writers_write_the_same_numbers(monkeypatch, engine):
+    if engine != "arrow":
+        pytest.skip("compares the arrow writer with the csv one")
+    rng = np.random.default_rng(5)
+    fs = []
+    for run in ("a", "b", "c"):
+        n = 50
+        f = _forecast(run, n)
+        f.lr[:], f.p50[:] = rng.lognormal(-8, 3, n), rng.lognormal(0, 6, n)  # 1e-12 .. 1e12
+        f.p10[:], f.p90[:] = f.p50 * 0.9, f.p50 * 1.1
+        f.lr[::7] = np.nan
+        fs.append(f)
+    fast = io.StringIO()
+    n = csvio.write_forecasts(fs[:2], fast)
+    n += csvio.write_forecasts(fs[2:], fast, header=False)  # a file continued chunk by chunk
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    slow = io.StringIO()
+    assert csvio.write_forecasts(fs, slow) == n == 150
+    a, b = (list(csv.reader(io.StringIO(x.getvalue()))) for x in (fast, slow))
+    assert a[0] == b[0] and len(a) == len(b) == 151
+    for ra, rb in zip(a[1:], b[1:]):
+        assert ra[:2] == rb[:2]
+        # the same decimals: %.8g and Arrow's shortest form of the value rounded to 8 digits
+        assert [float(x) if x else None for x in ra[2:]] == [float(x) if x else None for x in rb[2:]]

@@ -243,3 +243,57 @@ def test_the_drawn_gain_covers_only_the_decay_still_to_come():
     fc = Forecaster(law="momentum").fit([target]).predict()[0]
     assert any("band spans 0-8.8% gain" in n for n in fc.notes), fc.notes
     assert fc.p10[-1] <= truth[-1] <= fc.p90[-1]
+
+
+def test_batched_noise_and_rise_checks_equal_the_per_curve_ones():
+    from forecaster.bands import noise_scale, noise_scales
+    from forecaster.forecast import rises, rising
+
+    rng = np.random.default_rng(0)
+    # ragged lengths (0, 1, 2 and odd/even counts: the medians' edge cases), falling and rising curves
+    vals = [np.exp(rng.normal(0, 0.05, n)) * np.linspace(3, 2 + rng.uniform(-1, 2), n)
+            for n in list(range(12)) + rng.integers(12, 80, 300).tolist()]
+    assert np.array_equal(noise_scales(vals), [noise_scale(v) for v in vals])
+    expected = [rises(v) for v in vals]
+    assert 0 < sum(expected) < len(vals) and rising(vals).tolist() == expected
+
+
+def test_decay_shares_of_all_runs_at_once():
+    from forecaster.batch import decay_shares, lr_per_step
+
+    def one(h, warmup):  # the definition, run by run
+        end = int(h.horizon[-1]) if h.horizon is not None and len(h.horizon) else h.last_step
+        lr = lr_per_step(h, max(end, h.last_step), warmup)
+        if lr is None or lr.max() <= 0:
+            return 0.0, 0.0, 0
+        down = np.r_[0.0, np.cumsum(np.clip(lr[:-1] - lr[1:], 0.0, None))] / lr.max()
+        seen = float(down[h.last_step])
+        return seen, float(down[-1]), int(np.searchsorted(down, seen / 2))
+
+    hs = []
+    grid = np.arange(3001)
+    for k, lr in enumerate([cosine_lr(grid, 1e-3, 2000), wsd_lr(grid, 1e-3, 2000), constant_lr(grid, 1e-3),
+                            cosine_lr(grid, 1e-3, 3000)]):
+        cut, total = 600 + 400 * k, 2000 if k < 3 else 3000
+        steps = np.arange(10, cut, 10)
+        h = RunHistory(f"r{k}", steps, 2.0 + 1.0 / np.sqrt(steps), lr_steps=np.arange(0, total + 1, 50),
+                       lr_values=lr[: total + 1 : 50], horizon=np.arange(cut, total + 1, 10))
+        hs.append(h)
+    hs.append(RunHistory("no-lr", np.arange(1, 50), np.linspace(3, 2, 49), horizon=np.arange(50, 60)))
+    for warmup in ("linear", "peak"):
+        got = np.stack(decay_shares(hs, warmup), 1)
+        want = np.array([one(h, warmup) for h in hs])
+        assert np.array_equal(got, want) and 0 < got[:, 0].max() < got[:, 1].max()
+
+
+def test_band_quantiles_same_on_the_cpu_and_the_cuda_branch():
+    import torch
+
+    from forecaster.bands import _kth
+
+    x = torch.randn(100, 30, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ranks = [10, 50, 90]
+    fast, cuda_branch = _kth(x, ranks, numpy=True), _kth(x, ranks, numpy=False)
+    for k, a, b in zip(ranks, fast, cuda_branch):
+        assert torch.equal(a, b) and torch.equal(a, x.kthvalue(k, dim=0).values)
+    assert torch.equal(fast[1], x.median(0).values)  # the lower median, as the bands' median

@@ -56,6 +56,8 @@ class Law:
     shape_prior: ClassVar[dict[str, float]] = {}
     # most observed points per run to fit on (equal-count bin means beyond): None for no cap
     max_points: ClassVar[int | None] = None
+    # the per-point and per-block Features fields `predict` and `jacobian` read (None: any)
+    reads: ClassVar[tuple[str, ...] | None] = None
 
     def natural(self, u: torch.Tensor) -> torch.Tensor:
         """Unconstrained (..., p) -> natural parameters (..., p)."""
@@ -98,13 +100,19 @@ DECAYED = 0.05
 def linear_fit(design: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched least squares y ~ design @ c over masked points: design (B, P, k), y (B, P) ->
     coefficients (B, k) and the residual sum of squares (B,)."""
-    X = design * mask.to(design.dtype).unsqueeze(-1)
-    XtX = X.transpose(1, 2) @ X
+    # basis by basis (B, k, P): each product below streams through memory; a design built that
+    # way and handed over as a transposed view (momentum's) costs no copy
+    Xt = design.transpose(1, 2) * mask.to(design.dtype).unsqueeze(1)
+    ym = (y * mask).unsqueeze(-1)
+    XtX = torch.bmm(Xt, Xt.transpose(1, 2))
+    Xty = torch.bmm(Xt, ym)
     ridge = 1e-10 * torch.diagonal(XtX, dim1=1, dim2=2).mean(-1).clamp_min(1e-30)
-    XtX = XtX + ridge[:, None, None] * torch.eye(design.shape[-1], dtype=design.dtype, device=design.device)
-    c = torch.linalg.solve(XtX, X.transpose(1, 2) @ (y * mask).unsqueeze(-1))
-    res = ((X @ c).squeeze(-1) - y) * mask
-    return c.squeeze(-1), (res * res).sum(-1)
+    c = torch.linalg.solve(XtX + ridge[:, None, None] * torch.eye(design.shape[-1], dtype=design.dtype,
+                                                                  device=design.device), Xty)
+    # the residual sum of squares from the normal equations' terms, not from a residual pass:
+    # |Xc - y|^2 = y'y - 2 c'X'y + c'X'X c (the starts only rank grid values by it)
+    sse = (ym * ym).sum((1, 2)) - 2.0 * (c * Xty).sum((1, 2)) + (c * torch.bmm(XtX, c)).sum((1, 2))
+    return c.squeeze(-1), sse.clamp_min(0.0)
 
 
 def grid_starts(

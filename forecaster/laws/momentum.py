@@ -16,6 +16,7 @@ class MomentumLaw(PositiveLaw):
     params = ("L0", "A", "alpha", "C")
     annealing = ("C",)
     amplitude = "C"
+    reads = ("log_s1", "s2")
 
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         L0, A, alpha, C = theta.unbind(-1)
@@ -24,7 +25,8 @@ class MomentumLaw(PositiveLaw):
     def jacobian(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         L0, A, alpha, C = (v[:, None] for v in theta.unbind(-1))
         power = A * torch.exp(-alpha * f.log_s1)  # parameters are exp(u): d/du = value * d/dvalue
-        return torch.stack([L0.expand_as(power), power, -alpha * f.log_s1 * power, -C * f.s2], -1)
+        # built parameter by parameter and handed over as a (R, P, p) view: the fit reads it that way
+        return torch.stack([L0.expand_as(power), power, -alpha * f.log_s1 * power, -C * f.s2], 1).transpose(1, 2)
 
     def starts(self, f: Features, y: torch.Tensor, n: int = 3) -> torch.Tensor:
         return torch.stack(momentum_starts(f, y, n), -1)
@@ -34,7 +36,7 @@ def momentum_starts(f: Features, y: torch.Tensor, n: int) -> tuple[torch.Tensor,
     """(L0, A, alpha, C) starts (R, n) each: an alpha grid with the linear parameters solved exactly."""
     grid = torch.exp(torch.linspace(-3.5, 0.7, 24, dtype=y.dtype, device=y.device))
     alphas, c = grid_starts(
-        lambda a: torch.stack([torch.ones_like(f.s1), f.s1 ** -a, -f.s2], -1), grid, f, y, n
+        lambda a: torch.stack([torch.ones_like(f.s1), f.s1 ** -a, -f.s2], 1).transpose(1, 2), grid, f, y, n
     )
     floor = 1e-3 * y.amax(1, keepdim=True)
     # an amplitude started at ~0 sits where its log-space gradient vanishes: start it at a gain of
