@@ -278,8 +278,8 @@ def main() -> None:
                         print(f"| {cut} | {prefix}{sub} ({s['cases']}) | {LABELS[m]} | {_pct(s['mean'])} | "
                               f"{_pct(s['worst'])} | {_pct(s['coverage'], 0)} | {_pct(s['width'], 1)} | "
                               f"{bad if METHODS[m] else '-'} | {secs:.0f} |", flush=True)
-    if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=1, default=float))
+                    if a.json:  # after every method, so that a long run stopped part way keeps its figures
+                        Path(a.json).write_text(json.dumps(report, indent=1, default=float))
 
 
 if __name__ == "__main__":
