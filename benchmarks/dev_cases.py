@@ -19,6 +19,7 @@ separate call (so it cannot move the other rows).
 
     python benchmarks/dev_cases.py [--sets luo,pku,modded,speedrun] [--cuts 0.25,0.5,decay]
         [--methods ours,momentum,multipower,last] [--groups REGEX] [--lone] [--json PATH]
+    python benchmarks/dev_cases.py --merge part1.json,part2.json   # tables of a run made in parts
 """
 
 from __future__ import annotations
@@ -234,6 +235,65 @@ def _pct(x, digits=2):
     return "-" if x is None else f"{100 * x:.{digits}f}"
 
 
+def _row(cut, sub, m, s, secs) -> str:
+    bad = f"{s['unforecast']}" + (f", {s['crashed']} crashed" if s["crashed"] else "")
+    return (f"| {cut} | {sub} ({s['cases']}) | {LABELS[m]} | {_pct(s['mean'])} | {_pct(s['worst'])} | "
+            f"{_pct(s['coverage'], 0)} | {_pct(s['width'], 1)} | {bad if METHODS[m] else '-'} | {secs:.0f} |")
+
+
+HEADER = ("| cut | cases | method | mean error % | worst % | p10-p90 coverage % | mean band width % | unforecast | s |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+def verdict(name: str, summ: dict[tuple[str, str], dict]) -> None:
+    """Issue 14's done-means per cut, on all cases: ours against the better (by mean) of the two
+    authors-style fits: mean error at most 0.75x of it averaged over the cuts, worst no worse,
+    coverage within 70-90 %, no target left unforecast."""
+    cuts = list(dict.fromkeys(c for c, _ in summ))
+    lines, ratios = [], []
+    for cut in cuts:
+        ours = summ.get((cut, "ours"))
+        base = [(summ[(cut, m)]["mean"], m) for m in ("momentum", "multipower")
+                if (cut, m) in summ and summ[(cut, m)]["mean"] is not None]
+        if not ours or ours["mean"] is None or not base:
+            continue
+        b = summ[(cut, min(base)[1])]
+        ratios.append(ours["mean"] / b["mean"])
+        lines.append(f"| {cut} | {_pct(ours['mean'])} / {_pct(ours['worst'])} | {LABELS[min(base)[1]]}: "
+                     f"{_pct(b['mean'])} / {_pct(b['worst'])} | {ratios[-1]:.2f} | "
+                     f"{'yes' if ours['worst'] <= b['worst'] else 'no'} | {_pct(ours['coverage'], 0)} | "
+                     f"{ours['unforecast'] + ours['crashed']} of {ours['cases']} |")
+    if lines:
+        print(f"\n{name} against issue 14 (all cases; means over the cases each method forecast):\n\n"
+              "| cut | ours mean / worst % | best authors-style fit, mean / worst % | ratio of means | "
+              "worst no worse | coverage % | unforecast |\n|---|---|---|---|---|---|---|")
+        print("\n".join(lines))
+        print(f"\nratio of means averaged over the cuts: {np.mean(ratios):.2f} (target <= 0.75)", flush=True)
+
+
+def merge(paths: list[str]) -> None:
+    """The tables of runs made in parts (say, one data set's groups in two calls), from their
+    --json files: the cases of each data set, cut and method pooled, subsets recomputed."""
+    pooled: dict[tuple, list] = {}
+    secs: dict[tuple, float] = {}
+    for p in paths:
+        for r in json.loads(Path(p).read_text()):
+            if r.get("subset") == "all":
+                key = (r["set"], r["cut"], r["method"])
+                pooled.setdefault(key, []).extend(r["cases_detail"])
+                secs[key] = secs.get(key, 0.0) + r["seconds"]
+    for name in dict.fromkeys(k[0] for k in pooled):
+        print(f"\n## {name} (merged from {', '.join(paths)})\n\n{HEADER}")
+        for (n, cut, m), rows in pooled.items():
+            if n != name:
+                continue
+            for sub, sel in SUBSETS:
+                pick = [r for r in rows if sel(r)]
+                if pick and (sub == "all" or len(pick) < len(rows)):
+                    print(_row(cut, sub, m, summarise(pick), secs[(n, cut, m)]))
+        verdict(name, {(c, m): summarise(rows) for (n, c, m), rows in pooled.items() if n == name})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default=",".join(LOADERS))
@@ -242,7 +302,10 @@ def main() -> None:
     ap.add_argument("--groups", help="regex: only groups whose name matches (for quick partial runs)")
     ap.add_argument("--lone", action="store_true", help="also every sibling target alone, in a separate call")
     ap.add_argument("--json", help="write the summaries and every case's figures to this file")
+    ap.add_argument("--merge", help="comma-separated --json files of partial runs: print their pooled tables")
     a = ap.parse_args()
+    if a.merge:
+        return merge(a.merge.split(","))
     if not LR_CURVES.is_dir():
         sys.exit(f"needs the shared data: {LR_CURVES} not found")
     methods = a.methods.split(",")
@@ -257,9 +320,7 @@ def main() -> None:
         if a.groups:
             groups = {g: r for g, r in groups.items() if re.search(a.groups, g)}
         print(f"\n## {name}: {sum(map(len, groups.values()))} runs in {len(groups)} groups\n")
-        print("| cut | cases | method | mean error % | worst % | p10-p90 coverage % | mean band width % | "
-              "unforecast | s |")
-        print("|---|---|---|---|---|---|---|---|---|", flush=True)
+        print(HEADER, flush=True)
         for cut in a.cuts.split(","):
             passes = [("", cases(groups, cut))] + ([("alone: ", cases(groups, cut, alone=True))] if a.lone else [])
             for prefix, (hs, meta) in passes:
@@ -274,12 +335,11 @@ def main() -> None:
                         s = summarise(pick)
                         report.append(dict(set=name, cut=cut, subset=prefix + sub, method=m, seconds=secs, **s,
                                            **({"cases_detail": pick} if sub == "all" or prefix else {})))
-                        bad = f"{s['unforecast']}" + (f", {s['crashed']} crashed" if s["crashed"] else "")
-                        print(f"| {cut} | {prefix}{sub} ({s['cases']}) | {LABELS[m]} | {_pct(s['mean'])} | "
-                              f"{_pct(s['worst'])} | {_pct(s['coverage'], 0)} | {_pct(s['width'], 1)} | "
-                              f"{bad if METHODS[m] else '-'} | {secs:.0f} |", flush=True)
+                        print(_row(cut, prefix + sub, m, s, secs), flush=True)
                     if a.json:  # after every method, so that a long run stopped part way keeps its figures
                         Path(a.json).write_text(json.dumps(report, indent=1, default=float))
+        verdict(name, {(r["cut"], r["method"]): r for r in report
+                       if r.get("set") == name and r.get("subset") == "all"})
 
 
 if __name__ == "__main__":
