@@ -14,11 +14,11 @@ pku_cases.py compares against; LR rows every 250 steps), `modded` (modded_nanogp
 88 validation-loss curves in 14 groups, 5 of them single runs), `speedrun` (the two
 modded_nanogpt_speedrun validation curves, each a lone run). Rows per table: all cases, then the
 sibling cases with 5+ points, lone targets (no sibling) and targets with 2-4 points before the
-cut, each on its own. `--lone` adds every sibling target again, alone in its group, in a
+cut, each on its own. `--lone add` adds every sibling target again, alone in its group, in a
 separate call (so it cannot move the other rows).
 
     python benchmarks/dev_cases.py [--sets luo,pku,modded,speedrun] [--cuts 0.25,0.5,decay]
-        [--methods ours,momentum,multipower,last] [--groups REGEX] [--lone] [--json PATH]
+        [--methods ours,momentum,multipower,last] [--groups REGEX] [--lone add|only] [--json PATH]
     python benchmarks/dev_cases.py --merge part1.json,part2.json   # tables of a run made in parts
 """
 
@@ -300,7 +300,8 @@ def main() -> None:
     ap.add_argument("--cuts", default="0.25,0.5,decay", help="shares of the planned steps, and/or `decay`")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--groups", help="regex: only groups whose name matches (for quick partial runs)")
-    ap.add_argument("--lone", action="store_true", help="also every sibling target alone, in a separate call")
+    ap.add_argument("--lone", choices=("add", "only"), help="every sibling target again, alone in its group, "
+                    "in a separate call: as well as the main cases (add) or instead of them (only)")
     ap.add_argument("--json", help="write the summaries and every case's figures to this file")
     ap.add_argument("--merge", help="comma-separated --json files of partial runs: print their pooled tables")
     a = ap.parse_args()
@@ -322,7 +323,8 @@ def main() -> None:
         print(f"\n## {name}: {sum(map(len, groups.values()))} runs in {len(groups)} groups\n")
         print(HEADER, flush=True)
         for cut in a.cuts.split(","):
-            passes = [("", cases(groups, cut))] + ([("alone: ", cases(groups, cut, alone=True))] if a.lone else [])
+            passes = ([("", cases(groups, cut))] if a.lone != "only" else []) + \
+                ([("alone: ", cases(groups, cut, alone=True))] if a.lone else [])
             for prefix, (hs, meta) in passes:
                 if not meta:
                     continue
@@ -330,7 +332,7 @@ def main() -> None:
                     rows, secs = score(m, hs, meta)
                     for sub, sel in SUBSETS if not prefix else [("siblings dropped", lambda r: True)]:
                         pick = [r for r in rows if sel(r)]
-                        if not pick or (sub != "all" and len(pick) == len(rows)):
+                        if not pick or (sub not in ("all", "siblings dropped") and len(pick) == len(rows)):
                             continue
                         s = summarise(pick)
                         report.append(dict(set=name, cut=cut, subset=prefix + sub, method=m, seconds=secs, **s,
