@@ -11,7 +11,7 @@ parameter set per group, every point: luo_cases.METHODS), and the last observed 
 Data sets: `luo` (25M/100M/400M, 9 schedules each, three groups), `pku` (3 schedules, one group;
 raw per-step training loss, so truth and coverage are taken on a 201-step centred mean as
 pku_cases.py compares against; LR rows every 250 steps), `modded` (modded_nanogpt_records:
-88 validation-loss curves in 14 groups, 5 of them single runs), `speedrun` (the two
+88 validation-loss curves in 14 groups, 6 of them single runs), `speedrun` (the two
 modded_nanogpt_speedrun validation curves, each a lone run). Rows per table: all cases, then the
 sibling cases with 5+ points, lone targets (no sibling) and targets with 2-4 points before the
 cut, each on its own. `--lone add` adds every sibling target again, alone in its group, in a
