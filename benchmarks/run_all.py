@@ -29,6 +29,8 @@ QUICK = [
     ("cooldown_cases", ["cooldown_cases.py"], SHARED / "lr_curves" / "modded_nanogpt_speedrun"),
     ("luo_cases", ["luo_cases.py", "--in-sample"], SHARED / "lr_curves" / "luo2025_multipowerlaw"),
     ("pku_cases", ["pku_cases.py"], SHARED / "lr_curves" / "pku_tdlt_gpt100M_20B"),
+    # the two small sets of the dev protocol; Luo and modded take minutes (docs/benchmarks.md (d))
+    ("dev_cases", ["dev_cases.py", "--sets", "pku,speedrun"], SHARED / "lr_curves"),
     ("scaling_fits", ["scaling_fits.py", "--boot", "100", "--baseline", "5"], SHARED / "scaling"),
 ]
 

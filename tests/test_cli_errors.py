@@ -188,7 +188,7 @@ def test_bench_runner_lists_and_skips_what_lacks_data():
                          text=True, timeout=60)
     assert out.returncode == 0
     assert {line.split()[0] for line in out.stdout.splitlines()} == {
-        "speed", "scaling_sync", "cooldown_cases", "luo_cases", "pku_cases", "scaling_fits"}
+        "speed", "scaling_sync", "cooldown_cases", "luo_cases", "pku_cases", "dev_cases", "scaling_fits"}
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import run_all
