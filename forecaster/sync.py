@@ -410,7 +410,7 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
         for r, fid in leftovers:  # rare (after a crash only), so one at a time
             tracker.delete_forecast(r, fid)
             writes.add()
-        log.info("removed %d forecast runs left over by an interrupted sync", len(leftovers))
+        log.info("removed %d forecast runs left by an interrupted sync or of runs since deleted", len(leftovers))
 
     plans = {r.id: plan_run(r, settings) for r in runs}
     targets: list[_Plan] = []
@@ -560,8 +560,8 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
         if p.run.id in kept:
             outcomes[p.run.id].kept = True
             outcomes[p.run.id].forecast_id = p.run.tags.get(TAG_RUN_ID)
-            tag_only.append((p.run, {TAG_INPUT: p.fp, **{k: v for k, v in alert_tags.get(p.run.id, {}).items()
-                                                          if p.run.tags.get(k) != v}}))
+            extra = {**alert_tags.get(p.run.id, {}), **_notes_tag(outcomes[p.run.id])}
+            tag_only.append((p.run, {TAG_INPUT: p.fp, **{k: v for k, v in extra.items() if p.run.tags.get(k) != v}}))
     ready = [p for p in ready if p.run.id not in kept]
 
     if not settings.dry_run:
