@@ -48,6 +48,9 @@ TAG_SKIPPED = "forecast.skipped"
 TAG_WATERMARK = "forecast.watermark"
 TOTAL_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
 SIZE_KEYS = ("num_parameters", "n_params", "num_params", "model_size", "params")
+# A fit needs a few hundred points per curve; reading every step of long runs is most of a first
+# sync's cost. The figure comes from the accuracy check in docs/benchmarks.md ("Sampled reads").
+HISTORY_SAMPLE = 1000
 
 
 class LockBusy(RuntimeError):
@@ -75,6 +78,8 @@ class SyncSettings:
     notify_settings: Any = None  # forecaster.notify.NotifySettings
     forecaster_options: dict[str, Any] = field(default_factory=dict)
     scaling: Any = None  # forecaster.scaling.sync.ScalingSettings: also fit the experiment's scaling law
+    history_cache: str | Path | None = None  # SQLite file of read histories (forecaster.cache); None: none
+    history_sample: int | None = HISTORY_SAMPLE  # points per history read in full (None: every point)
 
     def token(self) -> str:
         """What of the settings changes a forecast (part of every run's fingerprint)."""
@@ -411,9 +416,18 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     t1 = time.perf_counter()
     series: dict[str, dict[str, Series]] = {}
     bar = _Progress(len(to_read), "reading", progress)
+    cache = None
     try:
         if to_read:
-            for run, got in tracker.read_histories([p.run for p in to_read], keys):
+            from forecaster import cache as history_cache
+
+            if settings.history_cache is not None:
+                cache = history_cache.HistoryCache(settings.history_cache, tracker.describe(),
+                                                   settings.history_sample)
+                for scope in {r.scope for r in runs}:
+                    cache.forget(scope, {r.id for r in runs if r.scope == scope})
+            for run, got in history_cache.read_histories(tracker, [p.run for p in to_read], keys, cache,
+                                                         settings.history_sample):
                 bar.update()
                 if isinstance(got, RunGone):
                     if run.id in target_ids:
@@ -422,6 +436,8 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
                 series[run.id] = got
     finally:
         bar.close()
+        if cache is not None:
+            cache.close()
     report.timings["read"] = time.perf_counter() - t1
     targets = [p for p in targets if p.run.id in series]
 

@@ -24,7 +24,7 @@ log = logging.getLogger("forecaster.sync")
 
 _GENERIC = ("tracker", "tracking_uri", "experiment", "filter", "metric", "lr_key", "group_by", "law", "device",
             "target", "include_ended", "plots", "dry_run", "force", "lock_file", "lock_wait", "quiet", "seed",
-            "max_points", "workers", "stop_runs", "follow_siblings", "log_file")
+            "max_points", "workers", "stop_runs", "follow_siblings", "log_file", "cache")
 # config-file [sync] names that differ from the option names (plural lists read naturally in TOML)
 _ALIASES = {"experiments": "experiment", "metrics": "metric", "lr_keys": "lr_key", "uri": "tracking_uri"}
 
@@ -86,6 +86,9 @@ def _adapter_options(f):
               help="Lock against overlapping syncs (default: per scope under ~/.cache/forecaster).")
 @click.option("--lock-wait", "lock_wait", type=float, default=None,
               help="Seconds to wait for another sync to finish before giving up (default 0).")
+@click.option("--cache/--no-cache", "cache", default=None,
+              help="Keep the histories read in a local cache beside the lock file, so later syncs read only "
+                   "new steps (default on; --no-cache reads every history in full, as sampled).")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="Only the final summary (no per-run lines).")
 @click.option("--log-file", "log_file", metavar="PATH", default=None,  # checked on opening: one error line
               help="Append timestamped lines (per-run lines, summary, errors) to this file instead of the "
@@ -292,6 +295,9 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
     experiments = sorted(opts.get("experiment") or ())
     scope = f"{name}|{opts.get('tracking_uri') or ''}|{','.join(experiments)}|{opts.get('filter_') or ''}"
     lock = opts.get("lock_file") or default_lock_path(scope)
+    if opts.get("cache") is None or opts.get("cache"):
+        # the state directory the lock already lives in; one file per scope, used under the lock
+        settings.history_cache = Path(lock).expanduser().parent / f"history-{trackers.fingerprint(scope)}.sqlite"
     quiet = bool(opts.get("quiet"))
     mark = "[dry run] " if settings.dry_run else ""
     try:

@@ -257,6 +257,30 @@ class Tracker(abc.ABC):
         A key the run never logged is absent from its dict. A run that vanished yields `RunGone`.
         """
 
+    def read_since(self, runs: Sequence[RunInfo], since: Mapping[str, Mapping[str, int | None]],
+                   max_points: int | None = None) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
+        """The tail of some histories: per run, the keys of ``since[run.id]`` from that step on.
+
+        A start step is inclusive (the engine checks the cached point there); None asks for the
+        whole history. ``max_points`` allows an adapter to return fewer points per series, evenly
+        spaced with the first and last of the window kept (as MLflow's sampled history does);
+        exact is always allowed. Yielded as each run completes, like `read_histories`.
+
+        This default reads the full histories and cuts them; adapters whose tracker can read from
+        a step on (or many runs per request) override it.
+        """
+        keys = list(dict.fromkeys(k for r in runs for k in since.get(r.id, {})))
+        for run, got in self.read_histories(runs, keys):
+            if isinstance(got, RunGone):
+                yield run, got
+                continue
+            out = {}
+            for key, start in since.get(run.id, {}).items():
+                s = got.get(key)
+                if s is not None:
+                    out[key] = s if start is None else Series(s.steps[s.steps >= start], s.values[s.steps >= start])
+            yield run, out
+
     @abc.abstractmethod
     def create_forecast(self, revision: ForecastRevision) -> str:
         """Write a complete new forecast run for ``revision.source``; return its id.
