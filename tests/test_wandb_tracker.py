@@ -312,3 +312,43 @@ def test_cached_reads_of_offline_runs_take_only_the_new_steps(server, tmp_path) 
     assert Asking.asked == [{"offc": {"loss": 190}}]  # from the cached last step on
     assert np.array_equal(got["offc"]["loss"].steps, np.arange(0, 300, 10))
     assert np.allclose(got["offc"]["loss"].values, _loss(30))
+
+
+def test_offline_logs_are_parsed_from_the_offset_reached(server, tmp_path) -> None:
+    import shutil
+
+    from forecaster_wandb.offline import read_dir
+
+    _offline_run(tmp_path / "early", "offd", 20, HF_CONFIG, finish=False)
+    _offline_run(tmp_path / "later", "offd", 400, HF_CONFIG, finish=False)
+    wandb.teardown()
+    (early,) = run_dirs(tmp_path / "early" / "wandb")
+    (later,) = run_dirs(tmp_path / "later" / "wandb")
+    job = tmp_path / "job" / "wandb"
+    job.mkdir(parents=True)
+    shutil.copytree(early, job / early.name)
+    log_file = job / early.name / "run-offd.wandb"
+    memo: dict = {}
+    (first,), _ = read_dir(job, memo)
+    assert not first.resumed and first.offset > 0
+    # the live job appends: the same log, longer (the early one is its prefix up to the offset)
+    shutil.copyfile(later / "run-offd.wandb", log_file)
+    (grown,), _ = read_dir(job, memo)
+    full = read_run(job / early.name)
+    assert grown.series == full.series and grown.config == full.config and grown.exit_code == full.exit_code
+    # a log that only grew (here: the first half of a log, then all of it) is parsed from the
+    # offset reached, with the same result as a full parse
+    data = log_file.read_bytes()
+    half = tmp_path / "half" / "wandb"
+    (half / early.name).mkdir(parents=True)
+    (half / early.name / "run-offd.wandb").write_bytes(data[: len(data) // 2])
+    memo = {}
+    (part,), _ = read_dir(half, memo)
+    (half / early.name / "run-offd.wandb").write_bytes(data)
+    (whole,), _ = read_dir(half, memo)
+    assert whole.resumed and part.offset < whole.offset
+    assert whole.series == full.series and whole.exit_code == full.exit_code
+    # a log replaced by another is not trusted: parsed again from the start
+    (half / early.name / "run-offd.wandb").write_bytes((early / "run-offd.wandb").read_bytes())
+    (other,), _ = read_dir(half, memo)
+    assert not other.resumed and other.series["loss"][0] == list(range(0, 200, 10))

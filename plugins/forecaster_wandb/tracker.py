@@ -17,6 +17,7 @@ source annotations live in a small state file in DIR, since the user's run files
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -64,7 +65,9 @@ SUMMARY_KINDS = (KIND_SCALING,)  # summary runs of a whole project; their job_ty
 ALERT_TAG_PREFIX = TAG_PREFIX + "alert."  # forecast.alert.<rule> = "ok" | "<state>: <message>", mirrored as W&B tags
 NUMERIC_TAGS = ("final", "final_p10", "final_p90", "final_step", "eta_step")  # stored as numbers
 WANDB_TAG_PREFIX = "forecast:"
+log = logging.getLogger(__name__)
 STATE_FILE = "forecaster-state.json"  # offline mode: source annotations (user runs stay untouched)
+OFFSETS_FILE = "forecaster-offsets.json"  # offline mode: each log parsed so far, to parse only what was appended
 
 _STATES = {"running": RUNNING, "pending": RUNNING, "finished": FINISHED, "failed": FAILED,
            "crashed": FAILED, "killed": KILLED, "preempted": KILLED, "preempting": KILLED}
@@ -916,7 +919,9 @@ class WandbTracker(Tracker):
         from forecaster_wandb.offline import read_dir
 
         assert self.wandb_dir is not None
-        runs, bad = read_dir(self.wandb_dir)
+        memo = self._load_offsets()
+        runs, bad = read_dir(self.wandb_dir, memo)
+        self._save_offsets(memo)
         self.unreadable = bad  # for the engine's report, if it looks
         state = self._load_state()
         companions: dict[str, list[tuple[str, str]]] = {}
@@ -1064,6 +1069,29 @@ class WandbTracker(Tracker):
             if r.job_type != JOB_TYPE or block.get("source") != run.id:
                 raise InputError(f"refusing to delete {d}: it is not a forecast companion of {run.label}")
             shutil.rmtree(d)
+
+    def _load_offsets(self) -> dict[str, Any]:
+        """The parse of each offline log so far and the byte offset reached (see offline.read_dir)."""
+        assert self.wandb_dir is not None
+        try:
+            data = json.loads((self.wandb_dir / OFFSETS_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:  # only costs a full parse; rewritten below
+            log.warning("%s is unreadable (%s): parsing every offline log from the start",
+                        self.wandb_dir / OFFSETS_FILE, e)
+            return {}
+        return data if isinstance(data, dict) and data.get("version") == 1 else {}
+
+    def _save_offsets(self, memo: dict[str, Any]) -> None:
+        assert self.wandb_dir is not None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.wandb_dir, prefix=".forecaster-offsets-")
+            with os.fdopen(fd, "w") as f:
+                json.dump({**memo, "version": 1}, f)
+            os.replace(tmp, self.wandb_dir / OFFSETS_FILE)
+        except OSError as e:  # a read-only wandb folder: every sync parses the logs in full
+            log.debug("cannot save %s: %s", OFFSETS_FILE, e)
 
     def _load_state(self) -> dict[str, dict[str, str]]:
         assert self.wandb_dir is not None
