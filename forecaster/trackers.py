@@ -7,6 +7,8 @@ this interface, Optuna-storage style: a handful of coarse calls, each a few requ
     list_runs()          one paged search: every run in scope with status, the latest-metric
                          watermark per key, params, tags, config and its live forecast runs
     read_histories()     full metric histories of some runs, read concurrently
+    read_since()         the tails of histories from given steps on, optionally sampled (the
+                         history cache's way in; a default built on read_histories exists)
     create_forecast()    a new, complete forecast run (MLflow: a run beside the source; W&B: a companion run)
     set_tags()           key-value annotations on a source run (MLflow tags, W&B summary)
     delete_forecast()    remove a superseded forecast run
