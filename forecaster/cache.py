@@ -72,6 +72,13 @@ class HistoryCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = self._connect()
             problem = self._check()
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                # another process is writing it for longer than the busy timeout: sound, just not ours now
+                log.warning("history cache %s is busy (%s): this sync reads without it", self.path, e)
+                self._close()
+                return
+            problem = f"unreadable ({e})"
         except (sqlite3.Error, OSError) as e:
             problem = f"unreadable ({e})"
         if problem is None:
@@ -99,9 +106,14 @@ class HistoryCache:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        # WAL: a reader never blocks the writer, and a crash mid-write leaves the last commit intact
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        # a garbage file fails here, before any pragma could be mistaken for the problem
+        db.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        try:
+            # WAL: a reader never blocks the writer; a crash mid-write leaves the last commit intact
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as e:  # e.g. a file system without shared memory: rollback journal
+            log.debug("history cache %s: no WAL (%s)", self.path, e)
         return db
 
     def _check(self) -> str | None:
