@@ -47,12 +47,16 @@ class Cached:
     mark: str
 
 
-def thin(series: Series, max_points: int | None) -> Series:
-    """At most `max_points` evenly spaced points, first and last always kept (as MLflow samples)."""
+def thin(series: Series, max_points: int | None, tail: int = 0) -> Series:
+    """At most `max_points` evenly spaced points, first and last always kept (as MLflow samples),
+    plus the last `tail` points all kept."""
     n = len(series)
-    if not max_points or n <= max_points:
+    if not max_points or n <= max_points + tail:
         return series
-    idx = np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.int64))
+    idx = np.round(np.linspace(0, n - 1, max_points)).astype(np.int64)
+    if tail:
+        idx = np.concatenate([idx, np.arange(n - tail, n)])
+    idx = np.unique(idx)
     return Series(series.steps[idx], series.values[idx])
 
 

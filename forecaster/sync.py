@@ -48,9 +48,9 @@ TAG_SKIPPED = "forecast.skipped"
 TAG_WATERMARK = "forecast.watermark"
 TOTAL_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
 SIZE_KEYS = ("num_parameters", "n_params", "num_params", "model_size", "params")
-# A fit needs a few hundred points per curve; reading every step of long runs is most of a first
-# sync's cost. The figure comes from the accuracy check in docs/benchmarks.md ("Sampled reads").
-HISTORY_SAMPLE = 1000
+# Sampled reads cut a first sync's read but cost accuracy where siblings share per-step noise
+# (docs/benchmarks.md, "Sampled reads"): every point by default, sampling on request.
+HISTORY_SAMPLE: int | None = None
 
 
 class LockBusy(RuntimeError):
@@ -79,7 +79,7 @@ class SyncSettings:
     forecaster_options: dict[str, Any] = field(default_factory=dict)
     scaling: Any = None  # forecaster.scaling.sync.ScalingSettings: also fit the experiment's scaling law
     history_cache: str | Path | None = None  # SQLite file of read histories (forecaster.cache); None: none
-    history_sample: int | None = HISTORY_SAMPLE  # points per history read in full (None: every point)
+    history_sample: int | None = HISTORY_SAMPLE  # at most this many points per history read in full (None: all)
 
     def token(self) -> str:
         """What of the settings changes a forecast (part of every run's fingerprint)."""

@@ -251,3 +251,30 @@ def test_sync_uses_the_cache_and_forecasts_the_same(mlflow_server, experiment, t
     a = {o.run.id: o.forecast.final for o in cached.by("forecast")}
     b = {o.run.id: o.forecast.final for o in plain.by("forecast")}
     assert a == pytest.approx(b, rel=1e-9)
+
+
+def test_exact_reads_through_the_bulk_route_match_get_metric_history(mlflow_server) -> None:
+    """Exact reads go in windows under the route's 2,500-point cap; a window a run fills (several
+    values per step) is read with get_metric_history, so nothing is ever silently sampled."""
+    client = MlflowClient(mlflow_server.uri)
+    name = f"cache-{uuid.uuid4().hex[:8]}"
+    exp = client.create_experiment(name)
+    t0 = 1_700_000_000_000
+    long_run = client.create_run(exp, run_name="long").info.run_id
+    twice = client.create_run(exp, run_name="twice").info.run_id
+    steps = np.arange(6000)
+    ms = [Metric("loss", float(2 + np.sin(s / 50)), t0 + int(s), int(s)) for s in steps]
+    for i in range(0, len(ms), 1000):
+        client.log_batch(long_run, metrics=ms[i:i + 1000])
+    ms = [Metric("loss", float(s), t0 + int(s), int(s)) for s in range(3000)]
+    ms += [Metric("loss", float(-s), t0 + 10**7 + int(s), int(s)) for s in range(3000)]  # later: wins
+    for i in range(0, len(ms), 1000):
+        client.log_batch(twice, metrics=ms[i:i + 1000])
+    t = _Recording(uri=mlflow_server.uri, experiments=[name])
+    with t:
+        runs = t.list_runs()
+        bulk = {r.id: h for r, h in t.read_since(runs, {r.id: {"loss": None} for r in runs})}
+        assert t._bulk is True
+        plain = {r.id: h for r, h in t.read_histories(runs, ["loss"])}
+    _same(bulk, plain)
+    assert len(bulk[long_run]["loss"]) == 6000 and bulk[twice]["loss"].values[10] == -10.0

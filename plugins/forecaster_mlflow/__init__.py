@@ -263,15 +263,14 @@ class MlflowTracker(Tracker):
 
     def read_since(self, runs: Sequence[RunInfo], since: Mapping[str, Mapping[str, int | None]],
                    max_points: int | None = None) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
-        """Tails of histories through the server's sampled multi-run history route, where it has one.
+        """Tails of histories through the server's multi-run history route, where it has one.
 
         Runs asking for the same key from the same step share requests of up to 100 runs (the
-        route's limit), each answered with at most `max_points` points per run. A server without
-        the route (older MLflow, a gateway that does not pass it) gets concurrent
-        `get_metric_history` calls instead, cut to the same window.
+        route's limit): sampled to `max_points` per run when given, else exact (see `_bulk_read`).
+        A server without the route (older MLflow, a gateway that does not pass it) gets
+        concurrent `get_metric_history` calls instead, cut to the same window.
         """
-        if self._bulk is False or not max_points:
-            # the route always samples (at most 2,500 points): an exact read takes the full history
+        if self._bulk is False:
             yield from super().read_since(runs, since, max_points)
             return
         by_id = {r.id: r for r in runs}
@@ -341,15 +340,34 @@ class MlflowTracker(Tracker):
 
     def _bulk_read(self, key: str, start: int | None, members: Sequence[RunInfo],
                    max_points: int | None) -> dict[str, Series]:
-        """One request of the sampled multi-run route; run id -> series of `key` within the window."""
+        """Run id -> series of `key` from `start` to the runs' watermarks, through the sampled route.
+
+        With `max_points`, one request sampled to that many points per run. Without (exact), the
+        range goes in windows one step narrower than the route's cap, so a run logging once per
+        step is never sampled; a run that fills a window (several values per step) is read with
+        `get_metric_history` instead.
+        """
         end = max(r.latest[key].step for r in members)
-        params: dict[str, Any] = {"run_ids": [r.id for r in members], "metric_key": key,
-                                  "max_results": min(BULK_MAX_RESULTS, max_points or BULK_MAX_RESULTS),
-                                  "start_step": 0 if start is None else int(start), "end_step": int(end)}
-        rows = self._call(f"reading {key} of {len(members)} runs", self._bulk_rows, params)
+        lo = 0 if start is None else int(start)
+        ids = [r.id for r in members]
+        if max_points:
+            windows = [(lo, end, min(BULK_MAX_RESULTS, max_points))]
+        else:
+            width = BULK_MAX_RESULTS - 1
+            windows = [(a, min(end, a + width - 1), BULK_MAX_RESULTS) for a in range(lo, end + 1, width)]
         by_run: dict[str, list] = {}
-        for m in rows:
-            by_run.setdefault(m.get("run_id", ""), []).append(m)
+        full: set[str] = set()
+        for a, b, cap in windows:
+            params: dict[str, Any] = {"run_ids": ids, "metric_key": key, "max_results": cap,
+                                      "start_step": a, "end_step": b}
+            rows = self._call(f"reading {key} of {len(members)} runs", self._bulk_rows, params)
+            counts: dict[str, int] = {}
+            for m in rows:
+                rid = m.get("run_id", "")
+                by_run.setdefault(rid, []).append(m)
+                counts[rid] = counts.get(rid, 0) + 1
+            if not max_points:
+                full.update(rid for rid, n in counts.items() if n >= cap)
         out = {}
         for rid, ms in by_run.items():
             n = len(ms)
@@ -357,6 +375,12 @@ class MlflowTracker(Tracker):
             values = np.fromiter((_json_float(m.get("value")) for m in ms), dtype=np.float64, count=n)
             stamps = np.fromiter((int(m.get("timestamp", 0)) for m in ms), dtype=np.int64, count=n)
             out[rid] = clean_series(steps, values, stamps)
+        for rid in full:  # possibly sampled: every row of this key, cut to the window asked for
+            run = next(r for r in members if r.id == rid)
+            s = self._read_one(run, [key]).get(key)
+            if s is not None:
+                keep = (s.steps >= lo) & (s.steps <= end)
+                out[rid] = type(s)(s.steps[keep], s.values[keep])
         return out
 
     def _bulk_rows(self, params: dict[str, Any]) -> list[dict]:
