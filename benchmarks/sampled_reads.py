@@ -41,6 +41,7 @@ from forecaster.histories import RunHistory  # noqa: E402
 from forecaster.trackers import Series  # noqa: E402
 
 
+FOLLOW = True  # --no-follow-siblings: the law's smooth curve, no shared per-step noise
 TAIL = 0  # --tail: the last points of every key kept exact on top of the sample
 
 
@@ -122,7 +123,7 @@ def nanogpt_cases(path: Path, cut: float) -> dict[str, tuple[np.ndarray, np.ndar
 
 def errors(hist: list[RunHistory], hidden: dict, n: int, law: str, seed: int) -> tuple[float, float, float]:
     t0 = time.perf_counter()
-    out = Forecaster(law=law, seed=seed).fit([thinned(h, n) for h in hist]).predict()
+    out = Forecaster(law=law, seed=seed, follow_siblings=FOLLOW).fit([thinned(h, n) for h in hist]).predict()
     secs = time.perf_counter() - t0
     index = {h.run: i for i, h in enumerate(hist)}
     e3, e200 = [], []
@@ -142,11 +143,12 @@ def main() -> None:
     ap.add_argument("--law", default="auto")
     ap.add_argument("--seeds", default="1,2", help="extra seeds of the full-history fit (its noise)")
     ap.add_argument("--data", default="pku", choices=("pku", "nanogpt"))
+    ap.add_argument("--no-follow-siblings", action="store_true")
     ap.add_argument("--grid", type=int, default=0, help="sample per aligned window of this many steps")
     ap.add_argument("--tail", type=int, default=0, help="keep the last N points of each key exact")
     a = ap.parse_args()
-    global TAIL, GRID
-    TAIL, GRID = a.tail, a.grid
+    global TAIL, GRID, FOLLOW
+    TAIL, GRID, FOLLOW = a.tail, a.grid, not a.no_follow_siblings
     source = DATA if a.data == "pku" else NANOGPT
     if not source.exists():
         sys.exit(f"needs the shared data: {source} not found")
