@@ -24,7 +24,7 @@ log = logging.getLogger("forecaster.sync")
 
 _GENERIC = ("tracker", "tracking_uri", "experiment", "filter", "metric", "lr_key", "group_by", "law", "device",
             "target", "include_ended", "plots", "dry_run", "force", "lock_file", "lock_wait", "quiet", "seed",
-            "max_points", "workers", "stop_runs", "follow_siblings", "log_file", "cache")
+            "max_points", "workers", "stop_runs", "follow_siblings", "log_file", "cache", "sample")
 # config-file [sync] names that differ from the option names (plural lists read naturally in TOML)
 _ALIASES = {"experiments": "experiment", "metrics": "metric", "lr_keys": "lr_key", "uri": "tracking_uri"}
 
@@ -88,7 +88,10 @@ def _adapter_options(f):
               help="Seconds to wait for another sync to finish before giving up (default 0).")
 @click.option("--cache/--no-cache", "cache", default=None,
               help="Keep the histories read in a local cache beside the lock file, so later syncs read only "
-                   "new steps (default on; --no-cache reads every history in full, as sampled).")
+                   "new steps (default on; --no-cache reads every history in full each time).")
+@click.option("--sample", "sample", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Read at most N points of each history, evenly spaced (MLflow's sampled history route): a "
+                   "faster first sync, at a cost in accuracy (docs/benchmarks.md); default every point.")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="Only the final summary (no per-run lines).")
 @click.option("--log-file", "log_file", metavar="PATH", default=None,  # checked on opening: one error line
               help="Append timestamped lines (per-run lines, summary, errors) to this file instead of the "
@@ -295,6 +298,10 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
     experiments = sorted(opts.get("experiment") or ())
     scope = f"{name}|{opts.get('tracking_uri') or ''}|{','.join(experiments)}|{opts.get('filter_') or ''}"
     lock = opts.get("lock_file") or default_lock_path(scope)
+    if opts.get("sample") is not None:
+        if isinstance(opts["sample"], bool) or not isinstance(opts["sample"], int) or opts["sample"] < 2:
+            raise InputError("config file [sync]: sample must be a whole number of points, 2 or more")
+        settings.history_sample = opts["sample"]
     if opts.get("cache") is None or opts.get("cache"):
         # the state directory the lock already lives in; one file per scope, used under the lock
         settings.history_cache = Path(lock).expanduser().parent / f"history-{trackers.fingerprint(scope)}.sqlite"

@@ -278,3 +278,23 @@ def test_exact_reads_through_the_bulk_route_match_get_metric_history(mlflow_serv
         plain = {r.id: h for r, h in t.read_histories(runs, ["loss"])}
     _same(bulk, plain)
     assert len(bulk[long_run]["loss"]) == 6000 and bulk[twice]["loss"].values[10] == -10.0
+
+
+def test_cli_keeps_the_cache_beside_the_lock_file(mlflow_server, experiment, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from forecaster.cli import main
+
+    _, name, _ = experiment
+    base = ["sync", "--tracking-uri", mlflow_server.uri, "-e", name, "--law", LAW, "--no-plots", "--dry-run"]
+    res = CliRunner().invoke(main, [*base, "--lock-file", str(tmp_path / "a" / "lock"), "--sample", "50"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    (made,) = (tmp_path / "a").glob("history-*.sqlite")
+    with sqlite3.connect(made) as db:
+        assert dict(db.execute("SELECT k, v FROM meta"))["sample"] == "50"
+        assert db.execute("SELECT MAX(n) FROM series").fetchone()[0] <= 50
+    res = CliRunner().invoke(main, [*base, "--lock-file", str(tmp_path / "b" / "lock"), "--no-cache"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert not list((tmp_path / "b").glob("history-*"))
