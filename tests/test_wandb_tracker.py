@@ -352,3 +352,20 @@ def test_offline_logs_are_parsed_from_the_offset_reached(server, tmp_path) -> No
     (half / early.name / "run-offd.wandb").write_bytes((early / "run-offd.wandb").read_bytes())
     (other,), _ = read_dir(half, memo)
     assert not other.resumed and other.series["loss"][0] == list(range(0, 200, 10))
+
+
+def test_cached_reads_notice_a_rewritten_online_run(server, project, tmp_path) -> None:
+    from forecaster.cache import HistoryCache, read_histories
+
+    e, p = project.split("/")
+    server.add_run(e, p, "rw2", metrics={"loss": _loss(30)})
+    cache = lambda: HistoryCache(tmp_path / "h.sqlite", "wandb-test", None)  # noqa: E731
+    with _tracker(project, tmp_path) as tr:
+        list(read_histories(tr, tr.list_runs(), ["loss"], cache()))
+    run = server.run(e, p, "rw2")
+    for row in run.history:
+        row["loss"] += 1.0  # rewound and re-logged with other values, up to the same last step
+    run.summary["loss"] = run.history[-1]["loss"]  # as W&B's summary follows the re-logged history
+    with _tracker(project, tmp_path) as tr:
+        ((_, hist),) = list(read_histories(tr, tr.list_runs(), ["loss"], cache()))
+    assert np.allclose(hist["loss"].values, np.asarray(_loss(30)) + 1.0)
