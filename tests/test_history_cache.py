@@ -254,7 +254,7 @@ def test_sync_uses_the_cache_and_forecasts_the_same(mlflow_server, experiment, t
 
 
 def test_exact_reads_through_the_bulk_route_match_get_metric_history(mlflow_server) -> None:
-    """Exact tails go in windows under the route's 2,500-point cap; a window a run fills (several
+    """Exact reads go in windows under the route's 2,500-point cap; a window a run fills (several
     values per step) is read with get_metric_history, so nothing is ever silently sampled."""
     client = MlflowClient(mlflow_server.uri)
     name = f"cache-{uuid.uuid4().hex[:8]}"
@@ -273,8 +273,7 @@ def test_exact_reads_through_the_bulk_route_match_get_metric_history(mlflow_serv
     t = _Recording(uri=mlflow_server.uri, experiments=[name])
     with t:
         runs = t.list_runs()
-        # a tail from step 0 (whole exact histories go to get_metric_history without the route)
-        bulk = {r.id: h for r, h in t.read_since(runs, {r.id: {"loss": 0} for r in runs})}
+        bulk = {r.id: h for r, h in t.read_since(runs, {r.id: {"loss": None} for r in runs})}
         assert t._bulk is True
         plain = {r.id: h for r, h in t.read_histories(runs, ["loss"])}
     _same(bulk, plain)

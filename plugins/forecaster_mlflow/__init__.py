@@ -274,16 +274,6 @@ class MlflowTracker(Tracker):
         if self._bulk is False:
             yield from super().read_since(runs, since, max_points)
             return
-        if not max_points:
-            # a whole exact history costs the server more through the route (window queries over
-            # every row) than one get_metric_history: the route is for tails and samples
-            whole = [r for r in runs if any(v is None for v in since.get(r.id, {}).values())]
-            if whole:
-                yield from super().read_since(whole, since, max_points)
-                runs = [r for r in runs if r not in whole]
-                since = {r.id: since[r.id] for r in runs if r.id in since}
-                if not runs:
-                    return
         by_id = {r.id: r for r in runs}
         batches: dict[tuple[str, int | None], list[RunInfo]] = {}
         for r in runs:
