@@ -130,6 +130,24 @@ def train_on(uri: str, run_ids: list[str], new_steps: int, total: int) -> None:
         client.log_batch(rid, metrics=ms)
 
 
+def compare_reads(uri: str, n: int) -> dict:
+    """Whole exact histories of `n` runs: the adapter's get_metric_history path against its bulk route."""
+    from forecaster import trackers
+
+    t = trackers.load("mlflow")(uri=uri, experiments=[EXPERIMENT])
+    keys = ["loss", "learning_rate"]
+    out = {}
+    with t:
+        runs = t.list_runs()[:n]
+        for label, fn in (("get_metric_history", lambda: list(t.read_histories(runs, keys))),
+                          ("bulk_route", lambda: list(t.read_since(runs, {r.id: {k: None for k in keys} for r in runs})))):
+            start = time.perf_counter()
+            got = fn()
+            out[label] = {"wall_s": round(time.perf_counter() - start, 2),
+                          "points": sum(len(v) for _, d in got for v in d.values())}
+    return out
+
+
 def phase(rep, wall: float) -> dict:
     return {"wall_s": round(wall, 2), **{k: round(v, 2) for k, v in rep.timings.items()},
             "forecast": len(rep.by("forecast")), "writes": rep.writes, "peak_rss_mb": peak_mb()}
@@ -148,6 +166,8 @@ def main() -> None:
     ap.add_argument("--no-bare", action="store_true", help="skip the bare full-history read")
     ap.add_argument("--changed", type=float, default=0.1, help="share of runs that log new steps")
     ap.add_argument("--new-steps", type=int, default=60)
+    ap.add_argument("--compare-reads", type=int, default=0, metavar="N",
+                    help="only time reading N runs' whole histories both ways (get_metric_history, bulk route)")
     ap.add_argument("--filter", default=None, help="sync only matching runs, e.g. \"attributes.run_name LIKE 'run-0%%'\"")
     args = ap.parse_args()
     store = args.store or Path(f"/tmp/forecaster-bench-mlflow-{args.runs}x{args.points}")
@@ -185,6 +205,10 @@ def main() -> None:
         src = [r for r in client.search_runs([exp_id], args.filter or "", max_results=1000)
                if r.data.tags.get("forecast.kind") != "forecast"]
         ids = sorted(r.info.run_id for r in src)
+        if args.compare_reads:
+            out["compare_reads"] = compare_reads(srv.uri, args.compare_reads)
+            print(json.dumps(out, indent=2))
+            return
         if not args.no_bare:
             peak_reset()
             start = time.perf_counter()
