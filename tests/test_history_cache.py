@@ -298,3 +298,15 @@ def test_cli_keeps_the_cache_beside_the_lock_file(mlflow_server, experiment, tmp
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert not list((tmp_path / "b").glob("history-*"))
+
+
+def test_local_store_answers_the_bulk_query_itself(mlflow_server, experiment, tmp_path) -> None:
+    """sqlite:/// with no server: the store object runs the same query; tails and samples as over REST."""
+    client, name, ids = experiment
+    full, _ = _read(mlflow_server.uri, name, None)
+    local = _Recording(uri=mlflow_server.db_uri, experiments=[name])
+    with local:
+        runs = local.list_runs()
+        got = {r.id: h for r, h in hc.read_histories(local, runs, KEYS, _cache(tmp_path))}
+        assert local._bulk is True
+    _same(got, full)

@@ -403,8 +403,7 @@ class MlflowTracker(Tracker):
                         params["end_step"])
             except NotImplementedError:
                 raise _NoBulkRoute("store without sampled history") from None
-            return [{"run_id": m.run_id, "step": m.metric.step, "value": m.metric.value,
-                     "timestamp": m.metric.timestamp} for m in ms]
+            return [{"run_id": m.run_id, "step": m.step, "value": m.value, "timestamp": m.timestamp} for m in ms]
         from mlflow.utils.rest_utils import http_request
 
         resp = http_request(get_creds(), BULK_ROUTE, "GET", params=params)
