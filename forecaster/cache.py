@@ -184,7 +184,8 @@ class HistoryCache:
             ids = list(run_ids)
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
-                q = f"SELECT run, key, mark, n, steps, vals FROM series WHERE scope=? AND run IN ({','.join('?' * len(chunk))})"
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT run, key, mark, n, steps, vals FROM series WHERE scope=? AND run IN ({marks})"
                 for run, key, mark, n, steps, vals in self.db.execute(q, [scope, *chunk]):
                     s = np.frombuffer(steps, dtype="<i8")
                     v = np.frombuffer(vals, dtype="<f8")

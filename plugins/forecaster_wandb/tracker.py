@@ -570,7 +570,8 @@ class WandbTracker(Tracker):
                 if isinstance(got, RunGone):
                     yield run, got
                     continue
-                yield run, {k: s if want[k] is None else Series(s.steps[s.steps >= want[k]], s.values[s.steps >= want[k]])
+                yield run, {k: s if want[k] is None else Series(s.steps[s.steps >= want[k]],
+                                                                 s.values[s.steps >= want[k]])
                             for k, s in got.items()}
             return
         api = self._api()
