@@ -1,12 +1,19 @@
-"""MLflow sync at scale: 200 running runs x 5,000 logged points against a local `mlflow server`.
+"""MLflow sync at scale: N running runs x P logged points x 2 keys against a local `mlflow server`.
 
 Seeds a SQLite store (once; reused on later calls) with runs logged like HF Trainer (``loss`` and
-``learning_rate`` every step, TrainingArguments params), starts a real `mlflow server` on it, then
-times (1) the first sync, split into listing, reading histories, fitting and writing, (2) a no-op
-sync (nothing changed), (3) the sync after 10 runs logged 100 more steps. The baseline for the
-read share is the fit itself, measured in the same process.
+``learning_rate`` every step, TrainingArguments params), starts a real `mlflow server` on a copy of
+it, then times, in this one process:
 
-    .venv/bin/python benchmarks/sync_mlflow.py                # 200 x 5,000 (seeding takes minutes once)
+1. the bare full-history read: `MlflowClient.get_metric_history` of both keys of every run from 8
+   threads, what any exporter pays (the baseline the sync is measured against);
+2. the first `forecast sync` (history cache on, in a fresh state folder), split into list / read /
+   fit / write;
+3. a no-op sync (nothing logged since);
+4. the incremental sync after 10 % of the runs logged `--new-steps` more steps of both keys.
+
+Each phase also reports its peak resident memory (the process's high-water mark, reset before it).
+
+    .venv/bin/python benchmarks/sync_mlflow.py --runs 300 --points 3000 --total 6000
     .venv/bin/python benchmarks/sync_mlflow.py --runs 20 --points 1000 --store /tmp/small
 """
 
@@ -16,7 +23,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +66,38 @@ def seed(store: Path, runs: int, points: int, total: int) -> None:
     (store / "seeded.json").write_text(json.dumps({"runs": runs, "points": points, "total": total}))
 
 
+def peak_reset() -> None:
+    """Reset the process's resident-memory high-water mark (Linux: clear_refs 5), so each phase has its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_mb() -> float | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def bare_read(uri: str, run_ids: list[str], keys=("loss", "learning_rate"), threads: int = 8) -> int:
+    """Every point of every key of every run, as a plain exporter reads them; the number of points."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+
+    def one(rid: str) -> int:
+        return sum(len(client.get_metric_history(rid, k)) for k in keys)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(one, run_ids))
+
+
 def timed_sync(uri: str, filter_: str | None = None, **settings) -> tuple[object, float]:
     from forecaster import trackers
     from forecaster.sync import SyncSettings, sync
@@ -68,64 +109,139 @@ def timed_sync(uri: str, filter_: str | None = None, **settings) -> tuple[object
     return rep, time.perf_counter() - start
 
 
+def train_on(uri: str, run_ids: list[str], new_steps: int, total: int) -> None:
+    """Runs log `new_steps` more steps of loss and learning_rate, continuing their seeded curves."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    for rid in run_ids:
+        run = client.get_run(rid)
+        i = int(run.info.run_name.split("-")[1])
+        last = int(max(m.step for m in run.data._metric_objs))
+        peak = float(run.data.params["learning_rate"])
+        steps = np.arange(1, last + new_steps + 1)
+        lr = cosine_lr(steps, peak, 200, total)
+        loss = synthetic_loss(steps, lr, scale=1.0 + 0.002 * i, seed=i, noise=0.01)
+        tail = steps > last
+        t0 = 1_800_000_000_000
+        ms = [Metric("loss", float(v), t0 + int(s), int(s)) for s, v in zip(steps[tail], loss[tail])]
+        ms += [Metric("learning_rate", float(v), t0 + int(s), int(s)) for s, v in zip(steps[tail], lr[tail])]
+        client.log_batch(rid, metrics=ms)
+
+
+def compare_reads(uri: str, n: int) -> dict:
+    """Whole exact histories of `n` runs: the adapter's get_metric_history path against its bulk route."""
+    from forecaster import trackers
+
+    t = trackers.load("mlflow")(uri=uri, experiments=[EXPERIMENT])
+    keys = ["loss", "learning_rate"]
+    out = {}
+    with t:
+        runs = t.list_runs()[:n]
+        for label, fn in (("get_metric_history", lambda: list(t.read_histories(runs, keys))),
+                          ("bulk_route", lambda: list(t.read_since(runs, {r.id: {k: None for k in keys} for r in runs})))):
+            start = time.perf_counter()
+            got = fn()
+            out[label] = {"wall_s": round(time.perf_counter() - start, 2),
+                          "points": sum(len(v) for _, d in got for v in d.values())}
+    return out
+
+
+def phase(rep, wall: float) -> dict:
+    return {"wall_s": round(wall, 2), **{k: round(v, 2) for k, v in rep.timings.items()},
+            "forecast": len(rep.by("forecast")), "writes": rep.writes, "peak_rss_mb": peak_mb()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--points", type=int, default=5000)
-    ap.add_argument("--total", type=int, default=10000, help="planned last step of every run")
-    ap.add_argument("--store", type=Path, default=Path("/tmp/forecaster-bench-mlflow"))
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--points", type=int, default=3000)
+    ap.add_argument("--total", type=int, default=6000, help="planned last step of every run")
+    ap.add_argument("--store", type=Path, default=None, help="seeded store (default /tmp/forecaster-bench-mlflow-NxP)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--law", default="auto")
+    ap.add_argument("--sample", type=int, default=None, help="points per history read in full (default: the sync's)")
+    ap.add_argument("--no-cache", action="store_true", help="sync without the history cache (for comparison)")
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare full-history read")
+    ap.add_argument("--changed", type=float, default=0.1, help="share of runs that log new steps")
+    ap.add_argument("--new-steps", type=int, default=60)
+    ap.add_argument("--compare-reads", type=int, default=0, metavar="N",
+                    help="only time reading N runs' whole histories both ways (get_metric_history, bulk route)")
     ap.add_argument("--filter", default=None, help="sync only matching runs, e.g. \"attributes.run_name LIKE 'run-0%%'\"")
     args = ap.parse_args()
+    store = args.store or Path(f"/tmp/forecaster-bench-mlflow-{args.runs}x{args.points}")
     meta = {"runs": args.runs, "points": args.points, "total": args.total}
-    marker = args.store / "seeded.json"
+    marker = store / "seeded.json"
     if not marker.exists() or json.loads(marker.read_text()) != meta:
-        if args.store.exists():
+        if store.exists():
             import shutil
 
-            shutil.rmtree(args.store)
-        print(f"seeding {args.runs} runs x {args.points} points into {args.store} ...", flush=True)
-        seed(args.store, args.runs, args.points, args.total)
+            shutil.rmtree(store)
+        print(f"seeding {args.runs} runs x {args.points} points into {store} ...", flush=True)
+        seed(store, args.runs, args.points, args.total)
     # work on a copy so every benchmark starts from the same unsynced store
-    work = args.store.parent / (args.store.name + "-work")
+    work = store.parent / (store.name + "-work")
     import shutil
 
     if work.exists():
         shutil.rmtree(work)
-    shutil.copytree(args.store, work)
+    shutil.copytree(store, work)
     srv = start_mlflow_server(work)  # reuses work/mlflow.db
-    out = {"runs": args.runs, "points": args.points, "filter": args.filter, "law": args.law,
-           "cpu_count": os.cpu_count()}
+    state = Path(tempfile.mkdtemp(prefix="forecaster-bench-state-"))
+    from forecaster.sync import HISTORY_SAMPLE
+
+    sample = args.sample or HISTORY_SAMPLE
+    settings = {"device": args.device, "law": args.law, "history_sample": sample,
+                "history_cache": None if args.no_cache else state / "history.sqlite"}
+    out = {"runs": args.runs, "points": args.points, "total": args.total, "filter": args.filter, "law": args.law,
+           "sample": sample, "cache": not args.no_cache, "cpu_count": os.cpu_count(),
+           "load_avg_start": os.getloadavg()}
     try:
-        rep, wall = timed_sync(srv.uri, args.filter, device=args.device, law=args.law)
-        n = len(rep.outcomes)
-        out["synced_runs"] = n
-        assert len(rep.by("forecast")) == n, rep.summary()
-        t = rep.timings
-        out["first"] = {"wall_s": round(wall, 2), **{k: round(v, 2) for k, v in t.items()},
-                        "read_share": round(t["read"] / t["total"], 3), "fit_share": round(t["fit"] / t["total"], 3),
-                        "write_share": round(t["write"] / t["total"], 3), "writes": rep.writes}
-        rep, wall = timed_sync(srv.uri, args.filter, device=args.device, law=args.law)
-        assert rep.writes == 0 and len(rep.by("unchanged")) == n, rep.summary()
-        out["noop"] = {"wall_s": round(wall, 3), "list_s": round(rep.timings["list"], 3), "writes": rep.writes}
-        # 10 runs train on for 100 steps: only their group is read again and only they are rewritten
-        from mlflow.entities import Metric
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(srv.uri)
-        src = [r for r in client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id],
-                                             args.filter or "", max_results=1000)
-               if r.data.tags.get("forecast.kind") != "forecast"][:10]
-        for r in src:
-            s0 = max(m.step for m in r.data._metric_objs) + 1
-            client.log_batch(r.info.run_id, metrics=[Metric("loss", 3.0, 1_800_000_000_000 + s, s)
-                                                     for s in range(s0, s0 + 100)])
-        rep, wall = timed_sync(srv.uri, args.filter, device=args.device, law=args.law)
-        out["incremental_10_runs"] = {"wall_s": round(wall, 2), **{k: round(v, 2) for k, v in rep.timings.items()},
-                                      "forecast": len(rep.by("forecast")), "writes": rep.writes}
+        exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+        src = [r for r in client.search_runs([exp_id], args.filter or "", max_results=1000)
+               if r.data.tags.get("forecast.kind") != "forecast"]
+        ids = sorted(r.info.run_id for r in src)
+        if args.compare_reads:
+            out["compare_reads"] = compare_reads(srv.uri, args.compare_reads)
+            print(json.dumps(out, indent=2))
+            return
+        if not args.no_bare:
+            peak_reset()
+            start = time.perf_counter()
+            n = bare_read(srv.uri, ids)
+            out["bare_read"] = {"wall_s": round(time.perf_counter() - start, 2), "points": n,
+                                "peak_rss_mb": peak_mb()}
+            print(json.dumps({"bare_read": out["bare_read"]}), flush=True)
+        peak_reset()
+        rep, wall = timed_sync(srv.uri, args.filter, **settings)
+        n = len(rep.outcomes)
+        out["synced_runs"] = n
+        assert len(rep.by("forecast")) == n, rep.summary()
+        out["first"] = phase(rep, wall)
+        print(json.dumps({"first": out["first"]}), flush=True)
+        peak_reset()
+        rep, wall = timed_sync(srv.uri, args.filter, **settings)
+        assert rep.writes == 0 and len(rep.by("unchanged")) == n, rep.summary()
+        out["noop"] = phase(rep, wall)
+        # a share of the runs train on: only they are read (from their watermark) and rewritten
+        changed = ids[:: max(1, round(1 / args.changed))][: max(1, round(len(ids) * args.changed))]
+        train_on(srv.uri, changed, args.new_steps, args.total)
+        peak_reset()
+        rep, wall = timed_sync(srv.uri, args.filter, **settings)
+        assert len(rep.by("forecast")) == len(changed), rep.summary()
+        out["incremental"] = {"changed_runs": len(changed), **phase(rep, wall)}
     finally:
         srv.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    f = out["first"]["wall_s"]
+    out["ratios"] = {"first_over_bare": round(f / out["bare_read"]["wall_s"], 3) if "bare_read" in out else None,
+                     "incremental_over_first": round(out["incremental"]["wall_s"] / f, 3),
+                     "noop_s": out["noop"]["wall_s"]}
+    out["load_avg_end"] = os.getloadavg()
     print(json.dumps(out, indent=2))
 
 

@@ -54,6 +54,9 @@ KEEP_SHARE = 0.1
 TAG_ALERT_RETRY = "forecast.alert_retry"
 TOTAL_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
 SIZE_KEYS = ("num_parameters", "n_params", "num_params", "model_size", "params")
+# Sampled reads cut a first sync's read but cost accuracy where siblings share per-step noise
+# (docs/benchmarks.md, "Sampled reads"): every point by default, sampling on request.
+HISTORY_SAMPLE: int | None = None
 
 
 class LockBusy(RuntimeError):
@@ -81,6 +84,8 @@ class SyncSettings:
     notify_settings: Any = None  # forecaster.notify.NotifySettings
     forecaster_options: dict[str, Any] = field(default_factory=dict)
     scaling: Any = None  # forecaster.scaling.sync.ScalingSettings: also fit the experiment's scaling law
+    history_cache: str | Path | None = None  # SQLite file of read histories (forecaster.cache); None: none
+    history_sample: int | None = HISTORY_SAMPLE  # at most this many points per history read in full (None: all)
 
     def token(self) -> str:
         """What of the settings changes a forecast (part of every run's fingerprint)."""
@@ -447,9 +452,18 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     t1 = time.perf_counter()
     series: dict[str, dict[str, Series]] = {}
     bar = _Progress(len(to_read), "reading", progress)
+    cache = None
     try:
         if to_read:
-            for run, got in tracker.read_histories([p.run for p in to_read], keys):
+            from forecaster import cache as history_cache
+
+            if settings.history_cache is not None:
+                cache = history_cache.HistoryCache(settings.history_cache, tracker.describe(),
+                                                   settings.history_sample)
+                for scope in {r.scope for r in runs}:
+                    cache.forget(scope, {r.id for r in runs if r.scope == scope})
+            for run, got in history_cache.read_histories(tracker, [p.run for p in to_read], keys, cache,
+                                                         settings.history_sample):
                 bar.update()
                 if isinstance(got, RunGone):
                     if run.id in target_ids:
@@ -458,6 +472,8 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
                 series[run.id] = got
     finally:
         bar.close()
+        if cache is not None:
+            cache.close()
     report.timings["read"] = time.perf_counter() - t1
     targets = [p for p in targets if p.run.id in series]
 

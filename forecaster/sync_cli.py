@@ -28,7 +28,7 @@ log = logging.getLogger("forecaster.sync")
 
 _GENERIC = ("tracker", "tracking_uri", "experiment", "filter", "metric", "lr_key", "group_by", "law", "device",
             "target", "include_ended", "plots", "dry_run", "force", "lock_file", "lock_wait", "quiet", "seed",
-            "max_points", "workers", "stop_runs", "follow_siblings", "log_file")
+            "max_points", "workers", "stop_runs", "follow_siblings", "log_file", "cache", "sample")
 # config-file [sync] names that differ from the option names (plural lists read naturally in TOML)
 _ALIASES = {"experiments": "experiment", "metrics": "metric", "lr_keys": "lr_key", "uri": "tracking_uri"}
 
@@ -91,6 +91,12 @@ def _adapter_options(f):
                    "keyed by the canonical tracker address and experiment id, however they are spelled).")
 @click.option("--lock-wait", "lock_wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Seconds to wait for another sync to finish before giving up (default 0).")
+@click.option("--cache/--no-cache", "cache", default=None,
+              help="Keep the histories read in a local cache beside the lock file, so later syncs read only "
+                   "new steps (default on; --no-cache reads every history in full each time).")
+@click.option("--sample", "sample", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Read at most N points of each history, evenly spaced (MLflow's sampled history route): a "
+                   "faster first sync, at a cost in accuracy (docs/benchmarks.md); default every point.")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="Only the final summary (no per-run lines).")
 @click.option("--log-file", "log_file", metavar="PATH", default=None,  # checked on opening: one error line
               help="Append timestamped lines (per-run lines, summary, errors) to this file instead of the "
@@ -331,6 +337,9 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
         settings.scaling = ScalingSettings.from_table(scaling_table)
     lock_file = opts.get("lock_file")
     wait_s = float(opts.get("lock_wait") or 0.0)
+    if opts.get("sample") is not None:  # (the config schema and click checked it)
+        settings.history_sample = opts["sample"]
+    use_cache = opts.get("cache") is None or bool(opts.get("cache"))
     quiet = bool(opts.get("quiet"))
     mark = "[dry run] " if settings.dry_run else ""
     try:
@@ -344,6 +353,11 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
                 # one lock per experiment by what it is (canonical address, experiment id), however
                 # spelled: read-only look-ups only, nothing is written before the lock is held
                 held.enter_context(exclusive_locks([default_lock_path(k) for k in tracker.identity()], wait_s))
+            if use_cache:
+                # in the state directory the lock lives in, one file per target (its canonical
+                # identity, as the lock), only ever used while the lock is held
+                state = Path(lock_file).expanduser().parent if lock_file else default_lock_path("").parent
+                settings.history_cache = state / f"history-{trackers.fingerprint(*tracker.identity())}.sqlite"
             report = run_sync(tracker, settings,
                               on_outcome=None if quiet else (lambda o: log.info(mark + o.line())))
             urls = sorted({u for u in (tracker.scope_url(s) for s in {o.run.scope for o in report.outcomes}) if u})

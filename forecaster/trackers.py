@@ -7,6 +7,8 @@ this interface, Optuna-storage style: a handful of coarse calls, each a few requ
     list_runs()          one paged search: every run in scope with status, the latest-metric
                          watermark per key, params, tags, config and its live forecast runs
     read_histories()     full metric histories of some runs, read concurrently
+    read_since()         the tails of histories from given steps on, optionally sampled (the
+                         history cache's way in; a default built on read_histories exists)
     create_forecast()    a new, complete forecast run (MLflow: a run beside the source; W&B: a companion run)
     set_tags()           key-value annotations on a source run (MLflow tags, W&B summary)
     delete_forecast()    remove a superseded forecast run
@@ -302,6 +304,30 @@ class Tracker(abc.ABC):
 
         A key the run never logged is absent from its dict. A run that vanished yields `RunGone`.
         """
+
+    def read_since(self, runs: Sequence[RunInfo], since: Mapping[str, Mapping[str, int | None]],
+                   max_points: int | None = None) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
+        """The tail of some histories: per run, the keys of ``since[run.id]`` from that step on.
+
+        A start step is inclusive (the engine checks the cached point there); None asks for the
+        whole history. ``max_points`` allows an adapter to return fewer points per series, evenly
+        spaced with the first and last of the window kept (as MLflow's sampled history does);
+        exact is always allowed. Yielded as each run completes, like `read_histories`.
+
+        This default reads the full histories and cuts them; adapters whose tracker can read from
+        a step on (or many runs per request) override it.
+        """
+        keys = list(dict.fromkeys(k for r in runs for k in since.get(r.id, {})))
+        for run, got in self.read_histories(runs, keys):
+            if isinstance(got, RunGone):
+                yield run, got
+                continue
+            out = {}
+            for key, start in since.get(run.id, {}).items():
+                s = got.get(key)
+                if s is not None:
+                    out[key] = s if start is None else Series(s.steps[s.steps >= start], s.values[s.steps >= start])
+            yield run, out
 
     @abc.abstractmethod
     def create_forecast(self, revision: ForecastRevision) -> str:

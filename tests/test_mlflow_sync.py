@@ -296,6 +296,11 @@ class _Counting(trackers.load("mlflow")):  # type: ignore[misc]
         self._count("read_histories", runs)
         return super().read_histories(runs, keys)
 
+    def read_since(self, runs, since, max_points=None):
+        # the engine's way in to histories: counted, and hooked, as a read
+        self._count("read_histories", runs)
+        return super().read_since(runs, since, max_points)
+
     def create_forecast(self, revision):
         self._count("create_forecast", revision)
         return super().create_forecast(revision)

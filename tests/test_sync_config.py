@@ -99,6 +99,9 @@ def test_follow_siblings_flows_from_the_config_file_and_the_flag(tmp_path, monke
         def __exit__(self, *exc) -> bool:
             return False
 
+        def identity(self) -> list[str]:
+            return ["stand-in"]
+
     class Report:
         outcomes: list = []
 

@@ -244,3 +244,128 @@ def test_offline_runs_are_read_and_companions_written_as_offline_runs(server, tm
         tr.delete_forecast(info, cid)
     assert {d.name for d in run_dirs(root / "wandb")} == user_runs
     assert {k: v for k, v in file_digests(root / "wandb").items() if k in before} == before
+
+
+# -- the engine's history cache over W&B (forecaster.cache) ----------------------------------------
+def test_cached_reads_scan_only_from_the_watermark_online(server, project, tmp_path) -> None:
+    import json
+
+    from forecaster.cache import HistoryCache, read_histories
+
+    _seed(server, project)
+    e, p = project.split("/")
+    cache = lambda: HistoryCache(tmp_path / "h.sqlite", "wandb-test", None)  # noqa: E731
+    keys = ["loss", "train/learning_rate"]
+    with _tracker(project, tmp_path) as tr:
+        first = {r.id: h for r, h in read_histories(tr, tr.list_runs(), keys, cache())}
+    assert np.array_equal(first["hf1"]["loss"].steps, np.arange(60))
+    run = server.run(e, p, "hf1")
+    for s in range(60, 75):
+        run.history.append({"_step": s, "loss": _loss(75)[s], "train/learning_rate": 2e-4})
+    seen: list[dict] = []
+    server.on("SampledHistoryPage", seen.append)
+    with _tracker(project, tmp_path) as tr:
+        got = {r.id: h for r, h in read_histories(tr, tr.list_runs(), keys, cache())}
+    assert np.array_equal(got["hf1"]["loss"].steps, np.arange(75))
+    assert np.allclose(got["hf1"]["loss"].values, _loss(75))
+    assert got["hf1"]["train/learning_rate"].values[-1] == 2e-4
+    # only the run that moved was scanned, each key from its cached last step
+    assert seen and {json.loads(v["spec"])["minStep"] for v in seen} == {59}
+    assert np.array_equal(got["bare"]["loss"].steps, first["bare"]["loss"].steps)
+
+
+def test_cached_reads_of_offline_runs_take_only_the_new_steps(server, tmp_path) -> None:
+    import shutil
+
+    from forecaster.cache import HistoryCache, read_histories
+
+    # the same offline run at two moments: 20 steps logged, then 30 (a live job's log grows)
+    _offline_run(tmp_path / "early", "offc", 20, HF_CONFIG, finish=False)
+    _offline_run(tmp_path / "later", "offc", 30, HF_CONFIG, finish=False)
+    wandb.teardown()
+    (early,) = run_dirs(tmp_path / "early" / "wandb")
+    (later,) = run_dirs(tmp_path / "later" / "wandb")
+    job = tmp_path / "job" / "wandb"
+    job.mkdir(parents=True)
+    shutil.copytree(early, job / early.name)
+
+    class Asking(WandbTracker):
+        asked: list = []
+
+        def read_since(self, runs, since, max_points=None):
+            self.asked.append({r.id: dict(since[r.id]) for r in runs})
+            return super().read_since(runs, since, max_points)
+
+    cache = lambda: HistoryCache(tmp_path / "h.sqlite", "wandb-offline", None)  # noqa: E731
+    with Asking(wandb_dir=str(job)) as tr:
+        first = {r.id: h for r, h in read_histories(tr, tr.list_runs(), ["loss"], cache())}
+    assert np.array_equal(first["offc"]["loss"].steps, np.arange(0, 200, 10))
+    assert Asking.asked == [{"offc": {"loss": None}}]
+    Asking.asked.clear()
+    with Asking(wandb_dir=str(job)) as tr:
+        list(read_histories(tr, tr.list_runs(), ["loss"], cache()))
+    assert Asking.asked == []  # nothing new: served from the cache
+
+    shutil.copyfile(later / "run-offc.wandb", job / early.name / "run-offc.wandb")
+    with Asking(wandb_dir=str(job)) as tr:
+        got = {r.id: h for r, h in read_histories(tr, tr.list_runs(), ["loss"], cache())}
+    assert Asking.asked == [{"offc": {"loss": 190}}]  # from the cached last step on
+    assert np.array_equal(got["offc"]["loss"].steps, np.arange(0, 300, 10))
+    assert np.allclose(got["offc"]["loss"].values, _loss(30))
+
+
+def test_offline_logs_are_parsed_from_the_offset_reached(server, tmp_path) -> None:
+    import shutil
+
+    from forecaster_wandb.offline import read_dir
+
+    _offline_run(tmp_path / "early", "offd", 20, HF_CONFIG, finish=False)
+    _offline_run(tmp_path / "later", "offd", 400, HF_CONFIG, finish=False)
+    wandb.teardown()
+    (early,) = run_dirs(tmp_path / "early" / "wandb")
+    (later,) = run_dirs(tmp_path / "later" / "wandb")
+    job = tmp_path / "job" / "wandb"
+    job.mkdir(parents=True)
+    shutil.copytree(early, job / early.name)
+    log_file = job / early.name / "run-offd.wandb"
+    memo: dict = {}
+    (first,), _ = read_dir(job, memo)
+    assert not first.resumed and first.offset > 0
+    # the live job appends: the same log, longer (the early one is its prefix up to the offset)
+    shutil.copyfile(later / "run-offd.wandb", log_file)
+    (grown,), _ = read_dir(job, memo)
+    full = read_run(job / early.name)
+    assert grown.series == full.series and grown.config == full.config and grown.exit_code == full.exit_code
+    # a log that only grew (here: the first half of a log, then all of it) is parsed from the
+    # offset reached, with the same result as a full parse
+    data = log_file.read_bytes()
+    half = tmp_path / "half" / "wandb"
+    (half / early.name).mkdir(parents=True)
+    (half / early.name / "run-offd.wandb").write_bytes(data[: len(data) // 2])
+    memo = {}
+    (part,), _ = read_dir(half, memo)
+    (half / early.name / "run-offd.wandb").write_bytes(data)
+    (whole,), _ = read_dir(half, memo)
+    assert whole.resumed and part.offset < whole.offset
+    assert whole.series == full.series and whole.exit_code == full.exit_code
+    # a log replaced by another is not trusted: parsed again from the start
+    (half / early.name / "run-offd.wandb").write_bytes((early / "run-offd.wandb").read_bytes())
+    (other,), _ = read_dir(half, memo)
+    assert not other.resumed and other.series["loss"][0] == list(range(0, 200, 10))
+
+
+def test_cached_reads_notice_a_rewritten_online_run(server, project, tmp_path) -> None:
+    from forecaster.cache import HistoryCache, read_histories
+
+    e, p = project.split("/")
+    server.add_run(e, p, "rw2", metrics={"loss": _loss(30)})
+    cache = lambda: HistoryCache(tmp_path / "h.sqlite", "wandb-test", None)  # noqa: E731
+    with _tracker(project, tmp_path) as tr:
+        list(read_histories(tr, tr.list_runs(), ["loss"], cache()))
+    run = server.run(e, p, "rw2")
+    for row in run.history:
+        row["loss"] += 1.0  # rewound and re-logged with other values, up to the same last step
+    run.summary["loss"] = run.history[-1]["loss"]  # as W&B's summary follows the re-logged history
+    with _tracker(project, tmp_path) as tr:
+        ((_, hist),) = list(read_histories(tr, tr.list_runs(), ["loss"], cache()))
+    assert np.allclose(hist["loss"].values, np.asarray(_loss(30)) + 1.0)

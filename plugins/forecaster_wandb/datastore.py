@@ -39,23 +39,35 @@ class ScanStats:
 
     records: int = 0
     torn_tail: bool = False
+    offset: int = 0  # byte just after the last whole record: where a later scan can resume
 
 
-def iter_raw(path: str | Path, stats: ScanStats | None = None) -> Iterator[bytes]:
-    """Yield each record's payload; raise InputError on a bad header or a corrupt record."""
+def iter_raw(path: str | Path, stats: ScanStats | None = None, start: int = 0) -> Iterator[bytes]:
+    """Yield each record's payload; raise InputError on a bad header or a corrupt record.
+
+    `start`: a `ScanStats.offset` of an earlier scan of the same file, to read only what was
+    appended since (the caller checks the bytes before it are unchanged).
+    """
     path = Path(path)
     stats = stats if stats is not None else ScanStats()
     with open(path, "rb") as f:  # read-only, never "r+b"
+        head = f.read(HEADER.size)
+        if start > HEADER.size:
+            f.seek(start)
         data = f.read()
-    if len(data) < HEADER.size:
+    if len(head) < HEADER.size:
         raise InputError(f"{path}: not a W&B transaction log (file too short)")
-    ident, magic, version = HEADER.unpack_from(data, 0)
+    ident, magic, version = HEADER.unpack_from(head, 0)
     if ident != IDENT or magic != MAGIC:
         raise InputError(f"{path}: not a W&B transaction log (bad header)")
     if version != VERSION:
         raise InputError(f"{path}: W&B transaction log version {version} is not supported")
-    pos, pending = HEADER.size, None
-    n = len(data)
+    # positions stay file offsets (the 32 KiB block grid is the file's); `data` starts at `base`
+    base = max(start, HEADER.size)
+    pos, pending = base, None
+    n = base + len(data)
+    stats.offset = base
+    data = _Shifted(data, base)
     while pos < n:
         left = BLOCK - pos % BLOCK
         if left < RECORD_HEADER.size:  # block trailer: zero padding
@@ -64,7 +76,7 @@ def iter_raw(path: str | Path, stats: ScanStats | None = None) -> Iterator[bytes
         if pos + RECORD_HEADER.size > n:
             stats.torn_tail = True
             return
-        crc, length, kind = RECORD_HEADER.unpack_from(data, pos)
+        crc, length, kind = data.unpack(RECORD_HEADER, pos)
         if crc == 0 and length == 0 and kind == 0:  # zero-filled rest of a block
             pos += left
             continue
@@ -81,6 +93,7 @@ def iter_raw(path: str | Path, stats: ScanStats | None = None) -> Iterator[bytes
             raise InputError(f"{path}: corrupt record at byte {start - RECORD_HEADER.size}")
         if kind == FULL:
             stats.records += 1
+            stats.offset = pos
             yield chunk
         elif kind == FIRST:
             pending = [chunk]
@@ -90,17 +103,33 @@ def iter_raw(path: str | Path, stats: ScanStats | None = None) -> Iterator[bytes
             pending.append(chunk)
             if kind == LAST:
                 stats.records += 1
+                stats.offset = pos
                 yield b"".join(pending)
                 pending = None
     if pending is not None:
         stats.torn_tail = True
 
 
-def iter_records(path: str | Path, stats: ScanStats | None = None) -> Iterator["Record"]:
-    """Yield each record of a ``.wandb`` file as wandb's own protobuf ``Record``."""
+class _Shifted:
+    """Bytes read from file offset `base` on, indexed by file offset."""
+
+    __slots__ = ("data", "base")
+
+    def __init__(self, data: bytes, base: int) -> None:
+        self.data, self.base = data, base
+
+    def __getitem__(self, sl: slice) -> bytes:
+        return self.data[sl.start - self.base:sl.stop - self.base]
+
+    def unpack(self, st: struct.Struct, pos: int) -> tuple:
+        return st.unpack_from(self.data, pos - self.base)
+
+
+def iter_records(path: str | Path, stats: ScanStats | None = None, start: int = 0) -> Iterator["Record"]:
+    """Yield each record of a ``.wandb`` file as wandb's own protobuf ``Record`` (from `start` on)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    for raw in iter_raw(path, stats):
+    for raw in iter_raw(path, stats, start):
         record = pb.Record()
         record.ParseFromString(raw)
         yield record

@@ -8,6 +8,7 @@ apart so that they are never forecast in turn.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -43,6 +44,22 @@ class OfflineRun:
     # key -> (steps, values): numeric points only, in the order logged
     series: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     dropped: int = 0  # non-finite or non-numeric points of numeric keys
+    offset: int = 0  # bytes of the log parsed into this object (after its last whole record)
+    resumed: bool = False  # parsed from an earlier parse's offset rather than from the start
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dir": str(self.dir), "file": str(self.file), "id": self.id, "entity": self.entity,
+                "project": self.project, "name": self.name, "group": self.group, "job_type": self.job_type,
+                "tags": self.tags, "config": self.config, "summary": self.summary, "exit_code": self.exit_code,
+                "series": self.series, "dropped": self.dropped, "offset": self.offset}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "OfflineRun":
+        return cls(dir=Path(d["dir"]), file=Path(d["file"]), id=d["id"], entity=d["entity"], project=d["project"],
+                   name=d["name"], group=d["group"], job_type=d["job_type"], tags=list(d["tags"]),
+                   config=dict(d["config"]), summary=dict(d["summary"]), exit_code=d["exit_code"],
+                   series={k: (list(v[0]), list(v[1])) for k, v in d["series"].items()},
+                   dropped=int(d["dropped"]), offset=int(d["offset"]))
 
     @property
     def state(self) -> str:
@@ -101,15 +118,23 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-def read_run(run_dir: Path) -> OfflineRun:
-    """Parse one ``offline-run-*`` folder (read-only); InputError when its log is unreadable."""
+def read_run(run_dir: Path, earlier: OfflineRun | None = None) -> OfflineRun:
+    """Parse one ``offline-run-*`` folder (read-only); InputError when its log is unreadable.
+
+    `earlier`: what a previous parse of the same log held (with its offset); only the bytes
+    appended since are parsed onto it. The caller vouches that the bytes before are unchanged.
+    """
     logs = sorted(run_dir.glob("run-*.wandb"))
     if not logs:
         raise InputError(f"{run_dir}: no run-*.wandb transaction log")
     file = logs[0]
-    run = OfflineRun(dir=run_dir, file=file, id=file.stem[len("run-"):])
+    if earlier is not None and earlier.file == file:
+        run, start = earlier, earlier.offset
+        run.resumed = True
+    else:
+        run, start = OfflineRun(dir=run_dir, file=file, id=file.stem[len("run-"):]), 0
     stats = ScanStats()
-    for rec in iter_records(file, stats):
+    for rec in iter_records(file, stats, start):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             r = rec.run
@@ -136,6 +161,7 @@ def read_run(run_dir: Path) -> OfflineRun:
             run.exit_code = int(rec.exit.exit_code)
     run.config.pop("_wandb", None)
     run.torn_tail = stats.torn_tail
+    run.offset = stats.offset
     return run
 
 
@@ -167,12 +193,46 @@ def _add_history(run: OfflineRun, history: Any) -> None:
         values.append(float(value))
 
 
-def read_dir(wandb_dir: Path) -> tuple[list[OfflineRun], list[tuple[Path, str]]]:
-    """All readable offline runs under ``wandb_dir`` plus (folder, reason) for the unreadable ones."""
+def _seal(file: Path, offset: int) -> str:
+    """What says a log still starts with the bytes parsed before: its size floor and a hash of its
+    first and last 4 KiB up to `offset` (a replaced or truncated log differs there)."""
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        h.update(f.read(min(offset, 4096)))
+        f.seek(max(0, offset - 4096))
+        h.update(f.read(min(offset, 4096)))
+    return f"{offset}:{h.hexdigest()[:32]}"
+
+
+def read_dir(wandb_dir: Path, memo: dict[str, Any] | None = None
+             ) -> tuple[list[OfflineRun], list[tuple[Path, str]]]:
+    """All readable offline runs under ``wandb_dir`` plus (folder, reason) for the unreadable ones.
+
+    `memo` (updated in place; JSON-able): per log, the parse so far and the byte offset reached,
+    so that a log that only grew is parsed from there on. Anything that does not match is parsed
+    again from the start.
+    """
     runs, bad = [], []
+    fresh: dict[str, Any] = {}
     for d in run_dirs(wandb_dir):
         try:
-            runs.append(read_run(d))
+            earlier = None
+            entry = (memo or {}).get(str(d))
+            if entry:
+                try:
+                    candidate = OfflineRun.from_json(entry["run"])
+                    if candidate.file.stat().st_size >= candidate.offset and \
+                            _seal(candidate.file, candidate.offset) == entry["seal"]:
+                        earlier = candidate
+                except (KeyError, TypeError, ValueError, OSError):
+                    earlier = None
+            run = read_run(d, earlier)
+            runs.append(run)
+            if memo is not None:
+                fresh[str(d)] = {"seal": _seal(run.file, run.offset), "run": run.to_json()}
         except (InputError, OSError, ValueError) as err:
             bad.append((d, str(err)))
+    if memo is not None:
+        memo.clear()
+        memo.update(fresh)
     return runs, bad

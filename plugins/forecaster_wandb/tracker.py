@@ -17,6 +17,7 @@ source annotations live in a small state file in DIR, since the user's run files
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -24,7 +25,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,7 +67,9 @@ SUMMARY_KINDS = (KIND_SCALING,)  # summary runs of a whole project; their job_ty
 ALERT_TAG_PREFIX = TAG_PREFIX + "alert."  # forecast.alert.<rule> = "ok" | "<state>: <message>", mirrored as W&B tags
 NUMERIC_TAGS = ("final", "final_p10", "final_p90", "final_step", "eta_step")  # stored as numbers
 WANDB_TAG_PREFIX = "forecast:"
+log = logging.getLogger(__name__)
 STATE_FILE = "forecaster-state.json"  # offline mode: source annotations (user runs stay untouched)
+OFFSETS_FILE = "forecaster-offsets.json"  # offline mode: each log parsed so far, to parse only what was appended
 
 _STATES = {"running": RUNNING, "pending": RUNNING, "finished": FINISHED, "failed": FAILED,
            "crashed": FAILED, "killed": KILLED, "preempted": KILLED, "preempting": KILLED}
@@ -542,6 +545,25 @@ class WandbTracker(Tracker):
         start = 0
         if cached is not None and len(cached[0]) and int(cached[0][-1]) <= last_step:
             start = int(cached[0][-1])
+        new_s, new_v = self._scan(api, run, key, start)
+        if start and cached is not None:
+            cs, cv = cached
+            same = len(new_s) and new_s[0] == cs[-1] and (
+                new_v[0] == cv[-1] or (math.isnan(new_v[0]) and math.isnan(cv[-1])))
+            if same:
+                new_s = np.concatenate([cs, new_s[1:]])
+                new_v = np.concatenate([cv, new_v[1:]])
+            else:  # the run changed under the cache (rewound, rewritten): read it all again
+                self._cache.put(ident, key, np.zeros(0, np.int64), np.zeros(0))
+                return self._scan_key(api, run, key) if cached[0].size else None
+        if not len(new_s) and not logged_any(run, key):
+            return None
+        series = clean_series(new_s, new_v)
+        self._cache.put(ident, key, series.steps, series.values)
+        return series
+
+    def _scan(self, api: Any, run: RunInfo, key: str, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """Steps and values of `key` from step `start` on (one key per scan: see the module doc)."""
         try:
             wrun = api.run(f"{run.scope}/{run.id}")
             rows = wrun.scan_history(keys=[key], page_size=self.page_size, min_step=start)
@@ -558,23 +580,50 @@ class WandbTracker(Tracker):
             if _is_gone(err) or self._get_run(f"{run.scope}/{run.id}", fresh=True, quiet=True) is None:
                 raise RunGone(f"run {run.label} was deleted or became unreadable during the sync") from None
             raise _tracker_error(err, f"reading {key!r} of run {run.label}") from None
-        new_s = np.asarray(steps, dtype=np.int64)
-        new_v = np.asarray(values, dtype=np.float64)
-        if start and cached is not None:
-            cs, cv = cached
-            same = len(new_s) and new_s[0] == cs[-1] and (
-                new_v[0] == cv[-1] or (math.isnan(new_v[0]) and math.isnan(cv[-1])))
-            if same:
-                new_s = np.concatenate([cs, new_s[1:]])
-                new_v = np.concatenate([cv, new_v[1:]])
-            else:  # the run changed under the cache (rewound, rewritten): read it all again
-                self._cache.put(ident, key, np.zeros(0, np.int64), np.zeros(0))
-                return self._scan_key(api, run, key) if cached[0].size else None
-        if not len(new_s) and not logged_any(run, key):
-            return None
-        series = clean_series(new_s, new_v)
-        self._cache.put(ident, key, series.steps, series.values)
-        return series
+        return np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
+
+    def read_since(self, runs: Sequence[RunInfo], since: Mapping[str, Mapping[str, int | None]],
+                   max_points: int | None = None) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
+        """Tails of histories: online a `scan_history` from each start step; offline, cut from the log.
+
+        The engine's cache holds what was read before, so this adapter's own cache is bypassed.
+        Exact points (no sampling): W&B's sampled history differs between calls.
+        """
+        if self.offline:
+            for run in runs:
+                want = since.get(run.id, {})
+                got = self._offline_histories(run, list(want))
+                if isinstance(got, RunGone):
+                    yield run, got
+                    continue
+                yield run, {k: s if want[k] is None else Series(s.steps[s.steps >= want[k]],
+                                                                 s.values[s.steps >= want[k]])
+                            for k, s in got.items()}
+            return
+        api = self._api()
+        pool = self._executor()
+
+        def tails(run: RunInfo) -> dict[str, Series]:
+            logged = set(run.extra.get("history_keys") or [])
+            out = {}
+            for key, start in since.get(run.id, {}).items():
+                if logged and key not in logged:
+                    continue
+                steps, values = self._scan(api, run, key, 0 if start is None else int(start))
+                if len(steps) or logged_any(run, key):
+                    out[key] = clean_series(steps, values)
+            return out
+
+        futures = {pool.submit(tails, r): r for r in runs}
+        try:
+            for fut in as_completed(futures):
+                try:
+                    yield futures[fut], fut.result()
+                except RunGone as gone:
+                    yield futures[fut], gone
+        finally:
+            for fut in futures:
+                fut.cancel()
 
     # -- writing ----------------------------------------------------------------------------------
     def create_forecast(self, revision: ForecastRevision) -> str:
@@ -897,7 +946,9 @@ class WandbTracker(Tracker):
         from forecaster_wandb.offline import read_dir
 
         assert self.wandb_dir is not None
-        runs, bad = read_dir(self.wandb_dir)
+        memo = self._load_offsets()
+        runs, bad = read_dir(self.wandb_dir, memo)
+        self._save_offsets(memo)
         self.unreadable = bad  # for the engine's report, if it looks
         state = self._load_state()
         companions: dict[str, list[tuple[str, str]]] = {}
@@ -1045,6 +1096,29 @@ class WandbTracker(Tracker):
             if r.job_type != JOB_TYPE or block.get("source") != run.id:
                 raise InputError(f"refusing to delete {d}: it is not a forecast companion of {run.label}")
             shutil.rmtree(d)
+
+    def _load_offsets(self) -> dict[str, Any]:
+        """The parse of each offline log so far and the byte offset reached (see offline.read_dir)."""
+        assert self.wandb_dir is not None
+        try:
+            data = json.loads((self.wandb_dir / OFFSETS_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:  # only costs a full parse; rewritten below
+            log.warning("%s is unreadable (%s): parsing every offline log from the start",
+                        self.wandb_dir / OFFSETS_FILE, e)
+            return {}
+        return data if isinstance(data, dict) and data.get("version") == 1 else {}
+
+    def _save_offsets(self, memo: dict[str, Any]) -> None:
+        assert self.wandb_dir is not None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.wandb_dir, prefix=".forecaster-offsets-")
+            with os.fdopen(fd, "w") as f:
+                json.dump({**memo, "version": 1}, f)
+            os.replace(tmp, self.wandb_dir / OFFSETS_FILE)
+        except OSError as e:  # a read-only wandb folder: every sync parses the logs in full
+            log.debug("cannot save %s: %s", OFFSETS_FILE, e)
 
     def _load_state(self) -> dict[str, dict[str, str]]:
         assert self.wandb_dir is not None
