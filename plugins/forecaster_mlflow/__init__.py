@@ -69,6 +69,7 @@ BULK_ROUTE = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
 BULK_RUNS = 100
 BULK_MAX_RESULTS = 2500
 BULK_ROWS = 20_000  # rows per answer we ask for at most (100 runs x 2,500 rows timed out on loopback)
+BULK_WINDOWS = 20  # exact windows per history at most (50,000 steps); longer ranges are read whole
 
 
 class _NoBulkRoute(Exception):
@@ -444,16 +445,37 @@ class MlflowTracker(Tracker):
         step is never sampled; a run that fills a window (several values per step) is read with
         `get_metric_history` instead.
         """
-        end = max(r.latest[key].step for r in members)
         lo = 0 if start is None else int(start)
+        width = BULK_MAX_RESULTS - 1
+        all_members = list(members)
+        full: set[str] = set()
+        if not max_points:
+            # windows cost requests by the step range, not by what was logged: a long range (or a
+            # stray step far past the rest) is read whole with get_metric_history instead
+            full = {r.id for r in members if (r.latest[key].step - lo) // width >= BULK_WINDOWS}
+            members = [r for r in members if r.id not in full]
+        out: dict[str, Series] = {}
+        if members:
+            out = self._windows(key, lo, members, max_points, width, full)
+        for rid in full:  # every row of this key (possibly sampled by the route), cut to the range asked for
+            run = next(r for r in all_members if r.id == rid)
+            s = self._read_one(run, [key]).get(key)
+            if s is not None:
+                keep = s.steps >= lo
+                out[rid] = type(s)(s.steps[keep], s.values[keep])
+        return out
+
+    def _windows(self, key: str, lo: int, members: Sequence[RunInfo], max_points: int | None, width: int,
+                 full: set[str]) -> dict[str, Series]:
+        """`key` of `members` from step `lo` through the route: one sampled request, or exact windows
+        (a run that fills one is added to `full`, to be read whole)."""
+        end = max(r.latest[key].step for r in members)
         ids = [r.id for r in members]
         if max_points:
             windows = [(lo, end, min(BULK_MAX_RESULTS, max_points))]
         else:
-            width = BULK_MAX_RESULTS - 1
             windows = [(a, min(end, a + width - 1), BULK_MAX_RESULTS) for a in range(lo, end + 1, width)]
         by_run: dict[str, list] = {}
-        full: set[str] = set()
         for a, b, cap in windows:
             params: dict[str, Any] = {"run_ids": ids, "metric_key": key, "max_results": cap,
                                       "start_step": a, "end_step": b}
@@ -467,17 +489,13 @@ class MlflowTracker(Tracker):
                 full.update(rid for rid, n in counts.items() if n >= cap)
         out = {}
         for rid, ms in by_run.items():
+            if rid in full:
+                continue
             n = len(ms)
             steps = np.fromiter((int(m.get("step", 0)) for m in ms), dtype=np.int64, count=n)
             values = np.fromiter((_json_float(m.get("value")) for m in ms), dtype=np.float64, count=n)
             stamps = np.fromiter((int(m.get("timestamp", 0)) for m in ms), dtype=np.int64, count=n)
             out[rid] = clean_series(steps, values, stamps)
-        for rid in full:  # possibly sampled: every row of this key, cut to the window asked for
-            run = next(r for r in members if r.id == rid)
-            s = self._read_one(run, [key]).get(key)
-            if s is not None:
-                keep = (s.steps >= lo) & (s.steps <= end)
-                out[rid] = type(s)(s.steps[keep], s.values[keep])
         return out
 
     def _bulk_rows(self, params: dict[str, Any]) -> list[dict]:
