@@ -19,6 +19,9 @@ from forecaster.phases import phase
 log = logging.getLogger(__name__)
 
 MIN_POINTS = 5
+# a run with fewer points is still forecast when a sibling has MIN_POINTS: the group's fit holds
+# the law's shape, and the run's own parameters deviate from it under the pooling penalty
+MIN_POOLED = 2
 # largest metric value a run may reach: the fit clamps its predictions to 1e12 (fit.py), and
 # two decades of headroom keep a forecast scale-free; above it the fit and its bands are
 # nonsense or the covariance overflows, so such a run is declined with a hint to rescale
@@ -184,8 +187,10 @@ class Forecaster:
             for i, h in enumerate(self.histories_):
                 if law is not None and law.needs_size and not (h.size and h.size > 0):
                     self.skipped_[i] = f"law {self.law!r} needs the model size and the run has none"
-                elif len(h.steps) < MIN_POINTS and not (shared_law and h.group in fitted_groups):
-                    self.skipped_[i] = f"too few points to fit ({len(h.steps)} < {MIN_POINTS})"
+                elif len(h.steps) < MIN_POINTS and not ((shared_law or len(h.steps) >= MIN_POOLED)
+                                                        and h.group in fitted_groups):
+                    self.skipped_[i] = (f"too few points to fit ({len(h.steps)} < {MIN_POINTS}, or "
+                                        f"{MIN_POOLED} with siblings that have {MIN_POINTS})")
                 elif np.any(h.values <= 0):
                     self.skipped_[i] = "metric has non-positive values; the laws model a positive loss"
                 elif np.any(h.values > MAX_VALUE):

@@ -141,12 +141,14 @@ def test_schedule_until_gives_a_horizon(tmp_path):
 
 
 def test_too_few_points_skipped_rest_forecast(tmp_path):
-    rows = family_rows("g", 2.0) + [["short", "g", 20, 0.01, 9.0], ["short", "g", 40, 0.01, 8.0],
-                                    ["short", "g", 60, 0.01, ""]]
+    # one point is too few; two, with siblings that show the law, are enough to place a run on it
+    rows = family_rows("g", 2.0) + [["short", "g", 20, 0.01, 9.0], ["short", "g", 40, 0.01, ""],
+                                    ["few", "g", 20, 0.01, 9.0], ["few", "g", 40, 0.01, 8.0],
+                                    ["few", "g", 60, 0.01, ""]]
     src = write_csv(tmp_path / "r.csv", rows)
     res = invoke("predict", "--input", src, "--law", "momentum", "--device", "cpu", "--summary", tmp_path / "s.json")
     assert res.exit_code == 0, res.output
-    assert {r["run"] for r in read_out(res.stdout)} == {"wsd"}
+    assert {r["run"] for r in read_out(res.stdout)} == {"wsd", "few"}
     assert "skipped run 'short': too few points" in res.stderr
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["skipped"][0]["run"] == "short" and "too few points" in s["skipped"][0]["reason"]
