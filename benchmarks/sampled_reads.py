@@ -67,18 +67,14 @@ def thinned(h: RunHistory, n: int) -> RunHistory:
     """The history as a sampled read of `n` points per key would deliver it."""
     if not n:
         return h
-    if GRID:
-        s = grid_thin(Series(h.steps, h.values), GRID, n)
-        lr_s, lr_v = h.lr_steps, h.lr_values
-        if lr_s is not None:
-            t = grid_thin(Series(lr_s, lr_v), GRID, n)
-            lr_s, lr_v = t.steps, t.values
-        return RunHistory(h.run, s.steps, s.values, group=h.group, lr_steps=lr_s, lr_values=lr_v,
-                          schedule=h.schedule, horizon=h.horizon, size=h.size, metric=h.metric, meta=dict(h.meta))
-    s = thin(Series(h.steps, h.values), n, TAIL)
+
+    def one(s: Series) -> Series:
+        return grid_thin(s, GRID, n) if GRID else thin(s, n, TAIL)
+
+    s = one(Series(h.steps, h.values))
     lr_s, lr_v = h.lr_steps, h.lr_values
     if lr_s is not None:
-        t = thin(Series(lr_s, lr_v), n, TAIL)
+        t = one(Series(lr_s, lr_v))
         lr_s, lr_v = t.steps, t.values
     return RunHistory(h.run, s.steps, s.values, group=h.group, lr_steps=lr_s, lr_values=lr_v,
                       schedule=h.schedule, horizon=h.horizon, size=h.size, metric=h.metric, meta=dict(h.meta))

@@ -274,20 +274,28 @@ def test_cached_reads_scan_only_from_the_watermark_online(server, project, tmp_p
     assert np.array_equal(got["bare"]["loss"].steps, first["bare"]["loss"].steps)
 
 
-def test_cached_reads_of_offline_runs_take_only_the_new_steps(server, tmp_path) -> None:
+def _growing_offline_run(tmp_path, name: str, early_steps: int, later_steps: int):
+    """The same offline run at two moments (a live job's log grows): (job's wandb dir with the early
+    run in it, the early run's folder, the later run's folder)."""
     import shutil
 
-    from forecaster.cache import HistoryCache, read_histories
-
-    # the same offline run at two moments: 20 steps logged, then 30 (a live job's log grows)
-    _offline_run(tmp_path / "early", "offc", 20, HF_CONFIG, finish=False)
-    _offline_run(tmp_path / "later", "offc", 30, HF_CONFIG, finish=False)
+    _offline_run(tmp_path / "early", name, early_steps, HF_CONFIG, finish=False)
+    _offline_run(tmp_path / "later", name, later_steps, HF_CONFIG, finish=False)
     wandb.teardown()
     (early,) = run_dirs(tmp_path / "early" / "wandb")
     (later,) = run_dirs(tmp_path / "later" / "wandb")
     job = tmp_path / "job" / "wandb"
     job.mkdir(parents=True)
     shutil.copytree(early, job / early.name)
+    return job, early, later
+
+
+def test_cached_reads_of_offline_runs_take_only_the_new_steps(server, tmp_path) -> None:
+    import shutil
+
+    from forecaster.cache import HistoryCache, read_histories
+
+    job, early, later = _growing_offline_run(tmp_path, "offc", 20, 30)
 
     class Asking(WandbTracker):
         asked: list = []
@@ -319,14 +327,7 @@ def test_offline_logs_are_parsed_from_the_offset_reached(server, tmp_path) -> No
 
     from forecaster_wandb.offline import read_dir
 
-    _offline_run(tmp_path / "early", "offd", 20, HF_CONFIG, finish=False)
-    _offline_run(tmp_path / "later", "offd", 400, HF_CONFIG, finish=False)
-    wandb.teardown()
-    (early,) = run_dirs(tmp_path / "early" / "wandb")
-    (later,) = run_dirs(tmp_path / "later" / "wandb")
-    job = tmp_path / "job" / "wandb"
-    job.mkdir(parents=True)
-    shutil.copytree(early, job / early.name)
+    job, early, later = _growing_offline_run(tmp_path, "offd", 20, 400)
     log_file = job / early.name / "run-offd.wandb"
     memo: dict = {}
     (first,), _ = read_dir(job, memo)
