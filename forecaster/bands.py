@@ -87,25 +87,28 @@ def noise_scales(values: list[np.ndarray]) -> np.ndarray:
 
 
 def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
-                 unidentified: frozenset[int] = frozenset()) -> dict[int, RunForecast]:
+                 unidentified: frozenset[int] = frozenset(), alias: dict[int, int] | None = None
+                 ) -> dict[int, RunForecast]:
     """Forecasts for the fitted `rows` listed in `targets` (indices into fc.histories_).
 
     Only the targets are evaluated: their per-run parameters are gathered from the group vectors
     (and from each sampled group vector), then the law runs once on (samples x targets) rows.
     Targets in `unidentified` get the band of an unidentified annealing response whatever their
     group has shown (their own decay was seen to mislead the law: `Forecaster._check_own_decays`).
+    `alias` maps a target that was not fitted to the fitted row whose parameters it uses.
     """
     with phase("bands"):
-        return _forecast_fit(fc, fit, rows, targets, unidentified)
+        return _forecast_fit(fc, fit, rows, targets, unidentified, alias or {})
 
 
 def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
-                  unidentified: frozenset[int]) -> dict[int, RunForecast]:
+                  unidentified: frozenset[int], alias: dict[int, int]) -> dict[int, RunForecast]:
     if not targets:
         return {}
     dev = fit.x.device
     pos = {r: k for k, r in enumerate(rows)}
-    slots = fit.slots([pos[r] for r in targets])
+    # a target may stand in for a fitted row (`alias`): the same run under another future schedule
+    slots = fit.slots([pos[alias.get(r, r)] for r in targets])
     gi = torch.as_tensor([s[0] for s in slots], device=dev)
     mi = torch.as_tensor([s[1] for s in slots], device=dev)
     hist = [fc.histories_[r] for r in targets]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,9 +13,13 @@ from forecaster import bands, laws
 from forecaster.batch import build_features, decay_shares, lr_per_step
 from forecaster.bands import EVIDENCE_MIN, Z90
 from forecaster.device import DTYPE, pick_device
+from forecaster.errors import InputError
 from forecaster.fit import GroupFit, fit_groups
 from forecaster.histories import RunForecast, RunHistory
 from forecaster.phases import phase
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -422,6 +427,28 @@ class Forecaster:
                 if not (a > 0 and b > 0 and abs(np.log(a / b)) <= tolerance):
                     flagged.setdefault(key, set()).add(r)
         return flagged
+
+    def predict_schedules(self, run: int | str, candidates: list[Schedule]) -> list[RunForecast]:
+        """The fitted run `run` (index into the fitted histories, or run id) forecast under each
+        candidate schedule for the rest of its training, in one batched call (`whatif`)."""
+        from forecaster import whatif
+
+        i = run if isinstance(run, int) else next((k for k, h in enumerate(self.histories_) if h.run == run), None)
+        if i is None or not 0 <= i < len(self.histories_):
+            raise InputError(f"run {run!r} is not among the fitted histories")
+        if i in self.skipped_:
+            raise InputError(f"run {self.histories_[i].run!r} was not fitted: {self.skipped_[i]}")
+        key = self.choice_[i]
+        fit, rows = self.fits_[key]
+        base = len(self.histories_)
+        variants = [whatif.variant(self.histories_[i], s) for s in candidates]
+        self.histories_.extend(variants)
+        try:
+            extra = list(range(base, base + len(variants)))
+            done = bands.forecast_fit(self, fit, rows, extra, alias={j: i for j in extra})
+        finally:
+            del self.histories_[base:]
+        return [done[j] for j in extra]
 
     def predict(self) -> list[RunForecast]:
         """One forecast per fitted history, in order; skipped runs carry the reason."""

@@ -1,0 +1,73 @@
+"""What-if schedules: a fitted run forecast under other futures for its learning rate.
+
+The laws forecast a run from its LR schedule, so the same fit answers "what if I cool down now?":
+the run's observed history stays, its LR up to the last observed step stays as it was, and only
+the future changes. Every candidate is forecast in one batched call with the run's own fitted
+parameters, and with the same random draws for its band (keyed by the run), so candidates differ
+by their schedules, not by sampling noise. Where the group has not shown an LR decay the response
+to one is not identified, and each candidate's band and notes say so (`bands.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from forecaster import schedules
+from forecaster.batch import lr_per_step
+from forecaster.errors import InputError
+from forecaster.histories import RunHistory
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.schedules import Schedule
+
+SHAPES = ("linear", "cosine", "sqrt", "exp")
+_DECAY_POINTS = 64  # points a cooldown's curve is drawn with (the schedule interpolates between them)
+
+
+def cooldown(h: RunHistory, start: int, length: int, shape: str = "linear", final: float = 0.0,
+             warmup: str = "linear") -> Schedule:
+    """The run's LR as known up to `start`, then a decay over `length` steps to `final` x the LR
+    at `start` (0: to zero), shaped linear, cosine, sqrt (1 - sqrt) or exp (geometric)."""
+    if shape not in SHAPES:
+        raise InputError(f"cooldown shape {shape!r}: expected one of {', '.join(SHAPES)}")
+    if length < 1 or start < 0:
+        raise InputError(f"cooldown from step {start} over {length} steps: both must be positive")
+    if not 0.0 <= final < 1.0:
+        raise InputError(f"cooldown final {final}: a share of the LR at its start, from 0 to below 1")
+    past = lr_per_step(h, start, warmup)
+    if past is None:
+        raise InputError(f"run {h.run!r} has no learning rate: a what-if schedule needs one")
+    lr0 = float(past[-1])
+    q = np.linspace(0.0, 1.0, _DECAY_POINTS + 1)
+    if shape == "linear":
+        frac = 1.0 - q
+    elif shape == "cosine":
+        frac = 0.5 * (1.0 + np.cos(np.pi * q))
+    elif shape == "sqrt":
+        frac = 1.0 - np.sqrt(q)
+    else:  # geometric to `final` (or to 1e-3 of the start when the target is 0)
+        floor = final if final > 0 else 1e-3
+        frac = (floor ** q - floor) / (1.0 - floor)
+    values = lr0 * (final + (1.0 - final) * frac)
+    steps = np.r_[np.arange(start + 1), start + np.round(q[1:] * length).astype(np.int64)]
+    return schedules.from_points(steps, np.r_[past, values[1:]], total=start + length)
+
+
+def variant(h: RunHistory, schedule: Schedule, every: int | None = None) -> RunHistory:
+    """`h` with its future under `schedule`: the LR logged up to its last observed step is kept
+    (the past happened), the horizon runs to the schedule's end at the run's logging interval."""
+    total = schedule.total
+    if total is None or total <= h.last_step:
+        raise InputError(f"a what-if schedule must end after the run's last observed step {h.last_step}")
+    if every is None:
+        every = int(np.median(np.diff(h.steps))) if len(h.steps) > 1 else 1
+    horizon = np.append(np.arange(h.last_step + max(1, every), total, max(1, every), dtype=np.int64), total)
+    lr_steps = lr_values = None
+    if h.lr_steps is not None and len(h.lr_steps):
+        past = h.lr_steps <= h.last_step
+        lr_steps, lr_values = h.lr_steps[past], h.lr_values[past]
+    return dataclasses.replace(h, schedule=schedule, horizon=horizon, lr_steps=lr_steps, lr_values=lr_values,
+                               meta={**h.meta, "planned_end": total})
