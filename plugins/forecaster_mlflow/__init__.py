@@ -447,7 +447,7 @@ class MlflowTracker(Tracker):
         """
         lo = 0 if start is None else int(start)
         width = BULK_MAX_RESULTS - 1
-        all_members = list(members)
+        by_id = {r.id: r for r in members}
         full: set[str] = set()
         if not max_points:
             # windows cost requests by the step range, not by what was logged: a long range (or a
@@ -458,8 +458,7 @@ class MlflowTracker(Tracker):
         if members:
             out = self._windows(key, lo, members, max_points, width, full)
         for rid in full:  # every row of this key (possibly sampled by the route), cut to the range asked for
-            run = next(r for r in all_members if r.id == rid)
-            s = self._read_one(run, [key]).get(key)
+            s = self._read_one(by_id[rid], [key]).get(key)
             if s is not None:
                 keep = s.steps >= lo
                 out[rid] = type(s)(s.steps[keep], s.values[keep])

@@ -447,9 +447,8 @@ class WandbTracker(Tracker):
         for c in companions:
             block = _forecast_config(c.config)
             if block.get("kind") == KIND_FORECAST and block.get("source"):
-                done = (c.summary_metrics or {}).get("forecast") or {}
-                complete = str(c.state) == "finished" and isinstance(done, Mapping) and done.get("complete") is True
-                by_source.setdefault(str(block["source"]), []).append((str(c.created_at or ""), c.id, complete))
+                by_source.setdefault(str(block["source"]), []).append(
+                    (str(c.created_at or ""), c.id, self._marked_complete(c)))
         infos = []
         for r in runs:
             if r.job_type == JOB_TYPE or _forecast_config(r.config).get("kind") == KIND_FORECAST \
@@ -742,10 +741,17 @@ class WandbTracker(Tracker):
             raise _tracker_error(err, f"looking up run {path}") from None
 
     @staticmethod
-    def _complete(run: Any, revision: ForecastRevision, n_rows: int) -> bool:
+    def _marked_complete(run: Any) -> bool:
+        """A finished companion whose summary carries the `complete` mark written last."""
         block = (run.summary_metrics or {}).get("forecast") or {}
-        return (str(run.state) == "finished" and isinstance(block, Mapping) and block.get("complete") is True
-                and block.get("input") == revision.input and int(run._attrs.get("historyLineCount") or 0) >= n_rows)
+        return str(run.state) == "finished" and isinstance(block, Mapping) and block.get("complete") is True
+
+    @classmethod
+    def _complete(cls, run: Any, revision: ForecastRevision, n_rows: int) -> bool:
+        """Marked complete, for this revision's input, with all its rows."""
+        block = (run.summary_metrics or {}).get("forecast") or {}
+        return (cls._marked_complete(run) and block.get("input") == revision.input
+                and int(run._attrs.get("historyLineCount") or 0) >= n_rows)
 
     def set_tags(self, run: RunInfo, tags: Mapping[str, str]) -> None:
         if not tags:
