@@ -18,6 +18,7 @@ import numpy as np
 from scipy.stats import norm
 
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.stats import band_log_sd
 
 WILL_NOT_BEAT_BEST = "will_not_beat_best"
 DIVERGENCE = "divergence"
@@ -26,7 +27,6 @@ ETA_TO_TARGET = "eta_to_target"
 ANNEAL_NOW = "anneal_now"
 RULES = (WILL_NOT_BEAT_BEST, DIVERGENCE, TARGET_UNREACHABLE, ETA_TO_TARGET, ANNEAL_NOW)
 
-_Z90 = norm.ppf(0.9)  # p10..p90 half-width in standard deviations
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,7 @@ class AlertSettings:
 # -- predictive distribution of the final value ---------------------------------------------
 def _log_scale(forecast: RunForecast) -> float:
     """Standard deviation of log(final) implied by the final p10/p90 band."""
-    lo, hi = forecast.final_interval
-    return max((math.log(max(hi, 1e-300)) - math.log(max(lo, 1e-300))) / (2 * _Z90), 1e-6)
+    return band_log_sd(*forecast.final_interval)
 
 
 def prob_final_below(forecast: RunForecast, value: float, residuals: np.ndarray | None = None) -> float:

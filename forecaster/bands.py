@@ -23,6 +23,7 @@ from forecaster.fit import GroupFit
 from forecaster.histories import RunForecast, RunHistory
 from forecaster.phases import phase
 from forecaster.shared_noise import shared_noise
+from forecaster.stats import Z90
 
 # Scale on the Laplace covariance. A misspecified law's Laplace band is too narrow when it
 # extrapolates, but the misfit and extrapolation terms below carry that (backtests in
@@ -43,7 +44,6 @@ KNOTS = 48  # horizon points per run at which the parameter draws are evaluated
 MAX_GAIN = 0.10
 EVIDENCE_MIN = 0.05
 EVIDENCE_SHARE = 0.25
-Z90 = 1.2815515655446004  # the standard normal's 90 % quantile: a p10-p90 band is +-Z90 sd
 
 
 def noise_scale(values: np.ndarray) -> float:

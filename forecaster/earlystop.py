@@ -40,6 +40,7 @@ from forecaster.alerts import final_quantiles, prob_final_below
 from forecaster.csvio import jsonable
 from forecaster.errors import InputError
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.stats import band_log_sd
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,7 @@ def candidate_laws(h: RunHistory, law: str) -> tuple[str, ...]:
 
 
 def _log_scale(f: RunForecast) -> float:
-    lo, hi = f.final_interval
-    return max((math.log(max(hi, 1e-300)) - math.log(max(lo, 1e-300))) / (2 * 1.2815515655446004), 1e-6)
+    return band_log_sd(*f.final_interval)
 
 
 def _local(lf: float, cal: np.ndarray, k: int) -> tuple[np.ndarray, float]:

@@ -1,4 +1,4 @@
-"""Errors the command line turns into one clear line and exit code 2."""
+"""The exception tree: every error forecaster raises on purpose is a `ForecasterError`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,28 @@ import sys
 from typing import Any, Callable
 
 
-class InputError(ValueError):
+class ForecasterError(Exception):
+    """Base of every error forecaster raises on purpose."""
+
+
+class InputError(ForecasterError, ValueError):
     """Bad user input (file, columns, values, spec): reported as one line, exit code 2."""
+
+
+class NotFittedError(ForecasterError, AttributeError):
+    """An estimator was asked to predict before `fit`."""
+
+
+class TrackerError(ForecasterError, RuntimeError):
+    """The tracker cannot be used right now (unreachable, auth refused): the sync stops, exit 1."""
+
+
+class RunGone(ForecasterError, RuntimeError):
+    """One run disappeared or became read-only mid-sync (deleted): that run is skipped, others go on."""
+
+
+class LockBusy(ForecasterError, RuntimeError):
+    """Another sync of the same scope holds the lock (cron overlap): exit without touching anything."""
 
 
 def one_line(exc: Exception) -> str:

@@ -21,6 +21,7 @@ import torch
 from forecaster.batch import Features
 from forecaster.laws.base import Law
 from forecaster.phases import phase
+from forecaster.stats import huber
 
 HUBER_DELTA = 1e-3
 PRUNE_AT = 6
@@ -153,14 +154,6 @@ class _Data:
         return _Data(self.f.rows(sel), self.logy[sel], self.mask[sel], self.prior[groups], self.pen_w[groups])
 
 
-def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
-    # min(|r|, delta) * (|r| - min(|r|, delta) / 2): 0.5 r^2 inside, delta (|r| - delta / 2) outside,
-    # the same values to the bit in four passes over the residuals instead of seven
-    a = r.abs()
-    c = a.clamp_max(delta)
-    return c * (a - 0.5 * c)
-
-
 def fit_groups(
     law: Law,
     feats: Features,
@@ -260,7 +253,7 @@ def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tenso
         return (r * d.mask).reshape(len(xb), M * P)
 
     def cost_of(r: torch.Tensor, xb: torch.Tensor, d: _Data) -> torch.Tensor:
-        return (_huber(r, delta).sum(-1) + 0.5 * (d.pen_w * xb * xb).sum(-1)
+        return (huber(r, delta).sum(-1) + 0.5 * (d.pen_w * xb * xb).sum(-1)
                 + 0.5 * prior_w * ((xb - d.prior) ** 2).sum(-1))
 
     data = _Data(fB, logyB, maskB, prior, pen_w)

@@ -11,7 +11,8 @@ import torch
 
 from forecaster import bands, laws
 from forecaster.batch import build_features, decay_shares, lr_per_step
-from forecaster.bands import EVIDENCE_MIN, Z90
+from forecaster.bands import EVIDENCE_MIN
+from forecaster.stats import Z90
 from forecaster.device import DTYPE, pick_device
 from forecaster.errors import InputError
 from forecaster.fit import GroupFit, fit_groups

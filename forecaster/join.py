@@ -14,10 +14,10 @@ import dataclasses
 import numpy as np
 
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.stats import Z90
 
 WINDOW = 0.05  # share of the observed points the level at the join is read from
 MIN_WINDOW = 5
-Z90 = 1.2815515655446004  # standard normal 90th percentile: p10/p90 at +-Z90 sd
 
 
 def level_at_end(h: RunHistory) -> tuple[float, float, float] | None:

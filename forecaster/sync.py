@@ -33,9 +33,10 @@ import numpy as np
 
 from forecaster import __version__, screen
 from forecaster.config import ConfigMapping
-from forecaster.errors import InputError
+from forecaster.errors import InputError, LockBusy  # noqa: F401  (re-exported for sync_cli)
 from forecaster.histories import RunForecast, RunHistory
 from forecaster.join import join
+from forecaster.runconfig import SIZE_KEYS, STEPS_KEYS
 from forecaster.trackers import (
     FINISHED, TAG_INPUT, TAG_RUN_ID, TAG_STOP, ForecastRevision, RunGone, RunInfo, Series, Tracker, TrackerError,
     fingerprint,
@@ -52,15 +53,9 @@ TAG_NOTES = "forecast.notes"
 KEEP_SHARE = 0.1
 # set while an alert's webhook failed: the run is fitted again next sync (same inputs or not) to retry it
 TAG_ALERT_RETRY = "forecast.alert_retry"
-TOTAL_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
-SIZE_KEYS = ("num_parameters", "n_params", "num_params", "model_size", "params")
 # Sampled reads cut a first sync's read but cost accuracy where siblings share per-step noise
 # (docs/benchmarks.md, "Sampled reads"): every point by default, sampling on request.
 HISTORY_SAMPLE: int | None = None
-
-
-class LockBusy(RuntimeError):
-    """Another sync of the same scope holds the lock (cron overlap): exit without touching anything."""
 
 
 @dataclass
@@ -294,7 +289,7 @@ def plan_run(run: RunInfo, settings: SyncSettings) -> _Plan:
                     "in the config (HF lr_scheduler_type + max_steps, nanoGPT lr_decay_iters/max_iters, "
                     "or a forecast.schedule spec)")
         return p
-    p.total = (p.schedule.total if p.schedule is not None else None) or _int_of(cfg, TOTAL_KEYS)
+    p.total = (p.schedule.total if p.schedule is not None else None) or _int_of(cfg, STEPS_KEYS)
     if p.total is None:
         p.reason = ("no planned end: the LR is logged but the planned last step is unknown "
                     "(log max_steps or a forecast.schedule spec with total=)")

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from forecaster import DISTRIBUTION
-from forecaster.errors import InputError
+from forecaster import tags
+from forecaster.errors import InputError, RunGone, TrackerError  # noqa: F401  (adapters import them from here)
 from forecaster.redact import mask_uri
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,23 +50,15 @@ RUNNING, FINISHED, FAILED, KILLED = "running", "finished", "failed", "killed"
 STATES = (RUNNING, FINISHED, FAILED, KILLED)
 
 # tag/summary keys the engine reads back from RunInfo.tags (the adapter must round-trip them)
-TAG_PREFIX = "forecast."
-TAG_KIND = "forecast.kind"  # on forecast runs: "forecast"
-KIND_SCALING = "scaling"  # forecast.kind of summary runs: the experiment's cross-run scaling-law fit
-TAG_SOURCE = "forecast.source_run"  # on forecast runs: the source run's id
-LEGACY_TAG_SOURCE = "forecast.source"  # what forecasts written by earlier versions carry instead
-TAG_RUN_ID = "forecast.run_id"  # on source runs: the live forecast run
-TAG_INPUT = "forecast.input"  # on source runs: fingerprint of what the last forecast was made from
-KIND_FORECAST = "forecast"
-TAG_STOP = "forecast.stop_requested"  # on source runs: "true" once a stop was requested (asked once)
-
-
-class TrackerError(RuntimeError):
-    """The tracker cannot be used right now (unreachable, auth refused): the sync stops, exit 1."""
-
-
-class RunGone(RuntimeError):
-    """One run disappeared or became read-only mid-sync (deleted): that run is skipped, others go on."""
+TAG_PREFIX = tags.PREFIX
+TAG_KIND = tags.KIND
+KIND_SCALING = tags.KIND_SCALING
+TAG_SOURCE = tags.SOURCE
+LEGACY_TAG_SOURCE = tags.LEGACY_SOURCE
+TAG_RUN_ID = tags.RUN_ID
+TAG_INPUT = tags.INPUT
+KIND_FORECAST = tags.KIND_FORECAST
+TAG_STOP = tags.STOP
 
 
 @dataclass(frozen=True)

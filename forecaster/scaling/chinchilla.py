@@ -18,6 +18,7 @@ import torch
 
 from forecaster.scaling.lbfgs import lbfgs
 from forecaster.scaling.varpro import Basis, varpro
+from forecaster.stats import huber
 
 PARAMS = ("E", "A", "B", "alpha", "beta")
 HUBER_DELTA = 1e-3
@@ -55,12 +56,6 @@ def basis(lN: torch.Tensor, lD: torch.Tensor, tied: bool = False) -> Basis:
         fa = torch.exp(-a * lN)
         return torch.stack((torch.ones_like(fa), fa, torch.exp(-b * lD)), -1)
     return phi
-
-
-def huber(r: torch.Tensor, delta: float) -> torch.Tensor:
-    """Huber loss: quadratic within delta, linear outside."""
-    a = r.abs()
-    return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
 def huber_log_objective(lN: torch.Tensor, lD: torch.Tensor, y: torch.Tensor, w: torch.Tensor,

@@ -28,17 +28,14 @@ import numpy as np
 
 from forecaster import __version__
 from forecaster.errors import InputError
+from forecaster.runconfig import BATCH_TOKEN_KEYS, SIZE_KEYS, STEPS_KEYS, TOKEN_KEYS
+from forecaster.stats import Z90
 from forecaster.trackers import (
     FINISHED, KIND_SCALING, TAG_INPUT, TAG_KIND, RunInfo, SummaryRevision, Tracker, fingerprint,
 )
 
 log = logging.getLogger("forecaster.sync")
 
-Z90 = 1.2815515655446004  # p90 of the standard normal: the forecast tags hold p10 / p90
-SIZE_KEYS = ("n_params", "num_parameters", "num_params", "model_size", "n_parameters", "params")
-TOKEN_KEYS = ("tokens", "train_tokens", "num_tokens", "n_tokens", "total_tokens", "training_tokens")
-STEPS_KEYS = ("max_steps", "max_iters", "total_steps", "num_training_steps", "train_steps")
-BATCH_TOKEN_KEYS = ("tokens_per_step", "batch_tokens", "tokens_per_batch", "tokens_per_iter")
 _TABLE_KEYS = ("law", "objective", "size_keys", "token_keys", "steps_keys", "batch_tokens_keys", "planned",
                "budgets", "n_boot", "min_runs", "seed", "enabled")
 
