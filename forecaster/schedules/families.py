@@ -50,8 +50,9 @@ class Schedule:
     warmup_shape: str = "linear"
 
     def __post_init__(self) -> None:
+        kinds = field_kinds(type(self))
         for f in fields(self):
-            kind = field_kinds(type(self)).get(f.name)
+            kind = kinds.get(f.name)
             if kind is not None and getattr(self, f.name) is not None:
                 object.__setattr__(self, f.name, coerce_value(getattr(self, f.name), kind, f.name, self.name))
         object.__setattr__(self, "warmup_shape", shape_name(self.warmup_shape, WARMUP_SHAPES, "warmup shape"))

@@ -71,7 +71,7 @@ def _parse(text: str) -> Schedule:
         kwargs[k] = v.strip()
     if cls is Interpolated:
         return _parse_points(kwargs)
-    allowed = {"peak", "warmup", "total", "until", "start", "warmup_shape"} | {k for k, _, _ in cls._family}
+    allowed = set(field_kinds(cls))  # the fields every family has and the family's own
     if issubclass(cls, (WSD, Power)):
         allowed.add("decay_steps")
     unknown = sorted(set(kwargs) - allowed)
