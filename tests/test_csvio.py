@@ -25,7 +25,7 @@ def engine(request, monkeypatch):
     elif importlib.util.find_spec("pyarrow") is None:
         pytest.skip("pyarrow is not installed")
     elif request.param == "arrow-from-disk":
-        monkeypatch.setattr(csvio, "BIG_FILE", 1)
+        monkeypatch.setattr(csvio.read, "BIG_FILE", 1)
     return request.param
 
 
