@@ -8,8 +8,9 @@ from scipy.signal import lfilter
 
 from forecaster.alerts import (
     ANNEAL_NOW, DIVERGENCE, ETA_TO_TARGET, TARGET_UNREACHABLE, WILL_NOT_BEAT_BEST, AlertSettings,
-    GroupContext, evaluate_alerts, group_context, in_constant_phase, prob_final_below,
+    GroupContext, evaluate_alerts, group_context, in_constant_phase,
 )
+from forecaster.calibration import prob_final_below
 from forecaster.histories import RunForecast, RunHistory
 
 
