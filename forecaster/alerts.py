@@ -58,7 +58,7 @@ class GroupContext:
 
     ``residuals`` are standardised log errors (log truth - log p50) / log-scale of earlier
     forecasts of finished siblings made at a comparable point; when given, they replace the
-    forecast's own band shape (an empirical, group-calibrated predictive, see `final_log_pdf`).
+    forecast's own band shape (an empirical, group-calibrated predictive, see `forecaster.calibration`).
     """
 
     best_final: float | None = None
@@ -81,6 +81,7 @@ class AlertSettings:
     # hook for "annealing now would reach X": maps a constant-phase run to the forecast of that
     # run cooled down from its last step (needs the core's what-if schedules); None disables
     anneal_hook: Callable[[RunHistory], RunForecast | None] | None = None
+    # every registered rule; resolved per instance, so rules defined below (or later) are included
     rules: tuple[str, ...] = field(default_factory=lambda: rule_names())
 
     def __post_init__(self) -> None:
