@@ -1,32 +1,27 @@
 """Alert rules on one run: each states a probability or a number, not only a yes/no.
 
-Rules are pure functions of a run's history, its forecast, what the group already knows (the best
-finished run, optional calibration residuals) and the settings. The metric is lower-is-better and
-positive (transform accuracies to errors before). `evaluate_alerts` runs every applicable rule and
-returns one `Alert` per rule that could be judged, firing or not, so a caller that persists states
-(`forecaster.notify`) can see a rule go back to normal as well as fire.
+Rules are registered `AlertRule` classes (a new rule is one subclass with a `name`): pure functions
+of a run's history, its forecast, what the group already knows (the best finished run, optional
+calibration residuals) and the settings. The metric is lower-is-better and positive (transform
+accuracies to errors before). `evaluate_alerts` runs every enabled rule and returns one `Alert` per
+rule that could be judged, firing or not, so a caller that persists states (`forecaster.notify`)
+can see a rule go back to normal as well as fire.
 """
 
 from __future__ import annotations
 
+import abc
 import hashlib
-import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
-from scipy.stats import norm
 
+from forecaster.calibration import prob_final_below
 from forecaster.histories import RunForecast, RunHistory
-from forecaster.stats import band_log_sd
 
-WILL_NOT_BEAT_BEST = "will_not_beat_best"
-DIVERGENCE = "divergence"
-TARGET_UNREACHABLE = "target_unreachable"
-ETA_TO_TARGET = "eta_to_target"
-ANNEAL_NOW = "anneal_now"
-RULES = (WILL_NOT_BEAT_BEST, DIVERGENCE, TARGET_UNREACHABLE, ETA_TO_TARGET, ANNEAL_NOW)
-
+# every rule by name, in the order they are defined (the order `evaluate_alerts` reports them in)
+_REGISTRY: dict[str, type[AlertRule]] = {}
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ class GroupContext:
 
     ``residuals`` are standardised log errors (log truth - log p50) / log-scale of earlier
     forecasts of finished siblings made at a comparable point; when given, they replace the
-    forecast's own band shape (an empirical, group-calibrated predictive, see `final_log_pdf`).
+    forecast's own band shape (an empirical, group-calibrated predictive, see `forecaster.calibration`).
     """
 
     best_final: float | None = None
@@ -86,158 +81,147 @@ class AlertSettings:
     # hook for "annealing now would reach X": maps a constant-phase run to the forecast of that
     # run cooled down from its last step (needs the core's what-if schedules); None disables
     anneal_hook: Callable[[RunHistory], RunForecast | None] | None = None
-    rules: tuple[str, ...] = RULES
+    # every registered rule; resolved per instance, so rules defined below (or later) are included
+    rules: tuple[str, ...] = field(default_factory=lambda: rule_names())
 
     def __post_init__(self) -> None:
-        unknown = set(self.rules) - set(RULES)
+        unknown = set(self.rules) - set(_REGISTRY)
         if unknown:
-            raise ValueError(f"unknown alert rules {sorted(unknown)}; known: {', '.join(RULES)}")
-
-
-# -- predictive distribution of the final value ---------------------------------------------
-def _log_scale(forecast: RunForecast) -> float:
-    """Standard deviation of log(final) implied by the final p10/p90 band."""
-    return band_log_sd(*forecast.final_interval)
-
-
-def prob_final_below(forecast: RunForecast, value: float, residuals: np.ndarray | None = None) -> float:
-    """P(final metric < value) from the forecast's samples, a log-normal fit to its band, or residuals.
-
-    With ``residuals`` (standardised log errors of comparable earlier forecasts) the predictive is
-    log p50 + scale * r for r drawn from them, smoothed by a Gaussian kernel so that a handful of
-    residuals still give a continuous probability.
-    """
-    if forecast.skipped is not None or not len(forecast.p50) or not (value > 0):
-        return float("nan")
-    lv = math.log(value)
-    med = math.log(max(forecast.final, 1e-300))
-    if residuals is not None and len(residuals) >= 3:
-        r = np.asarray(residuals, dtype=float)
-        s = _log_scale(forecast)
-        # Silverman bandwidth: the kernel keeps the tail probability from dropping to exactly 0
-        h = 1.06 * max(np.std(r), 0.3) * len(r) ** -0.2
-        n = len(r)
-        # conformal: the run is one more exchangeable draw, so the probability of the far tail is
-        # at least 1/(n+1) (with n residuals nothing is ever below that)
-        return float((n * np.mean(norm.cdf((lv - med - s * r) / (s * h))) + 1) / (n + 1))
-    if forecast.final_samples is not None and len(forecast.final_samples):
-        fs = np.asarray(forecast.final_samples, dtype=float)
-        fs = fs[np.isfinite(fs)]
-        if len(fs):
-            return float(np.mean(fs < value))
-    return float(norm.cdf((lv - med) / _log_scale(forecast)))
-
-
-def final_quantiles(forecast: RunForecast, qs: np.ndarray, residuals: np.ndarray | None = None) -> np.ndarray:
-    """Quantiles of the final value under the same predictive as `prob_final_below`."""
-    qs = np.asarray(qs, dtype=float)
-    med = math.log(max(forecast.final, 1e-300))
-    s = _log_scale(forecast)
-    if residuals is not None and len(residuals) >= 3:
-        r = np.asarray(residuals, dtype=float)
-        h = 1.06 * max(np.std(r), 0.3) * len(r) ** -0.2
-        # quantiles of the kernel-smoothed mixture by sampling it deterministically, at the
-        # split-conformal levels (q(n+1)-1)/n below the median and q(n+1)/n above it
-        n = len(r)
-        grid = (r[:, None] + h * norm.ppf((np.arange(64) + 0.5) / 64)[None, :]).ravel()
-        levels = np.where(qs < 0.5, (qs * (n + 1) - 1) / n, qs * (n + 1) / n).clip(0.0, 1.0)
-        return np.exp(med + s * np.quantile(grid, levels))
-    if forecast.final_samples is not None and len(forecast.final_samples):
-        return np.quantile(np.asarray(forecast.final_samples, dtype=float), qs)
-    return np.exp(med + s * norm.ppf(qs))
+            raise ValueError(f"unknown alert rules {sorted(unknown)}; known: {', '.join(rule_names())}")
 
 
 # -- rules -----------------------------------------------------------------------------------
+def rule_names() -> tuple[str, ...]:
+    """Every registered rule's name, in definition order."""
+    return tuple(_REGISTRY)
+
+
+class AlertRule(abc.ABC):
+    """One alert rule: a `name` (its key in the config, the tags and the registry) and a verdict."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: AlertSettings) -> None:
+        self.settings = settings
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:  # a class without its own name is a shared base, not a rule
+            if cls.name in _REGISTRY:
+                raise ValueError(f"alert rule {cls.name!r} is defined twice")
+            _REGISTRY[cls.name] = cls
+
+    @abc.abstractmethod
+    def evaluate(self, history: RunHistory, forecast: RunForecast | None, ctx: GroupContext) -> Alert | None:
+        """This rule's verdict on one run, or None when it cannot judge the run (yet)."""
+
+
 def _usable(history: RunHistory, forecast: RunForecast | None, settings: AlertSettings) -> bool:
     return (forecast is not None and forecast.skipped is None and len(forecast.p50) > 0
             and int(np.isfinite(history.values).sum()) >= settings.min_points)
 
 
-def will_not_beat_best(history: RunHistory, forecast: RunForecast | None, ctx: GroupContext,
-                       settings: AlertSettings) -> Alert | None:
+class WillNotBeatBest(AlertRule):
     """P(final better than the group's best finished run); fires below `beat_threshold`."""
-    if not _usable(history, forecast, settings) or ctx.best_final is None or ctx.best_run == history.run:
-        return None
-    bar = ctx.best_final * (1.0 - settings.beat_margin)
-    p = prob_final_below(forecast, bar, ctx.residuals)
-    if not np.isfinite(p):
-        return None
-    firing = p < settings.beat_threshold
-    msg = (f"P(final {history.metric} beats best run {ctx.best_run} at {ctx.best_final:.4g}) = {p:.1%}"
-           + (f" < {settings.beat_threshold:.0%}" if firing else ""))
-    return Alert(WILL_NOT_BEAT_BEST, history.run, history.group, firing, "firing" if firing else "ok", p,
-                 msg, "warning", identity=f"{ctx.best_run}:{ctx.best_final:.6g}",
-                 details={"best_run": ctx.best_run, "best_final": ctx.best_final,
-                          "forecast_final": forecast.final, "threshold": settings.beat_threshold})
+
+    name = "will_not_beat_best"
+
+    def evaluate(self, history: RunHistory, forecast: RunForecast | None, ctx: GroupContext) -> Alert | None:
+        settings = self.settings
+        if not _usable(history, forecast, settings) or ctx.best_final is None or ctx.best_run == history.run:
+            return None
+        bar = ctx.best_final * (1.0 - settings.beat_margin)
+        p = prob_final_below(forecast, bar, ctx.residuals)
+        if not np.isfinite(p):
+            return None
+        firing = p < settings.beat_threshold
+        msg = (f"P(final {history.metric} beats best run {ctx.best_run} at {ctx.best_final:.4g}) = {p:.1%}"
+               + (f" < {settings.beat_threshold:.0%}" if firing else ""))
+        return Alert(self.name, history.run, history.group, firing, "firing" if firing else "ok", p,
+                     msg, "warning", identity=f"{ctx.best_run}:{ctx.best_final:.6g}",
+                     details={"best_run": ctx.best_run, "best_final": ctx.best_final,
+                              "forecast_final": forecast.final, "threshold": settings.beat_threshold})
 
 
-def divergence(history: RunHistory, settings: AlertSettings) -> Alert | None:
+class Divergence(AlertRule):
     """NaN/inf values, or a rise above `spike_factor` x the best so far that has not come back down.
 
     The value is the step of the first non-finite point, or the ratio of the latest value to the
     best before the spike. Readers that drop non-finite rows may list their steps in
     ``history.meta["nonfinite_steps"]`` so the rule still sees them.
     """
-    v = np.asarray(history.values, dtype=float)
-    steps = np.asarray(history.steps)
-    bad_steps = list(steps[~np.isfinite(v)]) + list(history.meta.get("nonfinite_steps", []) or [])
-    if bad_steps:
-        first = int(min(bad_steps))
-        return Alert(DIVERGENCE, history.run, history.group, True, "nonfinite", float(first),
-                     f"{history.metric} is NaN/inf from step {first} ({len(bad_steps)} points)", "critical",
-                     details={"first_step": first, "count": len(bad_steps)})
-    k = settings.spike_window
-    if len(v) < k + 2:
-        return None
-    best_before = np.minimum.accumulate(v)[:-k][-1]  # best value before the last k points
-    ratio = float(v[-k:].min() / best_before) if best_before > 0 else float("inf")
-    firing = ratio > settings.spike_factor
-    # a spike that came back down leaves the ratio near 1: not firing
-    msg = (f"{history.metric} has stayed {ratio:.2f}x above its best ({best_before:.4g}) for {k} points"
-           if firing else f"{history.metric} within {ratio:.2f}x of its best")
-    return Alert(DIVERGENCE, history.run, history.group, firing, "spike" if firing else "ok", ratio, msg,
-                 "critical" if firing else "info", details={"best_before": float(best_before), "window": k})
+
+    name = "divergence"
+
+    def evaluate(self, history: RunHistory, forecast: RunForecast | None, ctx: GroupContext) -> Alert | None:
+        v = np.asarray(history.values, dtype=float)
+        steps = np.asarray(history.steps)
+        bad_steps = list(steps[~np.isfinite(v)]) + list(history.meta.get("nonfinite_steps", []) or [])
+        if bad_steps:
+            first = int(min(bad_steps))
+            return Alert(self.name, history.run, history.group, True, "nonfinite", float(first),
+                         f"{history.metric} is NaN/inf from step {first} ({len(bad_steps)} points)", "critical",
+                         details={"first_step": first, "count": len(bad_steps)})
+        k = self.settings.spike_window
+        if len(v) < k + 2:
+            return None
+        best_before = np.minimum.accumulate(v)[:-k][-1]  # best value before the last k points
+        ratio = float(v[-k:].min() / best_before) if best_before > 0 else float("inf")
+        firing = ratio > self.settings.spike_factor
+        # a spike that came back down leaves the ratio near 1: not firing
+        msg = (f"{history.metric} has stayed {ratio:.2f}x above its best ({best_before:.4g}) for {k} points"
+               if firing else f"{history.metric} within {ratio:.2f}x of its best")
+        return Alert(self.name, history.run, history.group, firing, "spike" if firing else "ok", ratio, msg,
+                     "critical" if firing else "info", details={"best_before": float(best_before), "window": k})
 
 
-def target_unreachable(history: RunHistory, forecast: RunForecast | None, ctx: GroupContext,
-                       settings: AlertSettings) -> Alert | None:
+class TargetUnreachable(AlertRule):
     """P(final <= target within the planned steps); fires below `reach_threshold`."""
-    if settings.target is None or not _usable(history, forecast, settings):
-        return None
-    p = 1.0 if np.nanmin(history.values) <= settings.target else prob_final_below(forecast, settings.target,
-                                                                                  ctx.residuals)
-    firing = p < settings.reach_threshold
-    end = int(forecast.steps[-1])
-    msg = f"P({history.metric} <= {settings.target:g} by planned step {end}) = {p:.1%}"
-    return Alert(TARGET_UNREACHABLE, history.run, history.group, firing, "firing" if firing else "ok", p, msg,
-                 "warning", identity=f"{settings.target:g}@{end}",
-                 details={"target": settings.target, "planned_step": end, "threshold": settings.reach_threshold})
+
+    name = "target_unreachable"
+
+    def evaluate(self, history: RunHistory, forecast: RunForecast | None, ctx: GroupContext) -> Alert | None:
+        settings = self.settings
+        if settings.target is None or not _usable(history, forecast, settings):
+            return None
+        p = 1.0 if np.nanmin(history.values) <= settings.target else prob_final_below(forecast, settings.target,
+                                                                                      ctx.residuals)
+        firing = p < settings.reach_threshold
+        end = int(forecast.steps[-1])
+        msg = f"P({history.metric} <= {settings.target:g} by planned step {end}) = {p:.1%}"
+        return Alert(self.name, history.run, history.group, firing, "firing" if firing else "ok", p, msg,
+                     "warning", identity=f"{settings.target:g}@{end}",
+                     details={"target": settings.target, "planned_step": end, "threshold": settings.reach_threshold})
 
 
-def eta_to_target(history: RunHistory, forecast: RunForecast | None, settings: AlertSettings) -> Alert | None:
+class EtaToTarget(AlertRule):
     """First step at which the forecast reaches the target (p50; p10/p90 give the range); info only."""
-    if settings.target is None or forecast is None or forecast.skipped is not None or not len(forecast.p50):
-        return None
-    t = settings.target
-    if len(history.values) and np.nanmin(history.values) <= t:
-        step = int(history.steps[int(np.argmax(history.values <= t))])
-        return Alert(ETA_TO_TARGET, history.run, history.group, False, "reached", float(step),
-                     f"{history.metric} reached {t:g} at step {step}", "info", identity=f"{t:g}",
-                     details={"target": t, "step": step})
 
-    def first(curve: np.ndarray) -> int | None:
-        hit = np.nonzero(curve <= t)[0]
-        return int(forecast.steps[hit[0]]) if len(hit) else None
+    name = "eta_to_target"
 
-    mid, early, late = first(forecast.p50), first(forecast.p10), first(forecast.p90)
-    if mid is None:
-        state, msg = "beyond_plan", f"{history.metric} {t:g} not reached by step {int(forecast.steps[-1])} (p50)"
-    else:
-        state, msg = "eta", f"{history.metric} {t:g} expected at step {mid}" + (
-            f" (p10-p90: {early}-{late if late is not None else 'beyond plan'})" if early is not None else "")
-    return Alert(ETA_TO_TARGET, history.run, history.group, False, state,
-                 float(mid) if mid is not None else None, msg, "info", identity=f"{t:g}",
-                 details={"target": t, "eta_p50": mid, "eta_p10": early, "eta_p90": late})
+    def evaluate(self, history: RunHistory, forecast: RunForecast | None, ctx: GroupContext) -> Alert | None:
+        t = self.settings.target
+        if t is None or forecast is None or forecast.skipped is not None or not len(forecast.p50):
+            return None
+        if len(history.values) and np.nanmin(history.values) <= t:
+            step = int(history.steps[int(np.argmax(history.values <= t))])
+            return Alert(self.name, history.run, history.group, False, "reached", float(step),
+                         f"{history.metric} reached {t:g} at step {step}", "info", identity=f"{t:g}",
+                         details={"target": t, "step": step})
+
+        def first(curve: np.ndarray) -> int | None:
+            hit = np.nonzero(curve <= t)[0]
+            return int(forecast.steps[hit[0]]) if len(hit) else None
+
+        mid, early, late = first(forecast.p50), first(forecast.p10), first(forecast.p90)
+        if mid is None:
+            state, msg = "beyond_plan", f"{history.metric} {t:g} not reached by step {int(forecast.steps[-1])} (p50)"
+        else:
+            state, msg = "eta", f"{history.metric} {t:g} expected at step {mid}" + (
+                f" (p10-p90: {early}-{late if late is not None else 'beyond plan'})" if early is not None else "")
+        return Alert(self.name, history.run, history.group, False, state,
+                     float(mid) if mid is not None else None, msg, "info", identity=f"{t:g}",
+                     details={"target": t, "eta_p50": mid, "eta_p10": early, "eta_p90": late})
 
 
 def in_constant_phase(history: RunHistory, rel_tol: float = 1e-3, window: int = 5) -> bool:
@@ -248,17 +232,29 @@ def in_constant_phase(history: RunHistory, rel_tol: float = 1e-3, window: int = 
     return len(past) >= 2 and float(np.ptp(past)) <= rel_tol * float(np.max(np.abs(past)))
 
 
-def anneal_now(history: RunHistory, settings: AlertSettings) -> Alert | None:
+class AnnealNow(AlertRule):
     """'Annealing now would reach X' for a run at constant LR; needs `settings.anneal_hook` (core)."""
-    if settings.anneal_hook is None or not in_constant_phase(history):
-        return None
-    fc = settings.anneal_hook(history)
-    if fc is None or fc.skipped is not None or not len(fc.p50):
-        return None
-    lo, hi = fc.final_interval
-    return Alert(ANNEAL_NOW, history.run, history.group, False, "constant_phase", fc.final,
-                 f"annealing now would reach {history.metric} {fc.final:.4g} (p10-p90 {lo:.4g}-{hi:.4g})",
-                 "info", details={"p10": lo, "p90": hi, "from_step": history.last_step})
+
+    name = "anneal_now"
+
+    def evaluate(self, history: RunHistory, forecast: RunForecast | None, ctx: GroupContext) -> Alert | None:
+        if self.settings.anneal_hook is None or not in_constant_phase(history):
+            return None
+        fc = self.settings.anneal_hook(history)
+        if fc is None or fc.skipped is not None or not len(fc.p50):
+            return None
+        lo, hi = fc.final_interval
+        return Alert(self.name, history.run, history.group, False, "constant_phase", fc.final,
+                     f"annealing now would reach {history.metric} {fc.final:.4g} (p10-p90 {lo:.4g}-{hi:.4g})",
+                     "info", details={"p10": lo, "p90": hi, "from_step": history.last_step})
+
+
+WILL_NOT_BEAT_BEST = WillNotBeatBest.name
+DIVERGENCE = Divergence.name
+TARGET_UNREACHABLE = TargetUnreachable.name
+ETA_TO_TARGET = EtaToTarget.name
+ANNEAL_NOW = AnnealNow.name
+RULES = rule_names()  # the rules defined here; `rule_names()` also sees rules registered later
 
 
 def evaluate_alerts(history: RunHistory, forecast: RunForecast | None, group_context: GroupContext | None,
@@ -266,18 +262,7 @@ def evaluate_alerts(history: RunHistory, forecast: RunForecast | None, group_con
     """Every enabled rule's verdict on one run (rules that cannot judge it yet are left out)."""
     settings = settings or AlertSettings()
     ctx = group_context or GroupContext()
-    out: list[Alert | None] = []
-    for rule in settings.rules:
-        if rule == WILL_NOT_BEAT_BEST:
-            out.append(will_not_beat_best(history, forecast, ctx, settings))
-        elif rule == DIVERGENCE:
-            out.append(divergence(history, settings))
-        elif rule == TARGET_UNREACHABLE:
-            out.append(target_unreachable(history, forecast, ctx, settings))
-        elif rule == ETA_TO_TARGET:
-            out.append(eta_to_target(history, forecast, settings))
-        elif rule == ANNEAL_NOW:
-            out.append(anneal_now(history, settings))
+    out = [_REGISTRY[rule](settings).evaluate(history, forecast, ctx) for rule in settings.rules]
     return [a for a in out if a is not None]
 
 

@@ -26,18 +26,15 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from forecaster import redact
-from forecaster.alerts import DIVERGENCE, RULES, WILL_NOT_BEAT_BEST, Alert, AlertSettings
+from forecaster.alerts import DIVERGENCE, ETA_TO_TARGET, RULES, WILL_NOT_BEAT_BEST, Alert, AlertSettings
 from forecaster.errors import InputError
+from forecaster.tags import ALERT_HASH_PREFIX, ALERT_PREFIX, ALERTS, SILENCE
 
 log = logging.getLogger(__name__)
 
-ALERT_TAG_PREFIX = "forecast.alert."
-HASH_TAG_PREFIX = "forecast.alert_hash."
 STATE_TAG_MAX = 500  # characters; the message is one line, this only bounds a pathological one
 # what this module wrote before the states became readable: "<state>:<10 hex digits>"
 _LEGACY_STATE = re.compile(r"^([a-z_]+):([0-9a-f]{10})$")
-SILENCE_TAG = "forecast.silence"
-SUMMARY_TAG = "forecast.alerts"
 WEBHOOK_KINDS = ("json", "slack")
 
 
@@ -147,14 +144,14 @@ def alert_state(value: str | None) -> str | None:
 
 def _last_hash(tags: Mapping[str, str], rule: str) -> str | None:
     """The fingerprint recorded for `rule`: its hash tag, or the tail of a value written before."""
-    if HASH_TAG_PREFIX + rule in tags:
-        return str(tags[HASH_TAG_PREFIX + rule])
-    m = _LEGACY_STATE.match(str(tags.get(ALERT_TAG_PREFIX + rule, "")))
+    if ALERT_HASH_PREFIX + rule in tags:
+        return str(tags[ALERT_HASH_PREFIX + rule])
+    m = _LEGACY_STATE.match(str(tags.get(ALERT_PREFIX + rule, "")))
     return m.group(2) if m else None
 
 
 def _rule_of(tag: str) -> str | None:
-    for prefix in (ALERT_TAG_PREFIX, HASH_TAG_PREFIX):
+    for prefix in (ALERT_PREFIX, ALERT_HASH_PREFIX):
         if tag.startswith(prefix):
             return tag[len(prefix):]
     return None
@@ -162,7 +159,7 @@ def _rule_of(tag: str) -> str | None:
 
 def silenced(tags: Mapping[str, str], rule: str) -> bool:
     """True when the run's ``forecast.silence`` tag covers `rule`."""
-    raw = str(tags.get(SILENCE_TAG, "")).strip().lower()
+    raw = str(tags.get(SILENCE, "")).strip().lower()
     if not raw or raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "all", "*"):
@@ -182,17 +179,17 @@ def plan_notifications(alerts: list[Alert], tags: Mapping[str, str], notify_reso
     """Compare each alert's state with the state persisted on the run; send on change only."""
     send, new_tags = [], {}
     for a in alerts:
-        key = ALERT_TAG_PREFIX + a.rule
+        key = ALERT_PREFIX + a.rule
         new, old = state_tag(a), tags.get(key)
         if new != old:  # the same state in other words (a new probability) is only rewritten
             new_tags[key] = new
         if _last_hash(tags, a.rule) == a.fingerprint:
-            if HASH_TAG_PREFIX + a.rule not in tags:  # a value written before: move its hash over
-                new_tags[HASH_TAG_PREFIX + a.rule] = a.fingerprint
+            if ALERT_HASH_PREFIX + a.rule not in tags:  # a value written before: move its hash over
+                new_tags[ALERT_HASH_PREFIX + a.rule] = a.fingerprint
             continue
-        new_tags[HASH_TAG_PREFIX + a.rule] = a.fingerprint
+        new_tags[ALERT_HASH_PREFIX + a.rule] = a.fingerprint
         was_firing = old is not None and alert_state(old) != "ok"
-        wanted = a.firing or (notify_resolved and was_firing and a.rule != "eta_to_target")
+        wanted = a.firing or (notify_resolved and was_firing and a.rule != ETA_TO_TARGET)
         if wanted and not silenced(tags, a.rule):
             send.append(a)
     return Plan(send, new_tags)
@@ -307,13 +304,13 @@ def process_alerts(alerts_by_run: Mapping[str, list[Alert]], tags_by_run: Mappin
         failed = failed_by_run.get(rid, [])
         bad_rules = {d.alert.rule for d in failed}
         tags = {k: v for k, v in p.tags.items() if _rule_of(k) not in bad_rules}
-        tags[SUMMARY_TAG] = summary(list(alerts_by_run[rid]))
+        tags[ALERTS] = summary(list(alerts_by_run[rid]))
         stop = settings.stop_runs and not silenced(tags_by_run.get(rid, {}), "stop") and any(
             a.firing and a.rule in settings.stop_rules for a in alerts_by_run[rid])
         out[rid] = Outcome(tags, [a for a in p.to_send if a.rule not in bad_rules], failed, stop)
     return out
 
 
-__all__ = ["ALERT_TAG_PREFIX", "HASH_TAG_PREFIX", "SILENCE_TAG", "SUMMARY_TAG", "RULES", "Webhook", "NotifySettings",
+__all__ = ["RULES", "Webhook", "NotifySettings",
            "load_alert_config", "mask_url", "state_tag", "alert_state", "silenced", "plan_notifications", "deliver",
            "process_alerts", "Outcome", "Delivery", "Plan", "payload", "summary"]

@@ -8,8 +8,9 @@ from scipy.signal import lfilter
 
 from forecaster.alerts import (
     ANNEAL_NOW, DIVERGENCE, ETA_TO_TARGET, TARGET_UNREACHABLE, WILL_NOT_BEAT_BEST, AlertSettings,
-    GroupContext, evaluate_alerts, group_context, in_constant_phase, prob_final_below,
+    GroupContext, evaluate_alerts, group_context, in_constant_phase,
 )
+from forecaster.calibration import prob_final_below
 from forecaster.histories import RunForecast, RunHistory
 
 
@@ -192,3 +193,22 @@ def test_anneal_hook_reports_a_number_for_constant_phase_runs_only():
     a = _alert(evaluate_alerts(live, None, None, s), ANNEAL_NOW)
     assert a.value == pytest.approx(2.4) and "2.4" in a.message and not a.firing
     assert _alert(evaluate_alerts(cos, None, None, s), ANNEAL_NOW) is None and seen == ["wsd14k"]
+
+
+def test_a_new_rule_is_one_registered_class(monkeypatch):
+    from forecaster import alerts
+
+    monkeypatch.setattr(alerts, "_REGISTRY", dict(alerts._REGISTRY))
+
+    class LongRun(alerts.AlertRule):
+        name = "long_run"
+
+        def evaluate(self, history, forecast, ctx):
+            return alerts.Alert(self.name, history.run, history.group, len(history.values) > 3, "long", None, "long")
+
+    assert alerts.rule_names()[-1] == "long_run" and "long_run" in AlertSettings().rules
+    a = _alert(evaluate_alerts(_run("r", [3.0, 2.0, 1.0, 0.5]), None, None, AlertSettings(rules=("long_run",))),
+               "long_run")
+    assert a.firing and a.state == "long"
+    with pytest.raises(ValueError, match=r"unknown alert rules \['nope'\]; known: will_not_beat_best, .*long_run"):
+        AlertSettings(rules=("nope",))

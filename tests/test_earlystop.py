@@ -219,3 +219,25 @@ def test_candidate_laws_are_what_auto_would_contest() -> None:
     assert candidate_laws(plain, "auto") == ("exponential", "pow3", "logpower")
     assert set(candidate_laws(with_lr, "auto")) == {"momentum", "multipower"}
     assert candidate_laws(plain, "pow3") == ("pow3",)
+
+
+def test_stop_rule_judges_like_a_pruner_only_once_calibrated() -> None:
+    from forecaster.calibration import local_prob_below, prob_final_below
+    from forecaster.earlystop import Evidence, StopRule
+
+    steps = np.arange(1, 11)
+    p50 = np.linspace(2.0, 1.0, 10)
+    f = RunForecast("r", "g", steps, np.full(10, np.nan), p50, p50 * 0.95, p50 * 1.05, law="pow3")
+    rule = StopRule(delta=0.3, margin=0.01, min_calibration=5, neighbours=50)
+    ev = Evidence()
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        ev.add(f, 1.0 * np.exp(0.02 * rng.standard_normal()))
+    assert rule.judge(f, 0.8, ev) is None and not rule.prune(f, 0.8, ev)  # 4 < min_calibration
+    ev.add(f, 1.0)
+    assert rule.judge(f, None, ev) is None  # nothing finished to beat
+    v = rule.judge(f, 0.8, ev)
+    bar = 0.8 * 1.01
+    want = max(prob_final_below(f, bar, ev.standardised()), local_prob_below(f, bar, ev.near(), 50))
+    assert v.bar == bar and v.prob == want and v.stop == (want < 0.3) == rule.prune(f, 0.8, ev)
+    assert v.prob >= 1 / 6  # split-conformal floor with 5 finished runs

@@ -12,9 +12,9 @@ import pytest
 from forecaster.alerts import Alert
 from forecaster.errors import InputError
 from forecaster.notify import (
-    ALERT_TAG_PREFIX, HASH_TAG_PREFIX, SILENCE_TAG, SUMMARY_TAG, NotifySettings, Webhook, alert_state,
-    load_alert_config, mask_url, plan_notifications, process_alerts,
+    NotifySettings, Webhook, alert_state, load_alert_config, mask_url, plan_notifications, process_alerts,
 )
+from forecaster.tags import ALERT_HASH_PREFIX, ALERT_PREFIX, ALERTS, SILENCE
 
 
 def _alert(rule="will_not_beat_best", firing=True, state=None, value=0.01, identity="best:2.0", run="r1"):
@@ -69,16 +69,16 @@ def test_fires_once_per_change_of_state(hook):
     tags: dict[str, str] = {}
     first = _sync([_alert()], tags, settings)
     assert [a.rule for a in first.sent] == ["will_not_beat_best"] and len(hook.bodies) == 1
-    assert tags[ALERT_TAG_PREFIX + "will_not_beat_best"].startswith("firing:")
-    assert "will_not_beat_best" in tags[SUMMARY_TAG]
+    assert tags[ALERT_PREFIX + "will_not_beat_best"].startswith("firing:")
+    assert "will_not_beat_best" in tags[ALERTS]
     # the same state on the next ticks (even with a slightly different probability): nothing sent
     for v in (0.012, 0.03):
         again = _sync([_alert(value=v)], tags, settings)
         assert again.sent == [] and len(hook.bodies) == 1
     # back to normal: the state tag changes, nothing posted unless asked for
     ok = _sync([_alert(firing=False, value=0.4)], tags, settings)
-    assert ok.sent == [] and tags[ALERT_TAG_PREFIX + "will_not_beat_best"] == "ok"
-    assert tags[SUMMARY_TAG] == "ok"
+    assert ok.sent == [] and tags[ALERT_PREFIX + "will_not_beat_best"] == "ok"
+    assert tags[ALERTS] == "ok"
     # firing again after a change of state: posted again
     _sync([_alert(value=0.02)], tags, settings)
     assert len(hook.bodies) == 2
@@ -101,14 +101,14 @@ def test_slack_payload_and_resolved_notice(hook):
 
 def test_silence_tag_suppresses_posts_but_keeps_state(hook):
     settings = NotifySettings(webhooks=[Webhook(hook.url)], timeout=2)
-    tags = {SILENCE_TAG: "will_not_beat_best"}
+    tags = {SILENCE: "will_not_beat_best"}
     _sync([_alert(), _alert(rule="divergence", state="nonfinite", value=5.0)], tags, settings)
     assert [b["rule"] for _, b in hook.bodies] == ["divergence"]
-    tags[SILENCE_TAG] = "all"
+    tags[SILENCE] = "all"
     _sync([_alert(identity="new:1.0")], tags, settings)
     assert len(hook.bodies) == 1
     # the silenced state was still recorded, so lifting the silence does not replay it
-    del tags[SILENCE_TAG]
+    del tags[SILENCE]
     _sync([_alert(identity="new:1.0")], tags, settings)
     assert len(hook.bodies) == 1
 
@@ -121,14 +121,14 @@ def test_webhook_failure_is_logged_masked_and_retried_next_sync(caplog):
         with caplog.at_level(logging.WARNING, logger="forecaster.notify"):
             out = _sync([_alert()], tags, settings)
         assert out.sent == [] and len(out.failed) == 1 and len(bad.bodies) == 2  # one retry
-        assert ALERT_TAG_PREFIX + "will_not_beat_best" not in tags  # not recorded: retried later
-        assert SUMMARY_TAG in tags  # the sync still writes what it can
+        assert ALERT_PREFIX + "will_not_beat_best" not in tags  # not recorded: retried later
+        assert ALERTS in tags  # the sync still writes what it can
         assert "SECRET-TOKEN" not in caplog.text and "SECRET-TOKEN" not in str(out.failed[0].errors)
         assert "webhook" in caplog.text and "127.0.0.1" in caplog.text
         bad.status = 200
         out = _sync([_alert()], tags, settings)
         assert [a.rule for a in out.sent] == ["will_not_beat_best"]
-        assert tags[ALERT_TAG_PREFIX + "will_not_beat_best"].startswith("firing:")
+        assert tags[ALERT_PREFIX + "will_not_beat_best"].startswith("firing:")
         assert _sync([_alert()], tags, settings).sent == []
     finally:
         bad.close()
@@ -150,7 +150,7 @@ def test_unreachable_webhook_does_not_raise(caplog):
 def test_plan_is_pure_and_stop_is_opt_in():
     plan = plan_notifications([_alert()], {})
     assert len(plan.to_send) == 1
-    assert sorted(plan.tags) == [ALERT_TAG_PREFIX + "will_not_beat_best", HASH_TAG_PREFIX + "will_not_beat_best"]
+    assert sorted(plan.tags) == [ALERT_PREFIX + "will_not_beat_best", ALERT_HASH_PREFIX + "will_not_beat_best"]
     default = process_alerts({"r": [_alert(run="r")]}, {"r": {}}, NotifySettings())["r"]
     assert default.stop is False
     opted = process_alerts({"r": [_alert(run="r")]}, {"r": {}}, NotifySettings(stop_runs=True))["r"]
@@ -177,12 +177,12 @@ def test_config_and_masking(monkeypatch):
 def test_state_tags_read_as_a_person_writes_them_and_keep_matching_firing_searches():
     tags: dict[str, str] = {}
     _sync([_alert(value=0.03)], tags, NotifySettings())
-    value = tags[ALERT_TAG_PREFIX + "will_not_beat_best"]
+    value = tags[ALERT_PREFIX + "will_not_beat_best"]
     assert value == "firing: P(beats best) = 3.0%"
     assert value.startswith("firing")  # what tags."forecast.alert.will_not_beat_best" LIKE 'firing%' finds
-    assert tags[HASH_TAG_PREFIX + "will_not_beat_best"] == _alert(value=0.03).fingerprint
+    assert tags[ALERT_HASH_PREFIX + "will_not_beat_best"] == _alert(value=0.03).fingerprint
     _sync([_alert(firing=False, value=0.4)], tags, NotifySettings())
-    assert tags[ALERT_TAG_PREFIX + "will_not_beat_best"] == "ok" and alert_state("ok") == "ok"
+    assert tags[ALERT_PREFIX + "will_not_beat_best"] == "ok" and alert_state("ok") == "ok"
     assert alert_state("spike: loss has stayed 1.50x above its best") == "spike"
 
 
@@ -192,19 +192,19 @@ def test_a_new_probability_in_the_same_state_rewrites_the_text_without_a_post(ho
     _sync([_alert(value=0.01)], tags, settings)
     out = _sync([_alert(value=0.02)], tags, settings)
     assert out.sent == [] and len(hook.bodies) == 1
-    assert tags[ALERT_TAG_PREFIX + "will_not_beat_best"] == "firing: P(beats best) = 2.0%"
+    assert tags[ALERT_PREFIX + "will_not_beat_best"] == "firing: P(beats best) = 2.0%"
 
 
 def test_states_written_before_as_state_and_hash_are_not_posted_again(hook):
     settings = NotifySettings(webhooks=[Webhook(hook.url)], timeout=2, notify_resolved=True)
     a = _alert()
-    tags = {ALERT_TAG_PREFIX + a.rule: f"firing:{a.fingerprint}"}  # the old "<state>:<hash>" value
+    tags = {ALERT_PREFIX + a.rule: f"firing:{a.fingerprint}"}  # the old "<state>:<hash>" value
     out = _sync([a], tags, settings)
     assert out.sent == [] and hook.bodies == []
-    assert tags[ALERT_TAG_PREFIX + a.rule] == "firing: P(beats best) = 1.0%"
-    assert tags[HASH_TAG_PREFIX + a.rule] == a.fingerprint
+    assert tags[ALERT_PREFIX + a.rule] == "firing: P(beats best) = 1.0%"
+    assert tags[ALERT_HASH_PREFIX + a.rule] == a.fingerprint
     # an old firing value still counts as firing: going back to ok is a resolved notice
-    tags = {ALERT_TAG_PREFIX + a.rule: f"firing:{a.fingerprint}"}
+    tags = {ALERT_PREFIX + a.rule: f"firing:{a.fingerprint}"}
     resolved = _sync([_alert(firing=False, value=0.4)], tags, settings)
     assert [x.rule for x in resolved.sent] == [a.rule]
 
@@ -215,6 +215,6 @@ def test_a_failed_post_leaves_both_state_tags_unwritten():
         settings = NotifySettings(webhooks=[Webhook(bad.url)], retries=0, timeout=2)
         tags: dict[str, str] = {}
         _sync([_alert()], tags, settings)
-        assert not [k for k in tags if k.startswith((ALERT_TAG_PREFIX, HASH_TAG_PREFIX))]
+        assert not [k for k in tags if k.startswith((ALERT_PREFIX, ALERT_HASH_PREFIX))]
     finally:
         bad.close()
