@@ -4,7 +4,9 @@ The plugin otherwise uses only wandb's public API (`wandb.init`, `wandb.Api`, pu
 methods). What the public API does not offer is reached here: private attributes of
 `wandb.apis.public.Run`, private (``x_``) settings and the internal protobuf of the ``.wandb``
 transaction log. Each function names the wandb versions it was checked on and has a test in
-``tests/test_wandb_compat.py``, so a wandb upgrade that breaks one fails a named test.
+``tests/test_wandb_compat.py``, so a wandb upgrade that breaks one fails a named test. (The
+loopback test server models the 0.31 client's queries, so the three `Run` functions were run
+against 0.31.0 only; the offline ones also against 0.28.0, the lowest version the extra allows.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ KeyPath = tuple[str, ...]  # a config/summary/history key: one name, or the path
 
 
 def quiet_settings(base_url: str | None = None) -> Any:
-    """`wandb.Settings` for a run that logs only what it is given (private ``x_`` settings); checked on wandb 0.31.0."""
+    """`wandb.Settings` for a run that logs only what it is given (``x_`` settings); checked on wandb 0.28.0, 0.31.0."""
     import wandb
 
     return wandb.Settings(console="off", silent=True, x_disable_stats=True, x_disable_meta=True,
@@ -27,7 +29,7 @@ def quiet_settings(base_url: str | None = None) -> Any:
 
 
 def history_keys(run: Any) -> dict[str, Any]:
-    """A listed public `Run`'s ``historyKeys`` (``lastStep``, ``keys``) from its private ``_attrs``; checked on wandb 0.31.0."""
+    """A listed public `Run`'s ``historyKeys`` (``lastStep``, ``keys``) from ``_attrs``; checked on wandb 0.31.0."""
     info = run._attrs.get("historyKeys") or {}
     if isinstance(info, str):
         info = json.loads(info or "{}")
@@ -35,7 +37,7 @@ def history_keys(run: Any) -> dict[str, Any]:
 
 
 def history_line_count(run: Any) -> int:
-    """How many history rows the server holds for a public `Run` (private ``_attrs``); checked on wandb 0.31.0."""
+    """How many history rows the server holds for a public `Run` (``_attrs``); checked on wandb 0.31.0."""
     return int(run._attrs.get("historyLineCount") or 0)
 
 
@@ -46,7 +48,7 @@ mutation UpsertBucket($id: String!, $tags: [String!]) {
 
 
 def set_run_tags(run: Any, tags: list[str]) -> None:
-    """Replace a public `Run`'s W&B tags, nothing else, through its private ``_service_api``; checked on wandb 0.31.0.
+    """Replace a public `Run`'s W&B tags, nothing else, through ``_service_api``; checked on wandb 0.31.0.
 
     ``Run.update()`` would also rewrite the config and the whole summary.
     """
@@ -70,7 +72,7 @@ def _path(item: Any) -> KeyPath:
 
 
 def decode_record(raw: bytes) -> LogRecord:
-    """Decode one transaction-log record with wandb's internal ``wandb_internal_pb2.Record``; checked on wandb 0.31.0."""
+    """Decode one transaction-log record with wandb's internal ``Record`` protobuf; checked on wandb 0.28.0, 0.31.0."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     rec = pb.Record()

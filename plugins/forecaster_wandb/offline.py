@@ -220,7 +220,7 @@ class OfflineWandbTracker(WandbTracker):
         os.replace(tmp, self.dir / STATE_FILE)
 
     def stop_run(self, run: RunInfo) -> str:
-        """Offline runs have no server to ask: only the annotation (written by the engine) is left, and a line says so."""
+        """Offline runs have no server to ask: the engine's annotation is all, and a line says so."""
         return (f"offline W&B run {run.label} cannot be stopped remotely: annotated {STOP}=true "
                 "(stop the training process yourself)")
 

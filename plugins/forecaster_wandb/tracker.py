@@ -30,10 +30,9 @@ class WandbTracker(WandbCore):
     )
 
     def __new__(cls, *args: Any, wandb_dir: str | None = None, **kwargs: Any) -> "WandbTracker":
-        if cls is WandbTracker:
-            if wandb_dir:
-                from forecaster_wandb.offline import OfflineWandbTracker as chosen
-            else:
-                from forecaster_wandb.online import OnlineWandbTracker as chosen  # type: ignore[assignment]
-            cls = chosen
+        if cls is WandbTracker:  # subclasses of the online or offline tracker are built as they are
+            from forecaster_wandb.offline import OfflineWandbTracker
+            from forecaster_wandb.online import OnlineWandbTracker
+
+            cls = OfflineWandbTracker if wandb_dir else OnlineWandbTracker
         return super().__new__(cls)
