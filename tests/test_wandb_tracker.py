@@ -15,9 +15,10 @@ from forecaster.errors import InputError  # noqa: E402
 from forecaster.histories import RunForecast  # noqa: E402
 from forecaster.schedules import from_config  # noqa: E402
 from forecaster.trackers import FINISHED, RUNNING, ForecastRevision, RunGone, TrackerError  # noqa: E402
-from forecaster_wandb.offline_runs import read_run, run_dirs  # noqa: E402
 from forecaster_wandb.core import companion_id  # noqa: E402
 from forecaster_wandb.offline import OfflineWandbTracker  # noqa: E402
+from forecaster_wandb.offline_runs import read_run, run_dirs  # noqa: E402
+from forecaster_wandb.online import OnlineWandbTracker  # noqa: E402
 from forecaster_wandb.tracker import WandbTracker  # noqa: E402
 from wandb_server import WandbTestServer, file_digests, server  # noqa: E402,F401 - server is a fixture
 
@@ -198,6 +199,14 @@ def test_bad_options_are_one_line_input_errors(tmp_path) -> None:
 
 
 # -- offline ---------------------------------------------------------------------------------------
+def test_the_entry_point_builds_the_online_or_the_offline_tracker(tmp_path) -> None:
+    online = WandbTracker(experiments=["e/p"], cache_dir="")
+    offline = WandbTracker(wandb_dir=str(tmp_path))
+    assert type(online) is OnlineWandbTracker and type(offline) is OfflineWandbTracker
+    assert isinstance(online, WandbTracker) and isinstance(offline, WandbTracker)
+    assert online.supports_summaries and offline.supports_summaries
+
+
 def _offline_run(root: Path, run_id: str, n: int, config: dict | None = None, finish: bool = True) -> None:
     run = wandb.init(mode="offline", dir=str(root), project="offp", entity="ent", id=run_id,
                      config=config or {}, reinit="create_new",
