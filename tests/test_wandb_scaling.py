@@ -23,7 +23,7 @@ from forecaster.errors import InputError  # noqa: E402
 from forecaster.scaling.sync import ScalingSettings  # noqa: E402
 from forecaster.sync import SyncSettings, sync  # noqa: E402
 from forecaster_wandb import WandbTracker  # noqa: E402
-from forecaster_wandb.offline import read_run, run_dirs  # noqa: E402
+from forecaster_wandb.offline_runs import read_run, run_dirs  # noqa: E402
 from wandb_server import WandbTestServer, server  # noqa: E402,F401 - server is a fixture
 
 LAW = "multipower"

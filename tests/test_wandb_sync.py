@@ -22,7 +22,7 @@ from forecaster.cli import main  # noqa: E402
 from forecaster.sync import SyncSettings, sync  # noqa: E402
 from forecaster.trackers import TrackerError  # noqa: E402
 from forecaster_wandb import WandbTracker  # noqa: E402
-from forecaster_wandb.offline import read_run, run_dirs  # noqa: E402
+from forecaster_wandb.offline_runs import read_run, run_dirs  # noqa: E402
 from mlflow_runs import cosine_lr, synthetic_loss  # noqa: E402 - how HF Trainer runs look
 from wandb_server import WandbTestServer, file_digests, server  # noqa: E402,F401 - server is a fixture
 

@@ -15,8 +15,11 @@ from forecaster.errors import InputError  # noqa: E402
 from forecaster.histories import RunForecast  # noqa: E402
 from forecaster.schedules import from_config  # noqa: E402
 from forecaster.trackers import FINISHED, RUNNING, ForecastRevision, RunGone, TrackerError  # noqa: E402
-from forecaster_wandb.offline import read_run, run_dirs  # noqa: E402
-from forecaster_wandb.tracker import WandbTracker, companion_id  # noqa: E402
+from forecaster_wandb.core import companion_id  # noqa: E402
+from forecaster_wandb.offline import OfflineWandbTracker  # noqa: E402
+from forecaster_wandb.offline_runs import read_run, run_dirs  # noqa: E402
+from forecaster_wandb.online import OnlineWandbTracker  # noqa: E402
+from forecaster_wandb.tracker import WandbTracker  # noqa: E402
 from wandb_server import WandbTestServer, file_digests, server  # noqa: E402,F401 - server is a fixture
 
 HF_CONFIG = {"learning_rate": 3e-4, "lr_scheduler_type": "cosine", "warmup_steps": 10, "max_steps": 200}
@@ -196,6 +199,14 @@ def test_bad_options_are_one_line_input_errors(tmp_path) -> None:
 
 
 # -- offline ---------------------------------------------------------------------------------------
+def test_the_entry_point_builds_the_online_or_the_offline_tracker(tmp_path) -> None:
+    online = WandbTracker(experiments=["e/p"], cache_dir="")
+    offline = WandbTracker(wandb_dir=str(tmp_path))
+    assert type(online) is OnlineWandbTracker and type(offline) is OfflineWandbTracker
+    assert isinstance(online, WandbTracker) and isinstance(offline, WandbTracker)
+    assert online.supports_summaries and offline.supports_summaries
+
+
 def _offline_run(root: Path, run_id: str, n: int, config: dict | None = None, finish: bool = True) -> None:
     run = wandb.init(mode="offline", dir=str(root), project="offp", entity="ent", id=run_id,
                      config=config or {}, reinit="create_new",
@@ -297,7 +308,7 @@ def test_cached_reads_of_offline_runs_take_only_the_new_steps(server, tmp_path) 
 
     job, early, later = _growing_offline_run(tmp_path, "offc", 20, 30)
 
-    class Asking(WandbTracker):
+    class Asking(OfflineWandbTracker):
         asked: list = []
 
         def read_since(self, runs, since, max_points=None):
@@ -325,7 +336,7 @@ def test_cached_reads_of_offline_runs_take_only_the_new_steps(server, tmp_path) 
 def test_offline_logs_are_parsed_from_the_offset_reached(server, tmp_path) -> None:
     import shutil
 
-    from forecaster_wandb.offline import read_dir
+    from forecaster_wandb.offline_runs import read_dir
 
     job, early, later = _growing_offline_run(tmp_path, "offd", 20, 400)
     log_file = job / early.name / "run-offd.wandb"

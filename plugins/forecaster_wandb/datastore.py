@@ -4,7 +4,7 @@ The file is a LevelDB-style log: a 7-byte header (``:W&B``, magic 0xBEE1, versio
 blocks of records, each ``crc32 (uint32 LE) | length (uint16 LE) | type (uint8) | data``, where type
 says whether the data is a FULL record or the FIRST / MIDDLE / LAST piece of one, and the CRC is
 zlib's crc32 of the type byte followed by the data. Each reassembled record is a serialized
-``wandb.proto.wandb_internal_pb2.Record``.
+wandb protobuf ``Record``, decoded by `compat.decode_record`.
 
 wandb 0.31 no longer ships a Python reader (its service, written in Go, owns the format), so this
 module implements the framing and leaves every record's meaning to wandb's own protobuf classes.
@@ -18,12 +18,9 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from forecaster.errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from wandb.proto.wandb_internal_pb2 import Record
+from forecaster_wandb.compat import LogRecord, decode_record
 
 HEADER = struct.Struct("<4sHB")
 RECORD_HEADER = struct.Struct("<IHB")
@@ -125,11 +122,7 @@ class _Shifted:
         return st.unpack_from(self.data, pos - self.base)
 
 
-def iter_records(path: str | Path, stats: ScanStats | None = None, start: int = 0) -> Iterator["Record"]:
-    """Yield each record of a ``.wandb`` file as wandb's own protobuf ``Record`` (from `start` on)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
+def iter_records(path: str | Path, stats: ScanStats | None = None, start: int = 0) -> Iterator[LogRecord]:
+    """Yield each record of a ``.wandb`` file, decoded (from `start` on)."""
     for raw in iter_raw(path, stats, start):
-        record = pb.Record()
-        record.ParseFromString(raw)
-        yield record
+        yield decode_record(raw)
