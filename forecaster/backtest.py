@@ -165,13 +165,14 @@ def power_law(case: Case) -> np.ndarray:
     scale = float(t.max())
     x = t / scale  # well-conditioned: A is the excess loss at the last observed step
     # variable projection over alpha for the starts; least_squares refines all three
-    best = None
+    best: tuple[float, float, float, float] | None = None
     for a in np.geomspace(0.05, 3.0, 25):
         design = np.stack([np.ones_like(x), x ** -a], 1)
         coef, *_ = np.linalg.lstsq(design, y, rcond=None)
         sse = float(np.sum((design @ coef - y) ** 2))
         if best is None or sse < best[0]:
             best = (sse, coef[0], coef[1], a)
+    assert best is not None  # the loop above ran
     _, e0, a0, al0 = best
     p0 = np.array([max(e0, 0.0), max(a0, 1e-9), al0])
 

@@ -44,7 +44,7 @@ def read_with_report(source: HistorySource, metric: str = "loss", *, name: str =
                      ) -> tuple[list[RunHistory], ReadReport]:
     """`read_histories`, with the reader's report instead of warnings."""
     if isinstance(source, (str, os.PathLike)):
-        return csvio.read_histories(source, metric)
+        return csvio.read_histories(Path(source), metric)
     kind = _table_kind(source)
     if kind is None:
         raise InputError(f"cannot read histories from a {type(source).__name__}: give a CSV path, a pandas "
