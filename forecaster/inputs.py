@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -56,7 +56,7 @@ def as_histories(source: HistorySource, metric: str = "loss") -> list[RunHistory
     """A new list of the histories in `source`: `RunHistory` objects as they are, anything else read."""
     if isinstance(source, (str, os.PathLike)) or _table_kind(source) is not None:
         return read_histories(source, metric)
-    if not isinstance(source, Sequence):
+    if not isinstance(source, Iterable) or isinstance(source, (Mapping, bytes)):
         raise InputError(f"cannot fit a {type(source).__name__}: give a list of RunHistory, a pandas DataFrame, "
                          "an Arrow table or a CSV path")
     out = list(source)
