@@ -130,6 +130,16 @@ def test_quantile_levels_are_keyed_by_level(default):
     assert list(b.quantiles) == [0.1, 0.5, 0.9]
 
 
+def test_extra_levels_where_the_annealing_response_is_drawn():
+    """A lone run before its decay: its quantiles come from the draws themselves (`bands`), every
+    level asked for among them, in order."""
+    lone = read_histories(CSV)[2:]
+    (f,) = Forecaster(law="momentum", device="cpu", quantiles=(0.05, 0.25, 0.5, 0.95)).fit_predict(lone)
+    assert any("not identifiable" in n for n in f.notes)
+    q = [f.quantile(level) for level in (0.05, 0.1, 0.25, 0.5, 0.9, 0.95)]
+    assert all(np.all(lo <= hi) for lo, hi in zip(q, q[1:])) and q[0][-1] < q[1][-1] < q[2][-1]
+
+
 def test_dataframe_and_arrow_input_equal_csv_input(default):
     pd = pytest.importorskip("pandas")
     pa_csv = pytest.importorskip("pyarrow.csv")
