@@ -99,7 +99,7 @@ def forecast_fit(fc: Forecaster, fit: GroupFit, rows: list[int], targets: list[i
     Only the targets are evaluated: their per-run parameters are gathered from the group vectors
     (and from each sampled group vector), then the law runs once on (samples x targets) rows.
     Targets in `unidentified` get the band of an unidentified annealing response whatever their
-    group has shown (their own decay was seen to mislead the law: `Forecaster._check_own_decays`).
+    group has shown (their own decay was seen to mislead the law: `own_decay.check_own_decays`).
     `alias` maps a target that was not fitted to the fitted row whose parameters it uses.
     """
     with phase("bands"):

@@ -38,8 +38,7 @@ class Params:
 
     def __repr__(self) -> str:
         sig = inspect.signature(type(self).__init__)
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default is not v
-                   and sig.parameters[k].default != v]
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != sig.parameters[k].default]
         return f"{type(self).__name__}({', '.join(changed)})"
 
 
