@@ -28,7 +28,12 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium not installed: the MLflow UI browser test will be skipped"
 
+# the public API's modules, type-checked on every `make test`
+TYPED := forecaster/__init__.py forecaster/results.py forecaster/inputs.py forecaster/params.py \
+	forecaster/histories.py forecaster/forecast.py forecaster/backtest.py
+
 test: $(STAMP) chromium
+	$(PY) -m mypy $(TYPED)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -32,7 +32,7 @@ from forecaster.batch import build_features  # noqa: E402
 from forecaster.forecast import Forecaster  # noqa: E402
 from forecaster.histories import RunHistory  # noqa: E402
 from forecaster.laws import get as get_law  # noqa: E402
-from forecaster.predict_cli import run_backtest  # noqa: E402
+from forecaster.backtest import run_backtest  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "lr_curves" / "luo2025_multipowerlaw"
 SIZES = ("25", "100", "400")
@@ -218,7 +218,7 @@ def part_b(data: Path, law: str, device: str, cutoffs: list[float], sizes: list[
             h.group = f"{size}M"
             hist.append(h)
     t0 = time.perf_counter()
-    results, info = run_backtest(hist, cutoffs, law=law, device=device)
+    results, info = run_backtest(hist, cutoffs, Forecaster(law=law, device=device))
     secs = time.perf_counter() - t0
     lines = [f"### (b) evaluation.md cases: each curve cut at {', '.join(f'{c:g}' for c in cutoffs)} of its steps, "
              f"siblings complete (law={law})", "",

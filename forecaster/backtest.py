@@ -2,20 +2,25 @@
 
 A *case* is a group of sibling runs with one *target* cut at a share of its planned steps: its metric
 after the cut is blanked, its LR rows are kept to the end, every sibling stays complete. Truth is
-the mean of the target's last 3 evaluated values, the prediction the mean p50 at those steps. All
-functions here are pure; the caller runs every case through one `Forecaster` call.
+the mean of the target's last 3 evaluated values, the prediction the mean p50 at those steps.
+`run_backtest` runs every case through one `Forecaster` call; the other functions are pure.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import least_squares
 
+from forecaster.errors import InputError
 from forecaster.histories import RunForecast, RunHistory
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.forecast import Forecaster
 
 FINAL_POINTS = 3  # truth = mean of the last 3 evaluated values
 MIN_OBSERVED = 5  # fewer observed points than this at the cut: the case is not scored
@@ -160,13 +165,14 @@ def power_law(case: Case) -> np.ndarray:
     scale = float(t.max())
     x = t / scale  # well-conditioned: A is the excess loss at the last observed step
     # variable projection over alpha for the starts; least_squares refines all three
-    best = None
+    best: tuple[float, float, float, float] | None = None
     for a in np.geomspace(0.05, 3.0, 25):
         design = np.stack([np.ones_like(x), x ** -a], 1)
         coef, *_ = np.linalg.lstsq(design, y, rcond=None)
         sse = float(np.sum((design @ coef - y) ** 2))
         if best is None or sse < best[0]:
             best = (sse, coef[0], coef[1], a)
+    assert best is not None  # the loop above ran
     _, e0, a0, al0 = best
     p0 = np.array([max(e0, 0.0), max(a0, 1e-9), al0])
 
@@ -198,6 +204,38 @@ def evaluate(cases: list[Case], forecasts: list[RunForecast | None]) -> list[Cas
             res.scores["power_law"] = score(case, case.hidden_steps, power_law(case))
         out.append(res)
     return out
+
+
+def run_backtest(histories: list[RunHistory], cutoffs: list[float], forecaster: Forecaster | None = None
+                 ) -> tuple[list[CaseResult], dict[str, Any]]:
+    """Cut, forecast every case in one call of a clone of `forecaster` (default settings when
+    None), score against the baselines. Also returns how many histories were fitted, and how long it took."""
+    from forecaster.params import clone
+
+    cases = make_cases(histories, cutoffs)
+    if not cases:
+        raise InputError("nothing to backtest: no finished run (metric observed to its last row, "
+                         f"at least {FINAL_POINTS} points)")
+    live = [c for c in cases if not c.skipped]
+    flat: list[RunHistory] = [h for c in live for h in c.histories]
+    forecasts: list[RunForecast | None] = [None] * len(cases)
+    info: dict[str, Any] = {"histories": len(flat)}
+    if flat:
+        if forecaster is None:
+            from forecaster.forecast import Forecaster
+
+            forecaster = Forecaster()
+        t0 = time.perf_counter()
+        fc = clone(forecaster).fit(flat)
+        out = fc.predict()
+        info.update(seconds=time.perf_counter() - t0, device=str(fc.device_))
+        k = 0
+        live_ids = {id(c) for c in live}
+        for i, c in enumerate(cases):
+            if id(c) in live_ids:
+                forecasts[i] = out[k + c.target_index]
+                k += len(c.histories)
+    return evaluate(cases, forecasts), info
 
 
 def summarize(results: list[CaseResult], cutoffs: list[float]) -> list[dict[str, Any]]:

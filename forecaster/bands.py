@@ -6,12 +6,14 @@ band widens where the schedule makes it matter. Observation noise is added in lo
 run's own point-to-point scatter. Quantiles come from the samples; the median is the point fit.
 Where siblings share a run's step-to-step deviations (the same data order, `shared_noise`),
 every quantile follows them and the band keeps only what they leave unexplained.
+The three scales below are `Forecaster` settings (``inflation``, ``extrapolation``, ``misfit``);
+the constants are their defaults.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,19 +22,22 @@ from forecaster import keyed_random
 from forecaster.batch import Features, build_features
 from forecaster.device import DTYPE
 from forecaster.fit import GroupFit
-from forecaster.histories import RunForecast, RunHistory
+from forecaster.histories import BAND_LEVELS, RunForecast, RunHistory, level_key
 from forecaster.phases import phase
 from forecaster.shared_noise import shared_noise
 from forecaster.stats import Z90
 
+if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.forecast import Forecaster
+
 # Scale on the Laplace covariance. A misspecified law's Laplace band is too narrow when it
 # extrapolates, but the misfit and extrapolation terms below carry that (backtests in
 # docs/benchmarks.md barely move with this scale), so it stays 1.
-INFLATION = float(os.environ.get("FORECASTER_INFLATION", 1.0))
+INFLATION = 1.0
 # log-space error per unit log(LR area past the data), from the same backtests
-EXTRAPOLATION = float(os.environ.get("FORECASTER_EXTRAPOLATION", 0.002))
+EXTRAPOLATION = 0.002
 # the fit's robust (MAD) residual scale understates a law's systematic misfit by about this factor
-MISFIT = float(os.environ.get("FORECASTER_MISFIT", 2.5))
+MISFIT = 2.5
 CHUNK = 2_000_000  # sample x point x row elements per batched evaluation
 KNOTS = 48  # horizon points per run at which the parameter draws are evaluated
 # When no run of a group has decayed its LR far enough, the annealing gain is drawn uniformly between
@@ -86,7 +91,7 @@ def noise_scales(values: list[np.ndarray]) -> np.ndarray:
     return np.where(n >= 3, out, 0.0)
 
 
-def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
+def forecast_fit(fc: Forecaster, fit: GroupFit, rows: list[int], targets: list[int],
                  unidentified: frozenset[int] = frozenset(), alias: dict[int, int] | None = None
                  ) -> dict[int, RunForecast]:
     """Forecasts for the fitted `rows` listed in `targets` (indices into fc.histories_).
@@ -94,14 +99,14 @@ def forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     Only the targets are evaluated: their per-run parameters are gathered from the group vectors
     (and from each sampled group vector), then the law runs once on (samples x targets) rows.
     Targets in `unidentified` get the band of an unidentified annealing response whatever their
-    group has shown (their own decay was seen to mislead the law: `Forecaster._check_own_decays`).
+    group has shown (their own decay was seen to mislead the law: `own_decay.check_own_decays`).
     `alias` maps a target that was not fitted to the fitted row whose parameters it uses.
     """
     with phase("bands"):
         return _forecast_fit(fc, fit, rows, targets, unidentified, alias or {})
 
 
-def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
+def _forecast_fit(fc: Forecaster, fit: GroupFit, rows: list[int], targets: list[int],
                   unidentified: frozenset[int], alias: dict[int, int]) -> dict[int, RunForecast]:
     if not targets:
         return {}
@@ -127,7 +132,7 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     gkeys = group_keys(fit, [fc.histories_[r].group for r in rows], fc.seed)
     rkeys = keyed_random.keys([h.run for h in hist], fc.seed, salt="run")
     nh = torch.as_tensor([len(x) for x in horizons], device=dev)
-    chol = _chol(fit)
+    chol = _chol(fit, fc.inflation)
     n = fc.samples
     if law.amplitude:
         lowest = torch.where(feats.mask, feats.lr, feats.peak[:, None]).amin(1)
@@ -145,9 +150,9 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
     noise = torch.as_tensor(noise_scales([h.values for h in hist]), dtype=DTYPE, device=dev)
     # a law extrapolated far past its data errs more than its parameter spread says: an error
     # growing with the log of how far (in LR area, the laws' clock) the point lies past the data
-    extra = EXTRAPOLATION * torch.log(feats.s1 / last).clamp_min(0.0)
+    extra = fc.extrapolation * torch.log(feats.s1 / last).clamp_min(0.0)
     # the group fit's own residual scale stands for the law's misfit, which does not average out
-    misfit = MISFIT * fit.sigma[gi][:, None]
+    misfit = fc.misfit * fit.sigma[gi][:, None]
     spread = torch.sqrt(noise[:, None] ** 2 + misfit**2 + extra**2)
     # what siblings trained on the same data order say about each step's deviation from
     # the law: the shift moves every quantile (at the end), and where it applies, the deviation it
@@ -159,12 +164,15 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
         if r in shared:
             sn, m = shared[r], len(horizons[k])
             shift[k, :m] = torch.as_tensor(sn.shift, dtype=DTYPE, device=dev)
-            left = torch.sqrt((MISFIT * sn.left) ** 2 + extra[k, :m] ** 2)
+            left = torch.sqrt((fc.misfit * sn.left) ** 2 + extra[k, :m] ** 2)
             spread[k, :m] = torch.where(torch.as_tensor(sn.covered, device=dev), left, spread[k, :m])
-    levels = torch.as_tensor([fc.quantiles[0], fc.quantiles[2]], dtype=DTYPE, device=dev)
+    # the band's levels (p10, p90) first, then any other level asked for; the median is the point
+    extra_levels = [lv for lv in fc.levels_ if level_key(lv) not in BAND_LEVELS]
+    wanted = [BAND_LEVELS[0], BAND_LEVELS[2], *extra_levels]
+    levels = torch.as_tensor(wanted, dtype=DTYPE, device=dev)
     z = torch.distributions.Normal(0.0, 1.0).icdf(levels)
-    ranks = [max(1, int(round(level * n))) for level in (fc.quantiles[0], fc.quantiles[2])]  # of n draws
-    qs = torch.empty(2, *point.shape, dtype=DTYPE, device=dev)
+    ranks = [max(1, int(round(level * n))) for level in wanted]  # of n draws
+    qs = torch.empty(len(wanted), *point.shape, dtype=DTYPE, device=dev)
     finals = torch.empty(n, T, dtype=DTYPE, device=dev)  # log final value per draw
 
     if len(known):
@@ -177,7 +185,7 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
         samples = _draws(fit, chol, gi[known], mi[known], fk, n, gkeys)  # (n, K, knots)
         # the spread from the draws' own quantiles: a few wild draws of a weakly determined
         # parameter must not blow up the band the way they would blow up a variance
-        q_lo, q_hi = _kth(samples, ranks)
+        q_lo, q_hi = _kth(samples, ranks[:2])
         width = _interp_rows(fk.t, (q_hi - q_lo) / (z[1] - z[0]), feats.t[known])
         sd = torch.sqrt(width**2 + spread[known] ** 2)
         qs[:, known] = torch.exp(torch.log(point[known])[None] + z[:, None, None] * sd[None])
@@ -194,14 +202,15 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
         # and the annealing parameters stay at their fit: their spread is what the drawn gain
         # replaces, and draws of unidentified ones swing the curve far off through the warmup's share
         fixed = [law.params.index(name) for name in law.annealing]
-        samples = _draws(fit, _conditional_chol(fit.cov * INFLATION**2, fixed), gi[idx], mi[idx],
+        samples = _draws(fit, _conditional_chol(fit.cov * fc.inflation**2, fixed), gi[idx], mi[idx],
                          _without_future_decay(fu, s1_last, s2_last), n, gkeys, log=False)
         samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
                                      nh[idx], remaining[idx], keyed_random.derive(rkeys[idx.cpu()], 1))
         point[idx] = _kth(samples, [(n + 1) // 2])[0].exp()  # the lower median, as torch's median
         z = keyed_random.normal(keyed_random.derive(rkeys[idx.cpu()], 2), n, samples.shape[2]).permute(0, 2, 1)
         noisy = samples + z.to(dev) * spread[idx][None]
-        qs[0, idx], qs[1, idx] = (q.exp() for q in _kth(noisy, ranks))
+        for j, q in enumerate(_kth(noisy, ranks)):
+            qs[j, idx] = q.exp()
         end = (nh[idx] - 1).clamp_min(0)
         finals[:, idx] = noisy[:, torch.arange(len(idx), device=dev), end]
     qs = (qs * shift.exp()[None]).cpu().numpy()
@@ -233,18 +242,20 @@ def _forecast_fit(fc, fit: GroupFit, rows: list[int], targets: list[int],
             run=h.run, group=h.group, steps=hz, lr=lr_np[k, :m] if has_lr[k] else np.full(m, np.nan),
             p50=p50, p10=np.minimum(qs[0, k, :m], p50), p90=np.maximum(qs[1, k, :m], p50),
             law=law.name, params={name: float(v) for name, v in zip(law.params, theta[k])}, metric=h.metric,
-            final_samples=np.exp(samples_np[:, k]) if m else None, notes=notes,
+            final_samples=np.exp(samples_np[:, k]) if m else None, notes=notes, levels=fc.levels_,
+            extra_quantiles={level_key(lv): (np.minimum if lv < 0.5 else np.maximum)(qs[j + 2, k, :m], p50)
+                             for j, lv in enumerate(extra_levels)},
         )
     return out
 
 
 def law_spread(fit: GroupFit, gi: torch.Tensor, mi: torch.Tensor, f: Features, n: int,
-               gkeys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+               gkeys: torch.Tensor, inflation: float = INFLATION) -> tuple[torch.Tensor, torch.Tensor]:
     """The law's value (R, P) for the runs at (gi, mi) on features f, and the spread of its log
     (a robust sd, from the p10-p90 range of n Laplace draws): the parameter part of a band alone."""
     law = fit.law
     point = law.predict(law.natural(fit.run_params()[gi, mi]), f)
-    samples = _draws(fit, _chol(fit), gi, mi, f, n, gkeys)
+    samples = _draws(fit, _chol(fit, inflation), gi, mi, f, n, gkeys)
     lo, hi = _kth(samples, [max(1, int(round(level * n))) for level in (0.1, 0.9)])
     return point, (hi - lo) / (2 * Z90)
 
@@ -260,10 +271,10 @@ def _kth(x: torch.Tensor, ranks: list[int], numpy: bool | None = None) -> list[t
     return [torch.from_numpy(part[k - 1]) for k in ranks]
 
 
-def _chol(fit: GroupFit) -> torch.Tensor:
-    """Cholesky factor of the fit's (inflated) Laplace covariance, the parameter draws' scale."""
+def _chol(fit: GroupFit, inflation: float = INFLATION) -> torch.Tensor:
+    """Cholesky factor of the fit's Laplace covariance scaled by `inflation`, the parameter draws' scale."""
     eye = torch.eye(fit.x.shape[-1], dtype=DTYPE, device=fit.x.device)
-    return torch.linalg.cholesky(fit.cov * INFLATION**2 + 1e-12 * eye)
+    return torch.linalg.cholesky(fit.cov * inflation**2 + 1e-12 * eye)
 
 
 def group_keys(fit: GroupFit, groups: list[str], seed: int) -> torch.Tensor:

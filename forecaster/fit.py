@@ -40,6 +40,8 @@ class GroupFit:
     sigma: torch.Tensor  # (G,) robust residual scale in log space
     local: list[int]  # law parameter indices that have per-run deviations
     evidence: torch.Tensor  # (G,) largest LR decay any member showed, relative to its peak
+    converged: torch.Tensor | None = None  # (G,) the group's steps stopped improving before max_iter
+    iterations: torch.Tensor | None = None  # (G,) damped Gauss-Newton steps the group took
 
     def run_params(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """Unconstrained per-run parameters (..., G, M, p) from group vectors (..., G, q)."""
@@ -263,12 +265,13 @@ def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tenso
     cost = cost_of(r, x, data)
     h = 1e-6
     done = torch.zeros(B, dtype=torch.bool, device=dev)
+    steps = torch.zeros(B, dtype=torch.long, device=dev)
     work, wd = torch.arange(B, device=dev), data  # the groups still stepping, and their data
     for it in range(max_iter):
         if it == PRUNE_AT and S > 1:
             # multi-start pays off early: after a few steps only each group's best start goes on
             keep = torch.arange(G, device=dev) * S + cost.reshape(G, S).argmin(1)
-            x, r, cost, mu, done = (t[keep] for t in (x, r, cost, mu, done))
+            x, r, cost, mu, done, steps = (t[keep] for t in (x, r, cost, mu, done, steps))
             data = data.take(keep, M)
             B, S = G, 1
             work, wd = torch.arange(B, device=dev), data
@@ -278,6 +281,7 @@ def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tenso
             work = work[active]
             wd = data.take(work, M)
         xw, rw, cw, muw = x[work], r[work], cost[work], mu[work]
+        steps[work] += (~done[work]).long()
         # Jacobian of the data residuals in the group-level columns; a member's deviation column
         # is the same column restricted to its rows, so the normal equations are assembled block
         # by block and solved through the Schur complement of the block-diagonal deviation part:
@@ -320,4 +324,5 @@ def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tenso
     cov = torch.linalg.inv(info + 1e-12 * eye)
     cov = 0.5 * (cov + cov.transpose(1, 2))
     return GroupFit(law=law, members=members, x=x, cov=cov, sigma=sigma, local=local,
-                    evidence=torch.where(valid, feats.decayed[rows], 0.0).amax(1))
+                    evidence=torch.where(valid, feats.decayed[rows], 0.0).amax(1),
+                    converged=done[pick], iterations=steps[pick])

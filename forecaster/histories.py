@@ -51,9 +51,34 @@ class RunHistory:
         return int(self.steps[-1]) if len(self.steps) else 0
 
 
+def planned_end(h: RunHistory) -> int:
+    """The run's last known step: its last horizon row, else its last observed step."""
+    last = int(h.steps[-1]) if len(h.steps) else 0
+    return max(last, int(h.horizon[-1])) if h.horizon is not None and len(h.horizon) else last
+
+
+# the levels of the band every forecast carries: ``p10``, ``p50`` (the point forecast) and ``p90``
+BAND_LEVELS = (0.1, 0.5, 0.9)
+
+
+def level_key(level: float) -> float:
+    """A quantile level as a dictionary key: 0.05 and 0.05000000001 are the same level."""
+    return round(float(level), 9)
+
+
+def quantile_name(level: float) -> str:
+    """The column name of a quantile level: 0.1 -> ``p10``, 0.05 -> ``p5``, 0.025 -> ``p2.5``."""
+    return f"p{100 * level:g}"
+
+
 @dataclass
 class RunForecast:
-    """The forecast of one run: quantiles of the metric at each horizon step, or why it was skipped."""
+    """The forecast of one run: quantiles of the metric at each horizon step, or why it was skipped.
+
+    ``p10``/``p50``/``p90`` are always the 10 %, 50 % and 90 % quantiles (the band the CSV, the
+    trackers and the alerts use). Other levels asked for (``Forecaster(quantiles=...)``) are in
+    ``extra_quantiles``; `quantile(level)` and `quantiles` read any of them by level.
+    """
 
     run: str
     group: str
@@ -69,6 +94,27 @@ class RunForecast:
     metric: str = "loss"
     # samples of the final value (for probabilities such as P(final < best)); may be None
     final_samples: np.ndarray | None = None
+    # quantiles at the requested levels other than BAND_LEVELS, keyed by `level_key(level)`
+    extra_quantiles: dict[float, np.ndarray] = field(default_factory=dict)
+    levels: tuple[float, ...] = BAND_LEVELS  # the levels asked for, ascending
+
+    def quantile(self, level: float) -> np.ndarray:
+        """The forecast's quantile at `level` for each horizon step; KeyError when that level was
+        not computed (it is one of the band's, or one asked for with ``Forecaster(quantiles=...)``)."""
+        key = level_key(level)
+        band = dict(zip(BAND_LEVELS, (self.p10, self.p50, self.p90)))
+        if key in band:
+            return band[key]
+        if key in self.extra_quantiles:
+            return self.extra_quantiles[key]
+        have = sorted(set(BAND_LEVELS) | set(self.extra_quantiles))
+        raise KeyError(f"quantile {level:g} was not computed for run {self.run!r}; levels: "
+                       f"{', '.join(f'{lv:g}' for lv in have)} (ask with Forecaster(quantiles=...))")
+
+    @property
+    def quantiles(self) -> dict[float, np.ndarray]:
+        """The requested quantiles by level."""
+        return {level: self.quantile(level) for level in self.levels}
 
     @property
     def final(self) -> float | None:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from forecaster import csvio, laws, phases
 from forecaster.device import CHOICES as DEVICES
-from forecaster.errors import InputError, one_line, one_line_errors
+from forecaster.errors import InputError, one_line_errors
 from forecaster.histories import RunForecast, RunHistory
 
 if TYPE_CHECKING:  # pragma: no cover
-    from forecaster.backtest import CaseResult
+    from forecaster.forecast import Forecaster
 
 LAW_CHOICES = ("auto", *laws.available())  # sync_cli offers the same
+# the band's scales (`Forecaster` settings) as the command line's environment defaults: a
+# recalibration (docs/benchmarks.md) needs no code
+BAND_ENV = {"inflation": "FORECASTER_INFLATION", "extrapolation": "FORECASTER_EXTRAPOLATION",
+            "misfit": "FORECASTER_MISFIT"}
 
 
 def _warn(lines: list[str]) -> None:
@@ -28,15 +33,17 @@ def _info(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def _forecaster(law: str, device: str, seed: int, follow_siblings: bool = True):
-    from forecaster.device import pick_device
+def _forecaster(law: str, device: str, seed: int, follow_siblings: bool = True) -> Forecaster:
     from forecaster.forecast import Forecaster
 
-    try:
-        pick_device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise InputError(one_line(exc)) from None
-    return Forecaster(law=law, device=device, seed=seed, follow_siblings=follow_siblings)
+    band: dict[str, float] = {}
+    for name, var in BAND_ENV.items():
+        if os.environ.get(var):
+            try:
+                band[name] = float(os.environ[var])
+            except ValueError:
+                raise InputError(f"${var} must be a number, got {os.environ[var]!r}") from None
+    return Forecaster(law=law, device=device, seed=seed, follow_siblings=follow_siblings, **band)
 
 
 def apply_plan(histories: list[RunHistory], schedule_spec: str | None, until: int | None) -> None:
@@ -149,7 +156,7 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     forecaster = _forecaster(law, device, seed, follow_siblings)
     # whole groups per chunk, sized to the memory budget: a big input's fit and bands never hold
     # more than one chunk's tensors, and each chunk's rows are written before the next is fitted
-    from forecaster.forecast import group_chunks
+    from forecaster.chunks import group_chunks
 
     chunks = group_chunks(histories, memory_budget * 2**20, forecaster.max_points)
     sink = _LazyOutput(output)
@@ -235,33 +242,6 @@ def _cutoffs(text: str) -> list[float]:
     return vals
 
 
-def run_backtest(histories: list[RunHistory], cutoffs: list[float], law: str = "auto", device: str = "auto",
-                 seed: int = 0) -> tuple[list[CaseResult], dict[str, Any]]:
-    """Cut, forecast every case in one Forecaster call, score against the baselines."""
-    from forecaster import backtest as bt  # scipy's optimiser: only `backtest` pays its import
-
-    cases = bt.make_cases(histories, cutoffs)
-    if not cases:
-        raise InputError("nothing to backtest: no finished run (metric observed to its last row, "
-                         f"at least {bt.FINAL_POINTS} points)")
-    live = [c for c in cases if not c.skipped]
-    flat: list[RunHistory] = [h for c in live for h in c.histories]
-    forecasts: list[RunForecast | None] = [None] * len(cases)
-    info: dict[str, Any] = {"histories": len(flat)}
-    if flat:
-        t0 = time.perf_counter()
-        fc = _forecaster(law, device, seed).fit(flat)
-        out = fc.predict()
-        info.update(seconds=time.perf_counter() - t0, device=str(fc.device_))
-        k = 0
-        live_ids = {id(c) for c in live}
-        for i, c in enumerate(cases):
-            if id(c) in live_ids:
-                forecasts[i] = out[k + c.target_index]
-                k += len(c.histories)
-    return bt.evaluate(cases, forecasts), info
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--input", "input_path", required=True, metavar="CSV_OR_DIR",
               help="History CSV (as for predict) or a folder where each CSV file is one run and each "
@@ -301,8 +281,9 @@ def backtest(input_path: str, metric: str, cutoffs: str, law: str, device: str, 
     cuts = _cutoffs(cutoffs)
     histories, report = csvio.read_histories(input_path, metric)
     _warn(report.warnings())
-    results, info = run_backtest(histories, cuts, law, device, seed)
-    from forecaster import backtest as bt
+    from forecaster import backtest as bt  # scipy's optimiser: only `backtest` pays its import
+
+    results, info = bt.run_backtest(histories, cuts, _forecaster(law, device, seed))
 
     rows = bt.summarize(results, cuts)
     if as_json:

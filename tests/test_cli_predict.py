@@ -312,10 +312,10 @@ def test_predict_in_chunks_of_groups_matches_one_batch(two_groups, tmp_path, mon
     """A memory budget too small for both groups fits them one chunk at a time: the same runs, rows
     and summary, the fits unchanged (a group's fit does not depend on its batch), the bands within
     their sampling noise."""
-    from forecaster import forecast
+    from forecaster import chunks
 
     d, _ = two_groups
-    monkeypatch.setattr(forecast, "BYTES_PER_POINT", 2**20 // 200)  # one group of ~200 points per MiB
+    monkeypatch.setattr(chunks, "BYTES_PER_POINT", 2**20 // 200)  # one group of ~200 points per MiB
     res = invoke("predict", "--input", d / "runs.csv", "--law", "momentum", "--output", tmp_path / "out.csv",
                  "--summary", tmp_path / "sum.json", "--device", "cpu", "--memory-budget", "1")
     assert res.exit_code == 0, res.output

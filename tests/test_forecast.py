@@ -247,7 +247,7 @@ def test_the_drawn_gain_covers_only_the_decay_still_to_come():
 
 def test_batched_noise_and_rise_checks_equal_the_per_curve_ones():
     from forecaster.bands import noise_scale, noise_scales
-    from forecaster.forecast import rises, rising
+    from forecaster.eligibility import rises, rising
 
     rng = np.random.default_rng(0)
     # ragged lengths (0, 1, 2 and odd/even counts: the medians' edge cases), falling and rising curves

@@ -25,7 +25,7 @@ def candidate_laws(h: RunHistory, law: str) -> tuple[str, ...]:
     """The laws a run's prefixes are forecast with: the one asked for, or under ``auto`` every law
     `Forecaster(law="auto")` would consider for it (schedule-free without an LR column)."""
     from forecaster import laws
-    from forecaster.forecast import informative_lr
+    from forecaster.eligibility import informative_lr
 
     if law != "auto":
         return (law,)
