@@ -32,7 +32,12 @@ class Registry(Generic[T]):
 
     def register(self, cls: type[T]) -> type[T]:
         """Class decorator: make `cls` available by its `name` (its abstract methods must be defined)."""
-        self._items[cls.name] = cls()  # type: ignore[attr-defined]
+        name = cls.name  # type: ignore[attr-defined]
+        held = self._items.get(name)
+        # the same class again (a module imported twice) replaces itself; another one may not take the name
+        if held is not None and (type(held).__module__, type(held).__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"{self.kind} {name!r} is already registered by {type(held).__module__}")
+        self._items[name] = cls()
         return cls
 
     def discover(self) -> None:
@@ -51,7 +56,10 @@ class Registry(Generic[T]):
                 log.warning("%s plugin %s (%s) failed to load: %s", self.kind, ep.name, ep.value, e)
                 continue
             if isinstance(obj, type) and issubclass(obj, self.base) and obj not in {type(v) for v in self}:
-                self.register(obj)
+                try:
+                    self.register(obj)
+                except (TypeError, ValueError) as e:  # abstract, or a name already taken
+                    log.warning("%s plugin %s (%s) not registered: %s", self.kind, ep.name, ep.value, e)
 
     def get(self, name: str) -> T:
         """The registered instance called `name` (KeyError lists the known ones)."""

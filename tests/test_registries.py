@@ -198,3 +198,12 @@ def test_group_fit_reports_convergence_and_iterations():
     short = fit_groups(laws.get("pow3"), f, yy, torch.arange(2)[:, None], max_iter=2)
     assert short.converged.tolist() == [False, False] and short.iterations.tolist() == [2, 2]
     assert torch.equal(fit_groups(laws.get("pow3"), f, yy, torch.arange(2)[:, None], max_iter=60).x, fit.x)
+
+
+def test_a_second_law_may_not_take_a_registered_name():
+    class Pow3(type(laws.get("pow3"))):
+        pass
+
+    with pytest.raises(ValueError, match="already registered"):
+        laws.register(Pow3)
+    assert type(laws.get("pow3")).__module__ == "forecaster.laws.pow3"

@@ -183,14 +183,15 @@ def fit_scaling(
     if units[0] <= 0 or units[1] <= 0:
         raise InputError("units for N and D must be positive")
     names = sl.params
+    unit = {"N": float(units[0]), "D": float(units[1])}
     sl.validate(points)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     t0 = time.perf_counter()
     n = len(points)
     w = bs.replicate_weights(n, n_boot, seed, dev)
-    theta, obj, notes = sl.fit(points, objective, w, n_boot, seed, dev, units)
+    theta, obj, notes = sl.fit(points, objective, w, n_boot, seed, dev, unit)
     theta_np = theta.cpu().numpy()
-    resid = sl.observed(points) - sl.predict(theta_np[0], *sl.inputs(points, units))
+    resid = sl.observed(points) - sl.predict(theta_np[0], *sl.inputs(points, unit))
     seconds = time.perf_counter() - t0
     point = theta_np[0]
     samples = theta_np[1:] if n_boot > 0 else None
@@ -204,7 +205,7 @@ def fit_scaling(
     fit = ScalingFit(
         law=law, objective=objective, params={k: float(point[i]) for i, k in enumerate(names)},
         intervals=intervals, stderr=stderr, level=level, n_points=n, n_boot=n_boot,
-        units={"N": float(units[0]), "D": float(units[1])}, objective_value=float(obj[0]),
+        units=unit, objective_value=float(obj[0]),
         rss=float(np.sum(resid * resid)), notes=notes, seconds=seconds, samples=samples,
     )
     if isinstance(sl, LossLaw):

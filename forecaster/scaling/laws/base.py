@@ -57,11 +57,14 @@ class ScalingLaw(abc.ABC):
 
     @abc.abstractmethod
     def fit(self, points: ScalingPoints, objective: str, w: torch.Tensor, n_boot: int, seed: int,
-            device: torch.device, units: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """Batched fit with bootstrap weights w (1 + n_boot, n): ((B, p) parameters, (B,) objective, notes)."""
+            device: torch.device, units: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Batched fit with bootstrap weights w (1 + n_boot, n): ((B, p) parameters, (B,) objective, notes).
+
+        Parameters refer to N / units["N"] and D / units["D"] where the law reads them.
+        """
 
     @abc.abstractmethod
-    def inputs(self, points: ScalingPoints, units: dict[str, float] | tuple[float, float]) -> tuple[np.ndarray, ...]:
+    def inputs(self, points: ScalingPoints, units: dict[str, float]) -> tuple[np.ndarray, ...]:
         """The arguments of `predict` at every point, in the units the parameters use."""
 
     def observed(self, points: ScalingPoints) -> np.ndarray:
@@ -132,17 +135,16 @@ class LossLaw(ScalingLaw):
         validate_sizes(points, self.name, len(self.params))
 
     def fit(self, points: ScalingPoints, objective: str, w: torch.Tensor, n_boot: int, seed: int,
-            device: torch.device, units: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+            device: torch.device, units: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         sw = bs.sigma_weights(points.sigma, points.loss if objective == "huber-log" else None)
         if sw is not None:
             w = w * torch.as_tensor(sw, device=device)
         y = bs.jitter(points.loss, points.sigma, n_boot, seed, device)
-        theta, obj = self.fit_data(make_data(points.N / units[0], points.D / units[1], y, w), objective)
+        theta, obj = self.fit_data(make_data(points.N / units["N"], points.D / units["D"], y, w), objective)
         return theta, obj, []
 
-    def inputs(self, points: ScalingPoints, units: dict[str, float] | tuple[float, float]) -> tuple[np.ndarray, ...]:
-        uN, uD = (units["N"], units["D"]) if isinstance(units, dict) else units
-        return points.N / uN, points.D / uD
+    def inputs(self, points: ScalingPoints, units: dict[str, float]) -> tuple[np.ndarray, ...]:
+        return points.N / units["N"], points.D / units["D"]
 
     def query(self, N: float | None, D: float | None, loss: float | None, units: dict[str, float]
               ) -> tuple[float, ...]:

@@ -61,7 +61,7 @@ class Downstream(ScalingLaw):
         validate_errors(points, self.name, len(self.params))
 
     def fit(self, points: ScalingPoints, objective: str, w: torch.Tensor, n_boot: int, seed: int,
-            device: torch.device, units: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+            device: torch.device, units: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         notes = []
         if points.sigma is not None:
             notes.append(f"sigma ignored: the {self.name} law takes loss as its input")
@@ -69,7 +69,7 @@ class Downstream(ScalingLaw):
         theta, obj = fit(points.loss, err, w)
         return theta, obj, notes
 
-    def inputs(self, points: ScalingPoints, units: dict[str, float] | tuple[float, float]) -> tuple[np.ndarray, ...]:
+    def inputs(self, points: ScalingPoints, units: dict[str, float]) -> tuple[np.ndarray, ...]:
         return (points.loss,)
 
     def query(self, N: float | None, D: float | None, loss: float | None, units: dict[str, float]
