@@ -19,6 +19,10 @@ log = logging.getLogger("forecaster")
 T = TypeVar("T")
 
 
+def _ident(cls: type) -> tuple[str, str]:
+    return cls.__module__, cls.__qualname__
+
+
 class Registry(Generic[T]):
     """Instances of the registered subclasses of `base`, by their class attribute `name`."""
 
@@ -35,7 +39,7 @@ class Registry(Generic[T]):
         name = cls.name  # type: ignore[attr-defined]
         held = self._items.get(name)
         # the same class again (a module imported twice) replaces itself; another one may not take the name
-        if held is not None and (type(held).__module__, type(held).__qualname__) != (cls.__module__, cls.__qualname__):
+        if held is not None and _ident(type(held)) != _ident(cls):
             raise ValueError(f"{self.kind} {name!r} is already registered by {type(held).__module__}")
         self._items[name] = cls()
         return cls
