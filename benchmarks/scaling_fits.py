@@ -25,9 +25,9 @@ import torch
 from scipy.optimize import least_squares, minimize
 
 from forecaster.scaling import ScalingPoints, fit_scaling
-from forecaster.scaling import chinchilla as ch
-from forecaster.scaling import downstream as dsl
-from forecaster.scaling import overtrain as ot
+from forecaster.scaling.laws import chinchilla as ch
+from forecaster.scaling.laws import downstream as dsl
+from forecaster.scaling.laws import overtrain as ot
 from forecaster.scaling.bootstrap import replicate_weights
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scaling"

@@ -16,6 +16,7 @@ import torch
 from forecaster.device import DTYPE
 from forecaster.phases import phase
 from forecaster.histories import RunHistory
+from forecaster.stats import EPS
 
 WARMUP_MODES = ("linear", "peak", "hold")
 MOMENTUM_LAMBDA = 0.999
@@ -97,7 +98,7 @@ def _momentum(d: np.ndarray, lam: float) -> np.ndarray:
     short enough that lam^-i loses no precision (scipy.signal's filter costs most of a second to
     import, more than the whole recursion on a 1,000-run batch)."""
     out = np.empty_like(d)
-    chunk = max(16, int(2.0 / max(-np.log(lam), 1e-12)))  # lam^-chunk <= e^2
+    chunk = max(16, int(2.0 / max(-np.log(lam), EPS)))  # lam^-chunk <= e^2
     carry = 0.0
     for start in range(0, len(d), chunk):
         seg = d[start:start + chunk]
@@ -140,7 +141,7 @@ def _blocks(lr: np.ndarray, s1: np.ndarray, max_blocks: int, warmup_blocks: int 
     safe = np.where(tot > 0, tot, 1.0)
     s1_k = np.where(tot > 0, per_block(w * before) / safe, s1[np.maximum(starts - 1, 0)])
     eta_k = np.where(tot > 0, per_block(w * lr) / safe, lr[ends])
-    return drop, np.maximum(eta_k, 1e-12), s1_k
+    return drop, np.maximum(eta_k, EPS), s1_k
 
 
 def _aggregate(idx: np.ndarray, d: np.ndarray, max_blocks: int) -> tuple[np.ndarray, ...]:
@@ -235,7 +236,7 @@ def _momentum_rows(d: np.ndarray, lam: float) -> np.ndarray:
     """`_momentum` of every row of d (R, T) at once: the same chunks and operations, so the same
     values to the bit."""
     out = np.empty_like(d)
-    chunk = max(16, int(2.0 / max(-np.log(lam), 1e-12)))
+    chunk = max(16, int(2.0 / max(-np.log(lam), EPS)))
     pw_all = lam ** np.arange(min(chunk, d.shape[1]), dtype=np.float64)
     carry = np.zeros((len(d), 1))
     for start in range(0, d.shape[1], chunk):
@@ -286,7 +287,7 @@ def _build_features(histories, points, *, warmup, lam, max_blocks, blocks, devic
         idx[m] = np.concatenate([pts_all[i] for i in blk]) if m.any() else idx[m]
         idx = np.clip(idx, 0, (last[blk])[:, None])
         lr_at[blk] = np.where(m, np.take_along_axis(grid, idx, 1), 0.0)
-        s1[blk] = np.where(m, np.maximum(np.take_along_axis(cum, idx, 1), 1e-12), 1.0)
+        s1[blk] = np.where(m, np.maximum(np.take_along_axis(cum, idx, 1), EPS), 1.0)
         s2[blk] = np.where(m, np.take_along_axis(area2, idx, 1), 0.0)
         peak[blk] = np.where(top_lr > 0, top_lr, 1.0)
         # LR decreases up to the last point, relative to the peak
@@ -302,7 +303,7 @@ def _build_features(histories, points, *, warmup, lam, max_blocks, blocks, devic
     s1_k = np.zeros((R, K))
     for i, (dr, ek, sk) in enumerate(changes):
         drop[i, : len(dr)], eta_k[i, : len(dr)], s1_k[i, : len(dr)] = dr, ek, sk
-    eta_k = np.maximum(eta_k, 1e-12)
+    eta_k = np.maximum(eta_k, EPS)
 
     def tt(a, dtype=DTYPE):
         return torch.as_tensor(a, dtype=dtype, device=device)

@@ -21,12 +21,15 @@ import torch
 from forecaster.batch import Features
 from forecaster.laws.base import Law
 from forecaster.phases import phase
-from forecaster.stats import huber
+from forecaster.stats import EPS, TINY, huber
 
 HUBER_DELTA = 1e-3
 PRUNE_AT = 6
 # the residual a non-positive or NaN prediction costs (NaN fails `pred > 0`); also marks such points
 BAD_RESIDUAL = 10.0
+# the Levenberg-Marquardt damping stays within these: it shrinks after every accepted step and a
+# group whose damping reaches DAMPING_STUCK finds no better point nearby (it has converged)
+DAMPING_MIN, DAMPING_MAX, DAMPING_STUCK = 1e-12, 1e12, 1e10
 
 
 @dataclass
@@ -40,8 +43,8 @@ class GroupFit:
     sigma: torch.Tensor  # (G,) robust residual scale in log space
     local: list[int]  # law parameter indices that have per-run deviations
     evidence: torch.Tensor  # (G,) largest LR decay any member showed, relative to its peak
-    converged: torch.Tensor | None = None  # (G,) the group's steps stopped improving before max_iter
-    iterations: torch.Tensor | None = None  # (G,) damped Gauss-Newton steps the group took
+    converged: torch.Tensor  # (G,) bool: the group stopped improving before max_iter
+    iterations: torch.Tensor  # (G,) Levenberg-Marquardt steps the group took
 
     def run_params(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """Unconstrained per-run parameters (..., G, M, p) from group vectors (..., G, q)."""
@@ -104,19 +107,19 @@ def _lm_step(J, r, x, prior, mu, pen_w, prior_w, local, M, P) -> torch.Tensor:
     grad = pen_w * x + prior_w * (x - prior)
     gg = torch.einsum("bmit,bmt->bi", J, rm) + grad[:, :p]
     Hgg = Hgg + torch.diag_embed(pen_w[:, :p] + prior_w)
-    Hgg = Hgg + mu[:, None, None] * torch.diag_embed(torch.diagonal(Hgg, dim1=1, dim2=2) + 1e-12)
+    Hgg = Hgg + mu[:, None, None] * torch.diag_embed(torch.diagonal(Hgg, dim1=1, dim2=2) + EPS)
     eye_p = torch.eye(p, dtype=J.dtype, device=J.device)
     if not local:
-        return torch.linalg.solve(Hgg + 1e-12 * eye_p, -gg.unsqueeze(-1)).squeeze(-1)
+        return torch.linalg.solve(Hgg + EPS * eye_p, -gg.unsqueeze(-1)).squeeze(-1)
     pl = len(local)
     gd = torch.einsum("bmit,bmt->bmi", J[:, :, local], rm) + grad[:, p:].reshape(B, M, pl)
     Hdd = Hdd + torch.diag_embed(pen_w[:, p:].reshape(B, M, pl) + prior_w)
-    Hdd = Hdd + mu[:, None, None, None] * torch.diag_embed(torch.diagonal(Hdd, dim1=2, dim2=3) + 1e-12)
-    Hdd_inv = torch.linalg.inv(Hdd + 1e-12 * torch.eye(pl, dtype=J.dtype, device=J.device))
+    Hdd = Hdd + mu[:, None, None, None] * torch.diag_embed(torch.diagonal(Hdd, dim1=2, dim2=3) + EPS)
+    Hdd_inv = torch.linalg.inv(Hdd + EPS * torch.eye(pl, dtype=J.dtype, device=J.device))
     K = Hgd @ Hdd_inv  # (B, M, p, pl)
     schur = Hgg - (K @ Hgd.transpose(-1, -2)).sum(1)
     rhs = -gg + (K @ gd.unsqueeze(-1)).squeeze(-1).sum(1)
-    dg = torch.linalg.solve(schur + 1e-12 * eye_p, rhs.unsqueeze(-1)).squeeze(-1)
+    dg = torch.linalg.solve(schur + EPS * eye_p, rhs.unsqueeze(-1)).squeeze(-1)
     dd = (Hdd_inv @ (-gd - (Hgd.transpose(-1, -2) @ dg[:, None, :, None]).squeeze(-1)).unsqueeze(-1)).squeeze(-1)
     return torch.cat([dg, dd.reshape(B, M * pl)], -1)
 
@@ -176,7 +179,7 @@ def fit_groups(
     uncertainty instead of a singular covariance.
     """
     with phase("starts"):
-        s0 = law.starts(feats, y.clamp_min(1e-12), n=starts)  # (R, S, p)
+        s0 = law.starts(feats, y.clamp_min(EPS), n=starts)  # (R, S, p)
     with phase("fit iterations"):
         return _fit_groups(law, feats, y, members, s0, pool=pool, max_iter=max_iter, delta=delta,
                            prior_sd=prior_sd)
@@ -196,7 +199,7 @@ def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tenso
     f = feats.rows(rows.reshape(-1))  # (G*M) rows
     yy = y[rows.reshape(-1)]
     mask = f.mask & valid.reshape(-1, 1)
-    logy = torch.log(yy.clamp_min(1e-12))
+    logy = torch.log(yy.clamp_min(EPS))
 
     # starts: per-run variable-projection starts, combined per group (median over members)
     S = s0.shape[1]
@@ -251,7 +254,7 @@ def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tenso
     def resid(xb: torch.Tensor, d: _Data) -> torch.Tensor:
         u = _expand(xb, law, local, M).reshape(-1, p)
         pred = law.predict(law.natural(u), d.f)
-        r = torch.where(pred > 0, torch.log(pred.clamp(1e-12, 1e12)) - d.logy, BAD_RESIDUAL)
+        r = torch.where(pred > 0, torch.log(pred.clamp(EPS, 1e12)) - d.logy, BAD_RESIDUAL)
         return (r * d.mask).reshape(len(xb), M * P)
 
     def cost_of(r: torch.Tensor, xb: torch.Tensor, d: _Data) -> torch.Tensor:
@@ -296,12 +299,13 @@ def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tenso
         cn = cost_of(rn, xn, wd)
         # a converged group stays put: its result must not depend on its batch
         better = (cn < cw) & ~done[work]
-        rel = (cw - cn).clamp_min(0) / cw.clamp_min(1e-300)
+        rel = (cw - cn).clamp_min(0) / cw.clamp_min(TINY)
         x[work] = torch.where(better[:, None], xn, xw)
         r[work] = torch.where(better[:, None], rn, rw)
         cost[work] = torch.where(better, cn, cw)
-        mu[work] = torch.where(better, muw / 3.0, torch.where(done[work], muw, muw * 4.0)).clamp(1e-12, 1e12)
-        done[work] |= (better & (rel < 1e-8)) | (mu[work] >= 1e10)
+        mu[work] = torch.where(better, muw / 3.0, torch.where(done[work], muw, muw * 4.0)).clamp(
+            DAMPING_MIN, DAMPING_MAX)
+        done[work] |= (better & (rel < 1e-8)) | (mu[work] >= DAMPING_STUCK)
         if bool(done.all()):
             break
 
@@ -321,8 +325,8 @@ def _fit_groups(law: Law, feats: Features, y: torch.Tensor, members: torch.Tenso
     info = _dense_info(Jg, local, M, P) / sigma[:, None, None] ** 2
     b = sigma / 2**0.5
     info = info + torch.diag_embed(pen_w / (delta * b[:, None]) + 1.0 / prior_sd**2)
-    cov = torch.linalg.inv(info + 1e-12 * eye)
+    cov = torch.linalg.inv(info + EPS * eye)
     cov = 0.5 * (cov + cov.transpose(1, 2))
     return GroupFit(law=law, members=members, x=x, cov=cov, sigma=sigma, local=local,
-                    evidence=torch.where(valid, feats.decayed[rows], 0.0).amax(1),
-                    converged=done[pick], iterations=steps[pick])
+                    evidence=torch.where(valid, feats.decayed[rows], 0.0).amax(1), converged=done[pick],
+                    iterations=steps[pick])

@@ -260,8 +260,7 @@ class Forecaster(Params):
             if i in slot:
                 fit, g = slot[i]
                 d.law = d.law or fit.law.name
-                if fit.converged is not None and fit.iterations is not None:
-                    d.converged, d.iterations = bool(fit.converged[g]), int(fit.iterations[g])
+                d.converged, d.iterations = bool(fit.converged[g]), int(fit.iterations[g])
             out.append(d)
         return out
 

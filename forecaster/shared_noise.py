@@ -20,6 +20,7 @@ import torch
 from forecaster.batch import build_features
 from forecaster.fit import GroupFit
 from forecaster.histories import RunHistory
+from forecaster.stats import EPS, TINY
 
 # common steps (values differing) a sibling needs with the target before it counts as evidence
 MIN_EVIDENCE = 20
@@ -87,7 +88,7 @@ def shared_noise(fit: GroupFit, histories: list[RunHistory], rows: list[int], ta
             _, m, _, steps, values = involved[j]
             if len(steps):
                 at = np.searchsorted(grid, steps)
-                dev[m, at] = np.log(values) - np.log(np.clip(pred[j, : len(steps)], 1e-12, None))
+                dev[m, at] = np.log(values) - np.log(np.clip(pred[j, : len(steps)], EPS, None))
                 val[m, at] = values
         for t, mt in ts:
             h = histories[t]
@@ -95,11 +96,11 @@ def shared_noise(fit: GroupFit, histories: list[RunHistory], rows: list[int], ta
             ok = evidence[None] & np.isfinite(dev) & np.isfinite(dev[mt])[None] & (val != val[mt][None])
             ok[mt] = False
             x, y = np.where(ok, dev, 0.0), np.where(ok, dev[mt][None], 0.0)
-            b = np.clip((x * y).sum(1) / np.maximum((x * x).sum(1), 1e-300), 0.0, 1.0)
+            b = np.clip((x * y).sum(1) / np.maximum((x * x).sum(1), TINY), 0.0, 1.0)
             pair = ok[:, 1:] & ok[:, :-1]
             dx = np.where(pair, np.diff(np.nan_to_num(dev), axis=1), 0.0)
             dy = np.where(pair, np.diff(np.nan_to_num(dev[mt]))[None], 0.0)
-            corr = (dx * dy).sum(1) / np.sqrt(np.maximum((dx * dx).sum(1) * (dy * dy).sum(1), 1e-300))
+            corr = (dx * dy).sum(1) / np.sqrt(np.maximum((dx * dx).sum(1) * (dy * dy).sum(1), TINY))
             # and well clear of what independent noise gives on that many pairs (sd 1/sqrt(n)), so a
             # big group does not carry over the few siblings that correlate by chance
             n = pair.sum(1)

@@ -9,8 +9,8 @@ from scipy.optimize import minimize_scalar, nnls
 
 from forecaster.errors import InputError
 from forecaster.scaling import ScalingPoints, fit_scaling
-from forecaster.scaling import chinchilla as ch
-from forecaster.scaling import overtrain as ot
+from forecaster.scaling.laws import chinchilla as ch
+from forecaster.scaling.laws import overtrain as ot
 from forecaster.scaling.lbfgs import lbfgs
 from forecaster.scaling.varpro import nnls_normal
 

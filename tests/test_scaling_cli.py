@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from forecaster.cli import main
-from forecaster.scaling import chinchilla as ch
-from forecaster.scaling import overtrain as ot
+from forecaster.scaling.laws import chinchilla as ch
+from forecaster.scaling.laws import overtrain as ot
 
 THETA = np.array([1.7, 420.0, 1800.0, 0.34, 0.37])
 

@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 import torch
 
 from forecaster.batch import Features
-
-_REGISTRY: dict[str, "Law"] = {}
-
-
-def register(cls: type["Law"]) -> type["Law"]:
-    """Class decorator: make a law available by its `name`."""
-    _REGISTRY[cls.name] = cls()
-    return cls
+from forecaster.registry import Registry
+from forecaster.stats import EPS
 
 
-def get(name: str) -> "Law":
-    """The registered law called `name` (KeyError lists the known ones)."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown law {name!r}; known: {', '.join(available())}") from None
-
-
-def available(needs_lr: bool | None = None) -> list[str]:
-    """Names of the registered laws, optionally only those that do (not) need an LR schedule."""
-    return sorted(n for n, law in _REGISTRY.items() if needs_lr is None or law.needs_lr == needs_lr)
-
-
-def automatic(needs_lr: bool) -> list[str]:
-    """The candidates of law="auto": laws that need nothing beyond the histories themselves."""
-    return [n for n in available(needs_lr) if not _REGISTRY[n].needs_size]
-
-
-class Law:
+class Law(abc.ABC):
     """A loss-curve law L(theta; features), batched over runs (rows).
 
     Parameters live unconstrained during fitting: ``natural(u)`` maps them to the law's domain
@@ -59,17 +36,17 @@ class Law:
     # the per-point and per-block Features fields `predict` and `jacobian` read (None: any)
     reads: ClassVar[tuple[str, ...] | None] = None
 
+    @abc.abstractmethod
     def natural(self, u: torch.Tensor) -> torch.Tensor:
         """Unconstrained (..., p) -> natural parameters (..., p)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
         """Inverse of `natural`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         """Metric at every point of every run: theta (R, p) -> (R, P), linear scale, positive."""
-        raise NotImplementedError
 
     @property
     def has_jacobian(self) -> bool:
@@ -79,9 +56,25 @@ class Law:
         """d predict / d unconstrained parameters (R, P, p); laws without one get forward differences."""
         raise NotImplementedError
 
-    def starts(self, f: Features, y: torch.Tensor) -> torch.Tensor:
-        """Starting points (R, S, p) in natural parameters from observed values y (R, P)."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def starts(self, f: Features, y: torch.Tensor, n: int = 3) -> torch.Tensor:
+        """`n` starting points per run (R, n, p) in natural parameters from observed values y (R, P)."""
+
+
+REGISTRY: Registry[Law] = Registry("law", Law, "forecaster.laws", "forecaster.laws")
+register = REGISTRY.register
+get = REGISTRY.get
+
+
+def available(needs_lr: bool | None = None) -> list[str]:
+    """Names of the registered laws, optionally only those that do (not) need an LR schedule."""
+    return REGISTRY.names(lambda law: needs_lr is None or law.needs_lr == needs_lr)
+
+
+def automatic(needs_lr: bool) -> list[str]:
+    """The candidates of law="auto": laws that need nothing beyond the histories themselves."""
+    return [n for n in available(needs_lr) if not get(n).needs_size]
+
 
 class PositiveLaw(Law):
     """A law whose parameters are all positive: exp/log reparametrisation."""
@@ -90,7 +83,7 @@ class PositiveLaw(Law):
         return torch.exp(u)
 
     def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
-        return torch.log(theta.clamp_min(1e-12))
+        return torch.log(theta.clamp_min(EPS))
 
 
 # a run whose LR fell by at least this share of its peak has an annealing response to start from

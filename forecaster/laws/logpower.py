@@ -6,6 +6,7 @@ import torch
 
 from forecaster.batch import Features
 from forecaster.laws.base import Law, grid_starts, register
+from forecaster.stats import EPS
 
 
 @register
@@ -20,8 +21,8 @@ class LogPower(Law):
         return torch.cat([torch.exp(u[..., :2]), u[..., 2:3], torch.exp(u[..., 3:])], -1)
 
     def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.log(theta[..., :2].clamp_min(1e-12)), theta[..., 2:3],
-                          torch.log(theta[..., 3:].clamp_min(1e-12))], -1)
+        return torch.cat([torch.log(theta[..., :2].clamp_min(EPS)), theta[..., 2:3],
+                          torch.log(theta[..., 3:].clamp_min(EPS))], -1)
 
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         c, a, b, k = theta.unbind(-1)

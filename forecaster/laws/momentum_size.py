@@ -7,6 +7,7 @@ import torch
 from forecaster.batch import Features
 from forecaster.laws.base import Law, register
 from forecaster.laws.momentum import momentum_starts
+from forecaster.stats import EPS
 
 
 @register
@@ -26,7 +27,7 @@ class MomentumSizeLaw(Law):
         return torch.cat([torch.exp(u[..., :6]), u[..., 6:]], -1)  # gamma may have either sign
 
     def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.log(theta[..., :6].clamp_min(1e-12)), theta[..., 6:]], -1)
+        return torch.cat([torch.log(theta[..., :6].clamp_min(EPS)), theta[..., 6:]], -1)
 
     def predict(self, theta: torch.Tensor, f: Features) -> torch.Tensor:
         L0, A, alpha, B, beta, C, gamma = (v[:, None] for v in theta.unbind(-1))

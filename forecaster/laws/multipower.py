@@ -6,6 +6,7 @@ import torch
 
 from forecaster.batch import Features
 from forecaster.laws.base import DECAYED, Law, grid_starts, register
+from forecaster.stats import EPS
 
 # docs/laws.md §1.2: C, beta, gamma stay near these across model sizes; used only to start the fit
 _PRIOR = {"C": 2.0, "beta": 0.6, "gamma": 0.65}
@@ -29,7 +30,7 @@ class MultiPowerLaw(Law):
         return torch.cat([pos, unit], -1)
 
     def unconstrained(self, theta: torch.Tensor) -> torch.Tensor:
-        pos = torch.log(theta[..., :5].clamp_min(1e-12))
+        pos = torch.log(theta[..., :5].clamp_min(EPS))
         unit = torch.logit(theta[..., 5:].clamp(1e-6, 1 - 1e-6))
         return torch.cat([pos, unit], -1)
 

@@ -9,18 +9,31 @@ from typing import Any
 import click
 
 from forecaster.errors import InputError, one_line_errors
+from forecaster.scaling import laws
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _group_help() -> str:
+    rows = [f"  {law.name:<11} {law.formula:<39} ({law.reference})" for law in map(laws.get, laws.available())]
+    return ("Fit cross-run scaling laws and predict bigger runs.\n\n\b\nLaws (docs/laws.md §2, scaling laws):\n"
+            + "\n".join(rows))
+
+
+def _objective_help() -> str:
+    by: dict[str, list[str]] = {}
+    for n in laws.available():
+        by.setdefault(laws.get(n).default_objective, []).append(n)
+    return ("huber-log: Huber(1e-3) on log loss, summed (Hoffmann/Epoch); mse: squared error on raw loss, solved "
+            "exactly by variable projection. Default: " + ", ".join(f"{o} for {_and(ns)}" for o, ns in by.items())
+            + " (as their authors fit them).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, help=_group_help())
 def scaling() -> None:
-    """Fit cross-run scaling laws and predict bigger runs.
-
-    \b
-    Laws (docs/laws.md §2, scaling laws):
-      chinchilla  L = E + A N^-alpha + B D^-beta          (Hoffmann et al. 2022)
-      overtrain   L = E + (a M^eta + b M^-eta) C^-eta     (Gadre et al. 2024; M = D/N, C = 6ND)
-      downstream  error = eps - k exp(-gamma L)            (Gadre et al. 2024)
-    """
+    """The `forecast scaling` group; its help (above) lists the registered laws."""
 
 
 def _fmt(x: float | None) -> str:
@@ -38,12 +51,9 @@ def _band_line(name: str, b: dict[str, Any], pct: int) -> str:
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help="CSV with columns N, D (or C = 6ND, or M = D/N), loss; optional sigma (loss std) "
                    "and error (downstream average error).")
-@click.option("--law", type=click.Choice(["chinchilla", "overtrain", "downstream"]), default="chinchilla",
-              show_default=True, help="Which law to fit.")
-@click.option("--objective", type=click.Choice(["huber-log", "mse"]), default=None,
-              help="huber-log: Huber(1e-3) on log loss, summed (Hoffmann/Epoch); mse: squared error on "
-                   "raw loss, solved exactly by variable projection. Default: huber-log for chinchilla, "
-                   "mse for overtrain and downstream (as their authors fit them).")
+@click.option("--law", type=click.Choice(laws.available()), default="chinchilla", show_default=True,
+              help="Which law to fit.")
+@click.option("--objective", type=click.Choice(laws.OBJECTIVES), default=None, help=_objective_help())
 @click.option("--boot", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Bootstrap refits (all batched in one program); 0 for the point fit only.")
 @click.option("--level", type=float, default=0.95, show_default=True, help="Interval level.")
@@ -79,10 +89,11 @@ def fit_cmd(input_path: str, law: str, objective: str | None, n_boot: int, level
     from forecaster.scaling.fit import fit_scaling
     from forecaster.scaling.points import read_csv
 
+    sl = laws.get(law)
     points = read_csv(input_path, n_col=n_col, d_col=d_col, c_col=c_col, m_col=m_col, loss_col=loss_col,
-                      sigma_col=sigma_col, error_col=error_col, need_size=law != "downstream")
-    if law == "downstream" and points.error is None:
-        raise InputError(f"{input_path} has no error column for the downstream law (use --error-col)")
+                      sigma_col=sigma_col, error_col=error_col, need_size=sl.needs_size)
+    if "error" in sl.needs and points.error is None:
+        raise InputError(f"{input_path} has no error column for the {law} law (use --error-col)")
     try:
         result = fit_scaling(points, law=law, objective=objective, n_boot=n_boot, level=level, seed=seed,
                              device=device, units=(n_unit, d_unit), budgets=budgets)
@@ -101,7 +112,7 @@ def fit_cmd(input_path: str, law: str, objective: str | None, n_boot: int, level
     extra = f", {n_boot} bootstrap refits ({pct}% intervals)" if n_boot else ""
     click.echo(f"law {law}, objective {result.objective}, {result.n_points} points{extra}, "
                f"{result.seconds:.2f} s")
-    if result.units != {"N": 1.0, "D": 1.0} and law != "downstream":
+    if result.units != {"N": 1.0, "D": 1.0} and sl.needs_size:
         click.echo(f"units: N / {result.units['N']:g}, D / {result.units['D']:g}")
     for k, v in result.params.items():
         lo_hi = result.intervals.get(k)
@@ -146,9 +157,9 @@ def predict_cmd(fit_path: str, n_params: float | None, tokens: float | None, com
 
     fit = ScalingFit.load(fit_path)
     out: dict[str, Any] = {"law": fit.law, "level": fit.level}
-    if fit.law == "downstream":
+    if not fit.scaling_law.needs_size:
         if loss is None:
-            raise InputError("this is a downstream-law fit: give --loss")
+            raise InputError(f"this is a {fit.law}-law fit: give --loss")
         out["error"] = fit.predict(loss=loss)
     else:
         if loss is not None:
@@ -167,7 +178,7 @@ def predict_cmd(fit_path: str, n_params: float | None, tokens: float | None, com
             run = {"N": n_params, "D": D, "C": 6 * n_params * D, "loss": fit.predict(N=n_params, D=D)}
             if error_fit:
                 err = ScalingFit.load(error_fit)
-                if err.law != "downstream":
+                if err.scaling_law.predicts != "error":
                     raise InputError(f"--error-fit {error_fit} is a {err.law} fit, not a downstream one")
                 run["error"] = err.predict(loss=run["loss"]["value"])
             out["run"] = run

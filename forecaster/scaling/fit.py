@@ -21,14 +21,9 @@ from forecaster.csvio import jsonable
 from forecaster.device import pick_device
 from forecaster.errors import InputError
 from forecaster.scaling import bootstrap as bs
-from forecaster.scaling import chinchilla as ch
-from forecaster.scaling import downstream as dsl
-from forecaster.scaling import overtrain as ot
-from forecaster.scaling.points import ScalingPoints, validate
-
-LAWS: dict[str, tuple[str, ...]] = {"chinchilla": ch.PARAMS, "overtrain": ot.PARAMS, "downstream": dsl.PARAMS}
-OBJECTIVES = ("huber-log", "mse")
-DEFAULT_OBJECTIVE = {"chinchilla": "huber-log", "overtrain": "mse", "downstream": "mse"}
+from forecaster.scaling import laws
+from forecaster.scaling.laws import OBJECTIVES, LossLaw, ScalingLaw
+from forecaster.scaling.points import ScalingPoints
 
 
 @dataclass
@@ -52,9 +47,14 @@ class ScalingFit:
     samples: np.ndarray | None = None  # (n_boot, n_params) bootstrap parameter rows
 
     @property
+    def scaling_law(self) -> ScalingLaw:
+        """The registered law this fit is of."""
+        return laws.get(self.law)
+
+    @property
     def theta(self) -> np.ndarray:
         """Point-estimate parameters in the law's order."""
-        return np.array([self.params[k] for k in LAWS[self.law]])
+        return np.array([self.params[k] for k in self.scaling_law.params])
 
     def _rows(self) -> np.ndarray:
         return self.samples if self.samples is not None and len(self.samples) else self.theta[None]
@@ -66,23 +66,18 @@ class ScalingFit:
     def predict(self, N: float | None = None, D: float | None = None, loss: float | None = None
                 ) -> dict[str, float | None]:
         """Loss at (N, D) (error at `loss` for the downstream law), with the bootstrap interval."""
-        if self.law == "downstream":
-            if loss is None:
-                raise InputError("the downstream law predicts error from a loss: give --loss")
-            return self._band(dsl.predict(self._rows(), loss), dsl.predict(self.theta, loss))
-        if N is None or D is None or N <= 0 or D <= 0:
-            raise InputError("predict needs positive N and D")
-        n, d = N / self.units["N"], D / self.units["D"]
-        fn = ch.predict if self.law == "chinchilla" else ot.predict
-        return self._band(fn(self._rows(), n, d), fn(self.theta, n, d))
+        law = self.scaling_law
+        args = law.query(N, D, loss, self.units)
+        return self._band(law.predict(self._rows(), *args), law.predict(self.theta, *args))
 
     def compute_optimal(self, C: float) -> dict[str, dict[str, float | None]]:
         """Compute-optimal N, D, tokens per parameter and loss for budget C = 6ND (raw FLOPs)."""
-        if self.law == "downstream":
-            raise InputError("the downstream law has no compute-optimal split")
+        law = self.scaling_law
+        if not isinstance(law, LossLaw):
+            raise InputError(f"the {self.law} law has no compute-optimal split")
         if not C > 0:
             raise InputError("the compute budget must be positive")
-        return _optimal(self.law, self.theta[None], self._rows() if self.samples is not None else None,
+        return _optimal(law, self.theta[None], self._rows() if self.samples is not None else None,
                         C, self.units, self.level)
 
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
@@ -90,7 +85,7 @@ class ScalingFit:
         out = asdict(self)
         out.pop("samples")
         if samples and self.samples is not None:
-            out["samples"] = {k: self.samples[:, i].tolist() for i, k in enumerate(LAWS[self.law])}
+            out["samples"] = {k: self.samples[:, i].tolist() for i, k in enumerate(self.scaling_law.params)}
         return jsonable(out)
 
     @classmethod
@@ -98,7 +93,9 @@ class ScalingFit:
         """Rebuild from `to_dict` output (e.g. a --json file)."""
         try:
             law = d["law"]
-            names = LAWS[law]
+            if law not in laws.REGISTRY:
+                raise KeyError(law)
+            names = laws.get(law).params
             samples = None
             if d.get("samples"):
                 samples = np.array([d["samples"][k] for k in names], dtype=np.float64).T
@@ -132,11 +129,10 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _optimal(law: str, theta: np.ndarray, rows: np.ndarray | None, C: float, units: dict[str, float],
+def _optimal(law: LossLaw, theta: np.ndarray, rows: np.ndarray | None, C: float, units: dict[str, float],
              level: float) -> dict[str, dict[str, float | None]]:
     uN, uD = units["N"], units["D"]
-    split = ch.compute_optimal if law == "chinchilla" else ot.compute_optimal
-    loss = ch.predict if law == "chinchilla" else ot.predict
+    split, loss = law.split, law.predict
     base = C / (uN * uD)
 
     def derive(t: np.ndarray) -> np.ndarray:
@@ -173,47 +169,29 @@ def fit_scaling(
     """
     if not isinstance(points, ScalingPoints):
         points = ScalingPoints.from_arrays(**points)
-    if law not in LAWS:
-        raise InputError(f"unknown law {law!r}: choose from {', '.join(LAWS)}")
-    objective = objective or DEFAULT_OBJECTIVE[law]
+    if law not in laws.REGISTRY:
+        raise InputError(f"unknown law {law!r}: choose from {', '.join(laws.available())}")
+    sl = laws.get(law)
+    objective = objective or sl.default_objective
     if objective not in OBJECTIVES:
         raise InputError(f"unknown objective {objective!r}: choose from {', '.join(OBJECTIVES)}")
-    if law == "downstream" and objective != "mse":
-        raise InputError("the downstream law is fitted by squared error: use --objective mse")
+    sl.check_objective(objective)
     if n_boot < 0:
         raise InputError("the number of bootstrap replicates must be >= 0")
     if not 0.0 < level < 1.0:
         raise InputError("the interval level must be between 0 and 1")
     if units[0] <= 0 or units[1] <= 0:
         raise InputError("units for N and D must be positive")
-    names = LAWS[law]
-    validate(points, law, len(names))
+    names = sl.params
+    unit = {"N": float(units[0]), "D": float(units[1])}
+    sl.validate(points)
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    notes: list[str] = []
     t0 = time.perf_counter()
     n = len(points)
     w = bs.replicate_weights(n, n_boot, seed, dev)
-    if law == "downstream":
-        if points.sigma is not None:
-            notes.append("sigma ignored: the downstream law takes loss as its input")
-        err = bs.jitter(points.error, None, n_boot, seed, dev)
-        theta, obj = dsl.fit(points.loss, err, w)
-        theta_np = theta.cpu().numpy()
-        resid = points.error - dsl.predict(theta_np[0], points.loss)
-    else:
-        sw = bs.sigma_weights(points.sigma, points.loss if objective == "huber-log" else None)
-        if sw is not None:
-            w = w * torch.as_tensor(sw, device=dev)
-        y = bs.jitter(points.loss, points.sigma, n_boot, seed, dev)
-        data = ch.make_data(points.N / units[0], points.D / units[1], y, w)
-        if law == "chinchilla":
-            theta, obj = ch.varpro_mse(data) if objective == "mse" else ch.fit_huber_log(data)
-            fn = ch.predict
-        else:
-            theta, obj = ot.fit(data, objective)
-            fn = ot.predict
-        theta_np = theta.cpu().numpy()
-        resid = points.loss - fn(theta_np[0], points.N / units[0], points.D / units[1])
+    theta, obj, notes = sl.fit(points, objective, w, n_boot, seed, dev, unit)
+    theta_np = theta.cpu().numpy()
+    resid = sl.observed(points) - sl.predict(theta_np[0], *sl.inputs(points, unit))
     seconds = time.perf_counter() - t0
     point = theta_np[0]
     samples = theta_np[1:] if n_boot > 0 else None
@@ -223,45 +201,25 @@ def fit_scaling(
         lo, hi, se = bs.summarize(samples, level)
         intervals = {k: [float(lo[i]), float(hi[i])] for i, k in enumerate(names)}
         stderr = {k: float(se[i]) for i, k in enumerate(names)}
-    notes += _identifiability_notes(law, point, names)
+    notes += sl.notes(point)
     fit = ScalingFit(
         law=law, objective=objective, params={k: float(point[i]) for i, k in enumerate(names)},
         intervals=intervals, stderr=stderr, level=level, n_points=n, n_boot=n_boot,
-        units={"N": float(units[0]), "D": float(units[1])}, objective_value=float(obj[0]),
+        units=unit, objective_value=float(obj[0]),
         rss=float(np.sum(resid * resid)), notes=notes, seconds=seconds, samples=samples,
     )
-    if law != "downstream":
-        fit.derived["exponents"] = _exponents(law, point, samples, level)
+    if isinstance(sl, LossLaw):
+        fit.derived["exponents"] = _exponents(sl, point, samples, level)
         fit.derived["compute_optimal"] = [{"C": float(C), **fit.compute_optimal(C)} for C in budgets]
     return fit
 
 
-def _exponents(law: str, point: np.ndarray, samples: np.ndarray | None, level: float) -> dict[str, Any]:
-    """N_opt ~ C^a and D_opt ~ C^b with a = beta/(alpha+beta), b = alpha/(alpha+beta)."""
-    def ab(t: np.ndarray) -> np.ndarray:
-        t = ot.to_chinchilla(t) if law == "overtrain" else t
-        s = t[..., 3] + t[..., 4]
-        return np.stack((t[..., 4] / s, t[..., 3] / s), -1)
-
-    p = ab(point)
+def _exponents(law: LossLaw, point: np.ndarray, samples: np.ndarray | None, level: float) -> dict[str, Any]:
+    """N_opt ~ C^a and D_opt ~ C^b, with their bootstrap intervals."""
+    p = law.exponents(point)
     out: dict[str, Any] = {"a": {"value": float(p[0])}, "b": {"value": float(p[1])}}
     if samples is not None and len(samples) >= 2:
-        lo, hi, se = bs.summarize(ab(samples), level)
+        lo, hi, se = bs.summarize(law.exponents(samples), level)
         for i, k in enumerate(("a", "b")):
             out[k].update(lo=float(lo[i]), hi=float(hi[i]), stderr=float(se[i]))
     return out
-
-
-def _identifiability_notes(law: str, point: np.ndarray, names: Sequence[str]) -> list[str]:
-    """Say when the optimum sits on a constraint: that parameter is not identified by the data."""
-    notes = []
-    for i, k in enumerate(names):
-        if k in ("E", "A", "B", "a", "b", "k") and point[i] <= 1e-7:
-            notes.append(f"{k} is at its bound 0: the data do not identify it")
-        if k in ("alpha", "beta") and (point[i] <= 2e-4 or point[i] >= 2 * ch.EXP_HI - 1e-6):
-            notes.append(f"{k} is at the edge of the searched range: the data do not identify it")
-        if k == "eta" and (point[i] <= 1e-4 or point[i] >= ch.EXP_HI - 1e-6):
-            notes.append("eta is at the edge of the searched range: the data do not identify it")
-        if k == "gamma" and (point[i] <= 2e-6 or point[i] >= 4 * dsl.GAMMA_HI - 1e-6):
-            notes.append("gamma is at the edge of the searched range: the data do not identify it")
-    return notes

@@ -10,6 +10,14 @@ from typing import Callable
 
 import torch
 
+from forecaster.stats import TINY
+
+# a row has stalled when a step lowers its objective by less than this, relative to |f| (at least 1)
+FTOL = 1e-12
+# a step enters the curvature memory only when s'y > CURVATURE |s| |y|: a pair with s'y ~ 0 would
+# make the inverse-Hessian estimate indefinite
+CURVATURE = 1e-12
+
 # fun(x[b, p], rows) -> f[b]: the objective of rows `rows` (all rows when None) at x.
 Objective = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -24,7 +32,7 @@ def _value_and_grad(fun: Objective, x: torch.Tensor, rows: torch.Tensor | None =
 
 
 def lbfgs(fun: Objective, x0: torch.Tensor, max_iter: int = 2000, memory: int = 10,
-          gtol: float = 1e-9, ftol: float = 1e-12, backtracks: int = 25, c1: float = 1e-4
+          gtol: float = 1e-9, ftol: float = FTOL, backtracks: int = 25, c1: float = 1e-4
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Minimise each row of x0 (B, p) independently; returns (x, f, iterations used per row)."""
     x = x0.detach().clone()
@@ -52,7 +60,7 @@ def lbfgs(fun: Objective, x0: torch.Tensor, max_iter: int = 2000, memory: int = 
         alphas.reverse()
         sy = (S[:, -1] * Y[:, -1]).sum(-1)
         yy = (Y[:, -1] * Y[:, -1]).sum(-1)
-        gamma = torch.where(valid[:, -1], sy / yy.clamp_min(1e-300), torch.ones_like(f))
+        gamma = torch.where(valid[:, -1], sy / yy.clamp_min(TINY), torch.ones_like(f))
         r = gamma[:, None] * q
         for i in range(memory):
             b = torch.where(valid[:, i], rho[:, i] * (Y[:, i] * r).sum(-1), torch.zeros_like(f))
@@ -63,7 +71,7 @@ def lbfgs(fun: Objective, x0: torch.Tensor, max_iter: int = 2000, memory: int = 
         bad = ~(gd < 0) | ~torch.isfinite(gd)
         d = torch.where(bad[:, None], -g, d)
         gd = torch.where(bad, -(g * g).sum(-1), gd)
-        gnorm = g.abs().sum(-1).clamp_min(1e-300)
+        gnorm = g.abs().sum(-1).clamp_min(TINY)
         # without curvature information take a unit-length (L1) step: in Huber's linear regime the
         # gradient is tiny and a step proportional to it would crawl
         t = torch.where(no_mem | bad, 1.0 / gnorm, torch.ones_like(f))
@@ -88,10 +96,10 @@ def lbfgs(fun: Objective, x0: torch.Tensor, max_iter: int = 2000, memory: int = 
         s = x_new - x
         yv = g_new - g
         sy_new = (s * yv).sum(-1)
-        store = has & (sy_new > 1e-12 * (yv * yv).sum(-1).clamp_min(1e-300).sqrt() * s.norm(dim=-1))
+        store = has & (sy_new > CURVATURE * (yv * yv).sum(-1).clamp_min(TINY).sqrt() * s.norm(dim=-1))
         S = torch.where(store[:, None, None], torch.cat([S[:, 1:], s[:, None]], 1), S)
         Y = torch.where(store[:, None, None], torch.cat([Y[:, 1:], yv[:, None]], 1), Y)
-        rho = torch.where(store[:, None], torch.cat([rho[:, 1:], (1.0 / sy_new.clamp_min(1e-300))[:, None]], 1), rho)
+        rho = torch.where(store[:, None], torch.cat([rho[:, 1:], (1.0 / sy_new.clamp_min(TINY))[:, None]], 1), rho)
         valid = torch.where(store[:, None], torch.cat([valid[:, 1:], torch.ones_like(valid[:, :1])], 1), valid)
         # a failed line search after a quasi-Newton step: forget curvature and retry steepest descent
         failed = active & ~has

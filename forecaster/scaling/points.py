@@ -112,21 +112,24 @@ def _finite_positive(name: str, arr: np.ndarray, allow_zero: bool = False) -> No
         raise InputError(f"{name} must be {'non-negative' if allow_zero else 'positive'}: row {i + 1} has {arr[i]!r}")
 
 
-def validate(points: ScalingPoints, law: str, n_params: int) -> None:
-    """Reject input a law cannot be identified from, with one line saying why (InputError)."""
+def validate_errors(points: ScalingPoints, law: str, n_params: int) -> None:
+    """Reject points a loss-to-error law cannot be identified from, with one line saying why (InputError)."""
     n = len(points)
-    if law == "downstream":
-        if points.error is None:
-            raise InputError("the downstream law needs an error column (downstream average error)")
-        _finite_positive("loss", points.loss)
-        err = points.error
-        if not np.isfinite(err).all():
-            raise InputError("error has missing or non-finite values")
-        if n < n_params:
-            raise InputError(f"law downstream has {n_params} parameters but only {n} point(s) were given")
-        if np.unique(points.loss).size < 2:
-            raise InputError("all points have the same loss: the downstream law cannot be fitted")
-        return
+    if points.error is None:
+        raise InputError(f"the {law} law needs an error column (downstream average error)")
+    _finite_positive("loss", points.loss)
+    err = points.error
+    if not np.isfinite(err).all():
+        raise InputError("error has missing or non-finite values")
+    if n < n_params:
+        raise InputError(f"law {law} has {n_params} parameters but only {n} point(s) were given")
+    if np.unique(points.loss).size < 2:
+        raise InputError(f"all points have the same loss: the {law} law cannot be fitted")
+
+
+def validate_sizes(points: ScalingPoints, law: str, n_params: int) -> None:
+    """Reject points a law of loss in N and D cannot be identified from, with one line saying why (InputError)."""
+    n = len(points)
     _finite_positive("N", points.N)
     _finite_positive("D", points.D)
     _finite_positive("loss", points.loss)

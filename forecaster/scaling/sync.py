@@ -26,13 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from forecaster import __version__
+from forecaster import __version__, tags
 from forecaster.errors import InputError
 from forecaster.runconfig import BATCH_TOKEN_KEYS, SIZE_KEYS, STEPS_KEYS, TOKEN_KEYS
 from forecaster.stats import Z90
-from forecaster.trackers import (
-    FINISHED, KIND_SCALING, TAG_INPUT, TAG_KIND, RunInfo, SummaryRevision, Tracker, fingerprint,
-)
+from forecaster.trackers import FINISHED, RunInfo, SummaryRevision, Tracker, fingerprint
 
 log = logging.getLogger("forecaster.sync")
 
@@ -69,7 +67,7 @@ class ScalingSettings:
     @classmethod
     def from_table(cls, table: Mapping[str, Any] | None) -> "ScalingSettings":
         """Settings from the config file's [scaling] table; InputError (one line) on bad values."""
-        from forecaster.scaling.fit import LAWS
+        from forecaster.scaling import laws
 
         t = dict(table or {})
         unknown = sorted(set(t) - set(_TABLE_KEYS))
@@ -78,8 +76,9 @@ class ScalingSettings:
         s = cls()
         if "law" in t:
             s.law = str(t["law"])
-            if s.law not in LAWS or s.law == "downstream":
-                raise InputError(f"[scaling] law: {s.law!r} is not a loss law (chinchilla, overtrain)")
+            loss_laws = laws.available(predicts="loss")
+            if s.law not in loss_laws:
+                raise InputError(f"[scaling] law: {s.law!r} is not a loss law ({', '.join(loss_laws)})")
         if t.get("objective") is not None:
             s.objective = str(t["objective"])
         for k in ("size_keys", "token_keys", "steps_keys", "batch_tokens_keys"):
@@ -178,13 +177,13 @@ def run_point(run: RunInfo, cfg: Mapping[str, Any], metric: str, fresh: tuple[fl
     if not run.active:
         return None, f"{run.status} before its end"
     if fresh is None:
-        tags = run.tags
-        if tags.get("forecast.status") == "ok" and tags.get("forecast.metric", metric) == metric:
+        got = run.tags
+        if got.get(tags.STATUS) == "ok" and got.get(tags.METRIC, metric) == metric:
             try:
-                fresh = tuple(float(tags[k]) for k in ("forecast.final", "forecast.final_p10", "forecast.final_p90"))
+                fresh = tuple(float(got[k]) for k in (tags.FINAL, tags.FINAL_P10, tags.FINAL_P90))
             except (KeyError, ValueError):
                 fresh = None
-        elif str(tags.get("forecast.skipped", "")).startswith("done") and metric in run.latest:
+        elif str(got.get(tags.SKIPPED, "")).startswith("done") and metric in run.latest:
             fresh = (run.latest[metric].value,) * 3  # reached its planned end: the last value is final
     if fresh is None:
         return None, "running, no forecast yet"
@@ -203,7 +202,7 @@ def sync_scaling(tracker: Tracker, settings: ScalingSettings, runs: list[RunInfo
     out = []
     for scope in dict.fromkeys(r.scope for r in runs):
         mine = [r for r in runs if r.scope == scope]
-        old = [r for r in summaries if r.scope == scope and r.tags.get(TAG_KIND) == KIND_SCALING]
+        old = [r for r in summaries if r.scope == scope and r.tags.get(tags.KIND) == tags.KIND_SCALING]
         out.append(_one_scope(tracker, settings, scope, mine, old, configs, fresh, metric, dry_run, force, plots,
                               device, on_write or (lambda: None)))
     return out
@@ -211,7 +210,8 @@ def sync_scaling(tracker: Tracker, settings: ScalingSettings, runs: list[RunInfo
 
 def _one_scope(tracker, settings, scope, runs, old, configs, fresh, metric, dry_run, force, plots, device,
                on_write) -> ScalingOutcome:
-    from forecaster.scaling.fit import LAWS, fit_scaling
+    from forecaster.scaling import laws
+    from forecaster.scaling.fit import fit_scaling
     from forecaster.scaling.points import ScalingPoints
 
     rows, names, excluded = [], [], {}
@@ -222,7 +222,7 @@ def _one_scope(tracker, settings, scope, runs, old, configs, fresh, metric, dry_
         else:
             rows.append(pt)
             names.append(r.id)
-    need = settings.min_runs or len(LAWS[settings.law]) + 1
+    need = settings.min_runs or len(laws.get(settings.law).params) + 1
     bad = {k: v for k, v in excluded.items() if v.startswith(("bad", "no size", "no tokens"))}
     left_out = ""
     if bad:
@@ -240,7 +240,7 @@ def _one_scope(tracker, settings, scope, runs, old, configs, fresh, metric, dry_
     order = sorted(range(len(rows)), key=lambda i: names[i])
     rows, names = [rows[i] for i in order], [names[i] for i in order]
     fp = fingerprint("scaling", settings.token(), metric, list(zip(names, rows)))
-    current = [s for s in old if s.tags.get(TAG_INPUT) == fp and s.status == FINISHED]
+    current = [s for s in old if s.tags.get(tags.INPUT) == fp and s.status == FINISHED]
     if current and not force:
         keep = current[0]
         stale = [s for s in old if s.id != keep.id]
@@ -286,13 +286,12 @@ def _revision(scope: str, fp: str, fit: Any, pts: Any, preds: dict[str, dict[str
     params = {k: f"{v:.6g}" for k, v in fit.params.items()}
     params.update(law=fit.law, objective=fit.objective, metric=metric, n_runs=str(fit.n_points),
                   n_boot=str(fit.n_boot))
-    tags = {"forecast.scaling.law": fit.law, "forecast.scaling.level": f"{fit.level:g}",
-            "forecast.version": __version__}
+    out = {tags.SCALING_LAW: fit.law, tags.SCALING_LEVEL: f"{fit.level:g}", tags.VERSION: __version__}
     for k, (lo, hi) in fit.intervals.items():
-        tags[f"forecast.scaling.{k}.lo"] = f"{lo:.6g}"
-        tags[f"forecast.scaling.{k}.hi"] = f"{hi:.6g}"
+        out[f"{tags.SCALING_PREFIX}{k}.lo"] = f"{lo:.6g}"
+        out[f"{tags.SCALING_PREFIX}{k}.hi"] = f"{hi:.6g}"
     if fit.notes:
-        tags["forecast.scaling.notes"] = "; ".join(fit.notes)
+        out[tags.SCALING_NOTES] = "; ".join(fit.notes)
     metrics = {"rss": fit.rss, "n_runs": float(fit.n_points)}
     for name, p in preds.items():
         metrics[f"pred.{name}"] = p["value"]
@@ -316,8 +315,8 @@ def _revision(scope: str, fp: str, fit: Any, pts: Any, preds: dict[str, dict[str
             artifacts["scaling.png"] = _png(fit, pts)
         except Exception as e:  # noqa: BLE001 - a plot must never block the summary
             log.warning("scaling %s: plot failed: %s", scope, e)
-    return SummaryRevision(scope=scope, kind=KIND_SCALING, input=fp, name=f"scaling law ({fit.law})",
-                           params=params, tags=tags, metrics=metrics, artifacts=artifacts)
+    return SummaryRevision(scope=scope, kind=tags.KIND_SCALING, input=fp, name=f"scaling law ({fit.law})",
+                           params=params, tags=out, metrics=metrics, artifacts=artifacts)
 
 
 def _jsonable(x: Any) -> Any:

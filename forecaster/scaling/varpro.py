@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from forecaster.stats import EPS
+
 # basis(nl[..., k]) -> features[..., n, p]; the law is features @ coefficients.
 Basis = Callable[[torch.Tensor], torch.Tensor]
 
@@ -55,7 +57,7 @@ def nnls_entries(g: dict[tuple[int, int], torch.Tensor], h: list[torch.Tensor], 
     if p > 3:
         raise ValueError("nnls_entries handles at most 3 linear coefficients")
     # A tiny relative ridge keeps exactly collinear grid points (exponent -> 0) solvable.
-    ridge = 1e-12 * sum(g[i, i] for i in range(p)) / p
+    ridge = EPS * sum(g[i, i] for i in range(p)) / p
     g = {**g, **{(i, i): g[i, i] + ridge for i in range(p)}}
     for i in range(p):
         for j in range(i):

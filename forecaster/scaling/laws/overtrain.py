@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from forecaster.scaling import chinchilla as ch
+from forecaster.scaling.laws import chinchilla as ch
+from forecaster.scaling.laws.base import FitData, LossLaw, register
 
 PARAMS = ("E", "a", "b", "eta")
 
@@ -30,7 +31,7 @@ def to_chinchilla(theta: np.ndarray) -> np.ndarray:
     return np.stack((E, a * six, b * six, 2 * eta, 2 * eta), -1)
 
 
-def fit(data: ch.FitData, objective: str) -> tuple[torch.Tensor, torch.Tensor]:
+def fit(data: FitData, objective: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched fit: ((B, 4) parameters (E, a, b, eta), (B,) objective value)."""
     if objective == "mse":
         theta, val = ch.varpro_mse(data, tied=True)
@@ -50,3 +51,28 @@ def predict(theta: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
 def compute_optimal(theta: np.ndarray, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Compute-optimal (N, D) for budget C: the Chinchilla split with alpha = beta = 2 eta."""
     return ch.compute_optimal(to_chinchilla(theta), C)
+
+
+@register
+class Overtrain(LossLaw):
+    """Gadre et al.'s law of over-trained runs: the Chinchilla form with one shared exponent."""
+
+    name = "overtrain"
+    params = PARAMS
+    formula = "L = E + (a M^eta + b M^-eta) C^-eta"
+    reference = "Gadre et al. 2024; M = D/N, C = 6ND"
+    default_objective = "mse"
+    zero_bound = ("E", "a", "b")
+    edges = {"eta": (1e-4, ch.EXP_HI - 1e-6)}
+
+    def fit_data(self, data: FitData, objective: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return fit(data, objective)
+
+    def predict(self, theta: np.ndarray, *inputs: np.ndarray | float) -> np.ndarray:
+        return predict(theta, *inputs)
+
+    def split(self, theta: np.ndarray, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return compute_optimal(theta, C)
+
+    def chinchilla_form(self, theta: np.ndarray) -> np.ndarray:
+        return to_chinchilla(theta)

@@ -11,41 +11,19 @@ parameters returned are in the caller's units.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from forecaster.scaling.laws.base import FitData, LossLaw, register
 from forecaster.scaling.lbfgs import lbfgs
 from forecaster.scaling.varpro import Basis, varpro
-from forecaster.stats import huber
+from forecaster.stats import TINY, huber
 
 PARAMS = ("E", "A", "B", "alpha", "beta")
 HUBER_DELTA = 1e-3
 # Exponent search range and coarse grid spacing: covers every published LM fit (0.05 - 1).
 EXP_LO, EXP_HI, GRID_STEP = 0.0, 2.5, 0.05
-
-
-@dataclass
-class FitData:
-    """One batch of fitting problems on shared (N, D): targets and weights per replicate."""
-
-    lN: torch.Tensor  # (n,) log(N / N0)
-    lD: torch.Tensor  # (n,) log(D / D0)
-    y: torch.Tensor  # (B, n) loss per replicate
-    w: torch.Tensor  # (B, n) weight per replicate (bootstrap counts x sigma weights)
-    N0: float
-    D0: float
-
-
-def make_data(N: np.ndarray, D: np.ndarray, y: torch.Tensor, w: torch.Tensor) -> FitData:
-    """Centre log N and log D (geometric means) so that the fitted coefficients are O(loss)."""
-    logN = np.log(N)
-    logD = np.log(D)
-    N0, D0 = float(np.exp(logN.mean())), float(np.exp(logD.mean()))
-    dev, dt = y.device, y.dtype
-    return FitData(torch.as_tensor(logN - logN.mean(), device=dev, dtype=dt),
-                   torch.as_tensor(logD - logD.mean(), device=dev, dtype=dt), y, w, N0, D0)
 
 
 def basis(lN: torch.Tensor, lD: torch.Tensor, tied: bool = False) -> Basis:
@@ -105,8 +83,8 @@ def natural_to_x(theta: torch.Tensor, data: FitData, tied: bool = False) -> torc
     """Natural parameters -> Hoffmann coordinates (log E, log A', log B', alpha[, beta]) at centred N, D."""
     E, A, B, al, be = theta.unbind(-1)
     floor = 1e-8
-    a = torch.log(A.clamp_min(1e-300)) - al * math.log(data.N0)
-    b = torch.log(B.clamp_min(1e-300)) - be * math.log(data.D0)
+    a = torch.log(A.clamp_min(TINY)) - al * math.log(data.N0)
+    b = torch.log(B.clamp_min(TINY)) - be * math.log(data.D0)
     cols = [torch.log(E.clamp_min(floor)), a.clamp_min(math.log(floor)), b.clamp_min(math.log(floor)), al]
     if not tied:
         cols.append(be)
@@ -174,3 +152,28 @@ def compute_optimal(theta: np.ndarray, C: float | np.ndarray) -> tuple[np.ndarra
     G = np.power(al * A / (be * B), 1.0 / (al + be))
     base = np.asarray(C, dtype=np.float64) / 6.0
     return G * np.power(base, be / (al + be)), np.power(base, al / (al + be)) / G
+
+
+@register
+class Chinchilla(LossLaw):
+    """Hoffmann et al.'s form, fitted by Huber on log loss as they did (or exactly, by squared error)."""
+
+    name = "chinchilla"
+    params = PARAMS
+    formula = "L = E + A N^-alpha + B D^-beta"
+    reference = "Hoffmann et al. 2022"
+    default_objective = "huber-log"
+    zero_bound = ("E", "A", "B")
+    edges = {"alpha": (2e-4, 2 * EXP_HI - 1e-6), "beta": (2e-4, 2 * EXP_HI - 1e-6)}
+
+    def fit_data(self, data: FitData, objective: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return varpro_mse(data) if objective == "mse" else fit_huber_log(data)
+
+    def predict(self, theta: np.ndarray, *inputs: np.ndarray | float) -> np.ndarray:
+        return predict(theta, *inputs)
+
+    def split(self, theta: np.ndarray, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return compute_optimal(theta, C)
+
+    def chinchilla_form(self, theta: np.ndarray) -> np.ndarray:
+        return theta
