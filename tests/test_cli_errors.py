@@ -171,7 +171,7 @@ def test_unknown_tracker_names_an_extra_only_where_one_exists():
     with pytest.raises(InputError) as e:
         trackers.load("neptune")
     assert "forecaster[" not in str(e.value) and "forecaster.trackers" in str(e.value)
-    assert "mlflow" in trackers._extras() and "wandb" in trackers._extras() and "dev" not in trackers._extras()
+    assert "mlflow" in trackers.registry._extras() and "wandb" in trackers.registry._extras() and "dev" not in trackers.registry._extras()
 
 
 def test_wandb_reads_an_experiment_as_its_project():

@@ -161,9 +161,9 @@ def test_band_view_is_ours_alone_and_written_only_when_it_must_change(mlflow_ser
     with tracker() as t:  # a metric the view does not draw yet is added beside the others
         t._prepare_experiment(exp, ["eval_loss"])
     assert len(writes) == 3
-    from forecaster_mlflow import _view_keys
+    from forecaster_mlflow.view import view_keys
 
-    assert _view_keys(client.get_experiment(exp).tags[VIEW_TAG]) == {"loss", "eval_loss"}
+    assert view_keys(client.get_experiment(exp).tags[VIEW_TAG]) == {"loss", "eval_loss"}
     assert client.get_experiment(exp).tags[theirs] == '{"runsHiddenMode":"HIDE_ALL"}'
 
     # a value under our key that is not a view we wrote is left alone, and not linked to
@@ -179,16 +179,17 @@ def test_band_view_state_too_long_for_a_tag_is_deflated_as_the_ui_reads_it() -> 
     import json
     import zlib
 
-    from forecaster_mlflow import MAX_TAG_VALUE, _view_keys, band_view_state, encode_view_state
+    from forecaster_mlflow.client import MAX_TAG_VALUE
+    from forecaster_mlflow.view import band_view_state, encode_view_state, view_keys
 
     keys = [f"eval/loss_{i}" for i in range(12)]
     value = encode_view_state(band_view_state(keys))
     assert value.startswith("deflate;") and len(value) <= MAX_TAG_VALUE
     state = json.loads(zlib.decompress(base64.b64decode(value[len("deflate;"):])))
-    assert state == band_view_state(keys) and _view_keys(value) == set(keys)
+    assert state == band_view_state(keys) and view_keys(value) == set(keys)
     # metrics under a "/" prefix are charted in the section the UI files them under
     assert [s["name"] for s in state["compareRunSections"]] == ["eval"]
-    assert _view_keys(encode_view_state(band_view_state(["loss"]))) == {"loss"}
+    assert view_keys(encode_view_state(band_view_state(["loss"]))) == {"loss"}
 
 
 def test_run_color_follows_the_mlflow_ui() -> None:

@@ -40,7 +40,7 @@ def test_unknown_tracker_names_what_is_installed() -> None:
 
 def test_a_tracker_whose_extra_is_missing_gets_the_install_line(monkeypatch) -> None:
     """The hint names this project's distribution, not the unrelated "forecaster" on PyPI."""
-    monkeypatch.setattr(trackers, "available", lambda: {})
+    monkeypatch.setattr(trackers.registry, "available", lambda: {})
     with pytest.raises(InputError) as e:
         trackers.load("wandb")
     assert f"pip install '{DISTRIBUTION}[wandb]'" in str(e.value)
