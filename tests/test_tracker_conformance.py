@@ -127,9 +127,7 @@ def test_a_forecast_is_written_beside_an_untouched_source(harness: Harness) -> N
     assert info.forecasts == []
 
 
-def test_tags_round_trip_and_none_removes_one(harness: Harness, request) -> None:
-    if harness.name == "wandb-offline":  # its annotation file stores the text "None" instead
-        request.applymarker(pytest.mark.xfail(reason="offline W&B set_tags keeps a None value as 'None'"))
+def test_tags_round_trip_and_none_removes_one(harness: Harness) -> None:
     rid = harness.log_run("live", upto=400, seed=1)
     before = harness.state(rid)
     tags = {"forecast.run_id": "abc", "forecast.input": "f00d", "forecast.alert.divergence": "firing:ab12",

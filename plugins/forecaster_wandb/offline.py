@@ -209,10 +209,14 @@ class OfflineWandbTracker(WandbTracker):
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _set_tags(self, run: RunInfo, tags: Mapping[str, str]) -> None:
+    def _set_tags(self, run: RunInfo, tags: Mapping[str, str | None]) -> None:
         state = self._load_state()
         entry = dict(state.get(run.id, {}))
-        entry.update({k: str(v) for k, v in tags.items()})
+        for k, v in tags.items():
+            if v is None:  # the engine's way of removing a tag
+                entry.pop(k, None)
+            else:
+                entry[k] = str(v)
         state[run.id] = entry
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".forecaster-state-")
         with os.fdopen(fd, "w") as f:
