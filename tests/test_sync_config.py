@@ -84,7 +84,7 @@ def test_follow_siblings_flows_from_the_config_file_and_the_flag(tmp_path, monke
     from click.testing import CliRunner
 
     import forecaster.sync as sync_mod
-    from forecaster import sync_cli
+    from forecaster.sync import cli as sync_cli
     from forecaster.cli import main
 
     class Tracker:  # stands in for the adapter: only the settings the engine receives matter here
