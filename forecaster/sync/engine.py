@@ -60,12 +60,14 @@ def clear_leftovers(tracker: Tracker, runs: list[RunInfo], settings: SyncSetting
 
 
 def settle(fits: Fits, alerts: Alerts, outcomes: dict[str, RunOutcome], tag_only: list[TagUpdate],
-           settings: SyncSettings) -> list[Plan]:
-    """Outcomes of the fitted runs and the tags of skipped and kept ones; the revisions to write.
+           settings: SyncSettings) -> tuple[list[Plan], list[TagUpdate]]:
+    """Outcomes of the fitted runs; the revisions to write and every tag-only update (`tag_only`,
+    the plan's, with those of the runs skipped or kept here added).
 
     A revision no chart could tell from the drawn forecast is not written: one tag write instead of
     a new forecast run (the check is recorded in forecast.input, so the next sync is quiet).
     """
+    tag_only = list(tag_only)
     for p, skip in fits.skipped:
         outcomes[p.run.id] = RunOutcome(p.run, Action.SKIPPED, skip, notes=fits.notes[p.run.id])
         tag_only.append((p.run, skip_tags(p, skip)))
@@ -77,7 +79,7 @@ def settle(fits: Fits, alerts: Alerts, outcomes: dict[str, RunOutcome], tag_only
                                         notes=fits.notes[p.run.id])
     for p in fits.broken:
         outcomes[p.run.id].alerts = alerts.firing.get(p.run.id, [])
-    tag_only[:] = [(r, {**t, **alerts.tags.get(r.id, {}), **notes_tag(outcomes[r.id])}) for r, t in tag_only]
+    tag_only = [(r, {**t, **alerts.tags.get(r.id, {}), **notes_tag(outcomes[r.id])}) for r, t in tag_only]
     kept = {p.run.id for p in fits.ready if not settings.force and not alerts.sent.get(p.run.id)
             and p.run.id not in alerts.stops and still_drawn(p, fits.curves[p.run.id], settings)}
     for p in fits.ready:
@@ -87,7 +89,7 @@ def settle(fits: Fits, alerts: Alerts, outcomes: dict[str, RunOutcome], tag_only
             extra = {**alerts.tags.get(p.run.id, {}), **notes_tag(outcomes[p.run.id])}
             tag_only.append((p.run, {tags.INPUT: p.fp,
                                      **{k: v for k, v in extra.items() if p.run.tags.get(k) != v}}))
-    return [p for p in fits.ready if p.run.id not in kept]
+    return [p for p in fits.ready if p.run.id not in kept], tag_only
 
 
 def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
@@ -127,9 +129,9 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
 
     t3 = time.perf_counter()
     alerts = judge_alerts(fits.ready + fits.broken, fits, plan.plans, settings)
-    ready = settle(fits, alerts, outcomes, plan.tag_only, settings)
+    ready, tag_only = settle(fits, alerts, outcomes, plan.tag_only, settings)
     if not settings.dry_run:
-        Writer(tracker, settings, fits, alerts, outcomes, writes, progress).write(ready, plan.tag_only)
+        Writer(tracker, settings, fits, alerts, outcomes, writes, progress).write(ready, tag_only)
     report.timings["write"] = time.perf_counter() - t3
     report.writes = writes.n
     report.outcomes = [outcomes[r.id] for r in runs if r.id in outcomes]
