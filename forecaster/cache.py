@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forecaster.trackers import RunGone, RunInfo, Series, Tracker
+from forecaster.errors import RunGone
+from forecaster.trackers import RunInfo, Series, Tracker
 
 log = logging.getLogger("forecaster.cache")
 

@@ -18,7 +18,7 @@ _COMMANDS = [
     ("forecaster.predict_cli:predict", "Forecast the rest of each run in a CSV of loss histories."),
     ("forecaster.predict_cli:backtest", "Hide the tails of finished runs; score how well they are forecast."),
     ("forecaster.scaling.cli:scaling", "Fit scaling laws across runs (Chinchilla, over-training)."),
-    ("forecaster.sync_cli:sync", "Forecast the runs in MLflow or W&B and write the forecasts back."),
+    ("forecaster.sync.cli:sync", "Forecast the runs in MLflow or W&B and write the forecasts back."),
 ]
 
 

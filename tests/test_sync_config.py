@@ -7,7 +7,7 @@ import pytest
 
 from forecaster import config
 from forecaster.errors import InputError
-from forecaster.sync import SyncSettings, group_of, horizon, plan_run
+from forecaster.sync import Action, RunOutcome, SkipKind, SyncReport, SyncSettings, group_of, horizon, plan_run
 from forecaster.trackers import FINISHED, RUNNING, RunInfo, Watermark
 
 HF = {"learning_rate": "0.0003", "lr_scheduler_type": "cosine", "warmup_steps": "100", "max_steps": "1000"}
@@ -73,6 +73,23 @@ def test_plan_reasons_and_fingerprint() -> None:
     assert plan_run(_run({**HF, "max_steps": "2000"}), s).fp != ok.fp
 
 
+def test_skips_are_kinds_and_the_written_text_opens_with_the_kind() -> None:
+    s = SyncSettings()
+    kinds = {"no schedule": plan_run(_run({"seed": "1"}), s),
+             "bad config": plan_run(_run({**HF, "warmup_steps": "-5"}), s),
+             "done": plan_run(_run(HF, latest={"loss": Watermark(1000)}), s),
+             "no data": plan_run(_run(HF, latest={}), s)}
+    for word, p in kinds.items():
+        assert p.skip.kind == SkipKind(word) and p.reason == str(p.skip) and p.reason.startswith(word + ": ")
+    # forecaster.scaling.sync takes a run whose forecast.skipped starts with "done" as finished
+    assert kinds["done"].skip.kind is SkipKind.DONE and kinds["done"].reason.startswith("done")
+    outcomes = [RunOutcome(p.run, Action.SKIPPED, p.skip) for p in kinds.values()]
+    outcomes.append(RunOutcome(_run(HF, status=FINISHED), Action.CONTEXT))
+    rep = SyncReport(outcomes=outcomes)
+    assert "4 skipped (no schedule x1, bad config x1, done x1, no data x1)" in rep.summary()
+    assert len(rep.by("skipped")) == 4 and rep.by(Action.CONTEXT)[0].line() == "r (abc123): context (finished)"
+
+
 def test_groups_by_experiment_or_param() -> None:
     r = _run({**HF, "size": "1b"}, status=FINISHED)
     assert group_of(r, None) == "7"
@@ -84,7 +101,7 @@ def test_follow_siblings_flows_from_the_config_file_and_the_flag(tmp_path, monke
     from click.testing import CliRunner
 
     import forecaster.sync as sync_mod
-    from forecaster import sync_cli
+    from forecaster.sync import cli as sync_cli
     from forecaster.cli import main
 
     class Tracker:  # stands in for the adapter: only the settings the engine receives matter here

@@ -16,8 +16,10 @@ import click
 from forecaster import config as config_mod
 from forecaster import redact, trackers
 from forecaster.device import CHOICES as DEVICES
-from forecaster.errors import InputError, one_line
+from forecaster.errors import InputError, LockBusy, TrackerError, one_line
 from forecaster.predict_cli import LAW_CHOICES
+from forecaster.sync.lock import default_lock_path, exclusive_lock, exclusive_locks
+from forecaster.sync.settings import SyncSettings
 
 # tracker unreachable / refused (or a failure of our own): cron mails the one line, the next tick retries
 EXIT_TRACKER = 1
@@ -132,7 +134,7 @@ def sync(**kw: Any) -> None:
         code = _run(kw, out)
     except InputError as e:
         code = out.error(f"error: {e}", EXIT_INPUT)
-    except trackers.TrackerError as e:
+    except TrackerError as e:
         code = out.error(f"error: {e}", EXIT_TRACKER)
     except Exception as e:  # noqa: BLE001 - a bug of ours: one redacted line, never a traceback with a secret
         out.trace(traceback.format_exc())
@@ -272,8 +274,7 @@ def _merge(kw: dict[str, Any], file_sync: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(kw: dict[str, Any], out: _Output) -> int:
-    from forecaster.sync import LockBusy, SyncSettings, default_lock_path, exclusive_lock, exclusive_locks
-    from forecaster.sync import sync as run_sync
+    from forecaster import sync as sync_api  # its `sync` looked up per call (tests replace it)
 
     # before anything can fail: whatever quotes these is redacted
     redact.register_environment()
@@ -358,7 +359,7 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
                 # identity, as the lock), only ever used while the lock is held
                 state = Path(lock_file).expanduser().parent if lock_file else default_lock_path("").parent
                 settings.history_cache = state / f"history-{trackers.fingerprint(*tracker.identity())}.sqlite"
-            report = run_sync(tracker, settings,
+            report = sync_api.sync(tracker, settings,
                               on_outcome=None if quiet else (lambda o: log.info(mark + o.line())))
             urls = sorted({u for u in (tracker.scope_url(s) for s in {o.run.scope for o in report.outcomes}) if u})
     except LockBusy as e:
