@@ -17,7 +17,7 @@ from forecaster.histories import RunForecast, RunHistory
 if TYPE_CHECKING:  # pragma: no cover
     from forecaster.forecast import Forecaster
 
-LAW_CHOICES = ("auto", *laws.available())  # sync_cli offers the same
+LAW_CHOICES = ("auto", *laws.available())  # `forecast sync --law` offers the same
 # the band's scales (`Forecaster` settings) as the command line's environment defaults: a
 # recalibration (docs/benchmarks.md) needs no code
 BAND_ENV = {"inflation": "FORECASTER_INFLATION", "extrapolation": "FORECASTER_EXTRAPOLATION",

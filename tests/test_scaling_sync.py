@@ -205,9 +205,9 @@ def test_run_point_sources() -> None:
     assert pt[2] == 2.6 and pt[3] == pytest.approx(0.2 / 2.5631, rel=1e-3)
     # the same forecast fresh from this sync gives the same point (6 significant digits, as tagged)
     assert run_point(live, cfg, "loss", (2.6000001, 2.4999999, 2.7000001), s)[0] == pt
-    assert run_point(fin, {"n_params": "1e8"}, "loss", None, s)[1].startswith("no size")
-    assert run_point(fin, {"model_size": "x"}, "loss", None, s)[1].startswith("bad size")
-    assert run_point(fin, {"model_size": "1e8"}, "loss", None, s)[1].startswith("no tokens")
+    assert run_point(fin, {"n_params": "1e8"}, "loss", None, s)[1].reason.startswith("no size")
+    assert run_point(fin, {"model_size": "x"}, "loss", None, s)[1].reason.startswith("bad size")
+    assert run_point(fin, {"model_size": "1e8"}, "loss", None, s)[1].reason.startswith("no tokens")
     with pytest.raises(InputError, match="unknown key"):
         ScalingSettings.from_table({"lawz": "chinchilla"})
     with pytest.raises(InputError, match="planned #1"):

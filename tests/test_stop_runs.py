@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from forecaster.cli import main
-from forecaster.trackers import TAG_STOP, Tracker
+from forecaster.tags import STOP as TAG_STOP
+from forecaster.trackers import Tracker
 
 LAW = "multipower"  # one law keeps the suite fast
 

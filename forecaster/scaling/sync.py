@@ -155,30 +155,42 @@ def _r6(x: float) -> float:
     return float(f"{x:.6g}")
 
 
+@dataclass(frozen=True)
+class NotAPoint:
+    """Why a run is not a scaling point; `config` when its logged size or token count is missing or bad."""
+
+    reason: str
+    config: bool = False
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 def run_point(run: RunInfo, cfg: Mapping[str, Any], metric: str, fresh: tuple[float, float, float] | None,
-              s: ScalingSettings) -> tuple[tuple[float, float, float, float] | None, str | None]:
+              s: ScalingSettings) -> tuple[tuple[float, float, float, float] | None, NotAPoint | None]:
     """(N, D, loss, sigma) of one run, or None and why it is not a point."""
     N, has_n = _num(cfg, s.size_keys)
     if N is None:
-        return None, ("bad size: " if has_n else "no size: ") + f"none of {', '.join(s.size_keys)} is a positive number"
+        return None, NotAPoint(("bad size: " if has_n else "no size: ")
+                               + f"none of {', '.join(s.size_keys)} is a positive number", config=True)
     D, has_d = _num(cfg, s.token_keys)
     if D is None:
         steps, _ = _num(cfg, s.steps_keys)
         per, _ = _num(cfg, s.batch_tokens_keys)
         if steps is None or per is None:
-            return None, (("bad tokens: " if has_d else "no tokens: ") + f"no {' / '.join(s.token_keys[:3])}, "
-                          f"nor {s.steps_keys[0]} x {s.batch_tokens_keys[0]}")
+            return None, NotAPoint(("bad tokens: " if has_d else "no tokens: ") + f"no {' / '.join(s.token_keys[:3])}, "
+                                   f"nor {s.steps_keys[0]} x {s.batch_tokens_keys[0]}", config=True)
         D = steps * per
     if run.status == FINISHED:
         w = run.latest.get(metric)
         if w is None or not math.isfinite(w.value) or w.value <= 0:
-            return None, f"no final {metric}"
+            return None, NotAPoint(f"no final {metric}")
         return (N, D, _r6(w.value), 0.0), None
     if not run.active:
-        return None, f"{run.status} before its end"
+        return None, NotAPoint(f"{run.status} before its end")
     if fresh is None:
         got = run.tags
-        if got.get(tags.STATUS) == "ok" and got.get(tags.METRIC, metric) == metric:
+        if got.get(tags.STATUS) == tags.STATUS_OK and got.get(tags.METRIC, metric) == metric:
             try:
                 fresh = tuple(float(got[k]) for k in (tags.FINAL, tags.FINAL_P10, tags.FINAL_P90))
             except (KeyError, ValueError):
@@ -186,10 +198,10 @@ def run_point(run: RunInfo, cfg: Mapping[str, Any], metric: str, fresh: tuple[fl
         elif str(got.get(tags.SKIPPED, "")).startswith("done") and metric in run.latest:
             fresh = (run.latest[metric].value,) * 3  # reached its planned end: the last value is final
     if fresh is None:
-        return None, "running, no forecast yet"
+        return None, NotAPoint("running, no forecast yet")
     final, lo, hi = (_r6(x) for x in fresh)
     if not (math.isfinite(final) and final > 0):
-        return None, f"no finite forecast of {metric}"
+        return None, NotAPoint(f"no finite forecast of {metric}")
     sigma = max(0.0, (hi - lo) / (2 * Z90)) if math.isfinite(hi - lo) else 0.0
     return (N, D, final, _r6(sigma)), None
 
@@ -214,16 +226,17 @@ def _one_scope(tracker, settings, scope, runs, old, configs, fresh, metric, dry_
     from forecaster.scaling.fit import fit_scaling
     from forecaster.scaling.points import ScalingPoints
 
-    rows, names, excluded = [], [], {}
+    rows, names, excluded, bad = [], [], {}, {}
     for r in runs:
         pt, why = run_point(r, configs.get(r.id, r.config), metric, fresh.get(r.id), settings)
-        if pt is None:
-            excluded[r.label] = why or "?"
+        if why is not None:
+            excluded[r.label] = str(why)
+            if why.config:
+                bad[r.label] = str(why)
         else:
             rows.append(pt)
             names.append(r.id)
     need = settings.min_runs or len(laws.get(settings.law).params) + 1
-    bad = {k: v for k, v in excluded.items() if v.startswith(("bad", "no size", "no tokens"))}
     left_out = ""
     if bad:
         shown = "; ".join(f"{k}: {v.split(':')[0]}" for k, v in list(bad.items())[:5])
@@ -333,4 +346,4 @@ def _png(fit: Any, pts: Any) -> bytes:
         return path.read_bytes()
 
 
-__all__ = ["Planned", "ScalingOutcome", "ScalingSettings", "run_point", "sync_scaling"]
+__all__ = ["NotAPoint", "Planned", "ScalingOutcome", "ScalingSettings", "run_point", "sync_scaling"]
