@@ -25,7 +25,7 @@ from forecaster.fit import GroupFit
 from forecaster.histories import BAND_LEVELS, RunForecast, RunHistory, level_key
 from forecaster.phases import phase
 from forecaster.shared_noise import shared_noise
-from forecaster.stats import Z90
+from forecaster.stats import EPS, TINY, Z90
 
 if TYPE_CHECKING:  # pragma: no cover
     from forecaster.forecast import Forecaster
@@ -274,7 +274,7 @@ def _kth(x: torch.Tensor, ranks: list[int], numpy: bool | None = None) -> list[t
 def _chol(fit: GroupFit, inflation: float = INFLATION) -> torch.Tensor:
     """Cholesky factor of the fit's Laplace covariance scaled by `inflation`, the parameter draws' scale."""
     eye = torch.eye(fit.x.shape[-1], dtype=DTYPE, device=fit.x.device)
-    return torch.linalg.cholesky(fit.cov * inflation**2 + 1e-12 * eye)
+    return torch.linalg.cholesky(fit.cov * inflation**2 + EPS * eye)
 
 
 def group_keys(fit: GroupFit, groups: list[str], seed: int) -> torch.Tensor:
@@ -299,7 +299,7 @@ def _draws(fit: GroupFit, chol: torch.Tensor, gi: torch.Tensor, mi: torch.Tensor
         u = fit.run_params(xs)[:, gi, mi]  # (k, R, p)
         rows = f.rows(torch.arange(R, device=fit.x.device).repeat(k), only=law.reads)
         out.append(law.predict(law.natural(u.reshape(k * R, -1)), rows).reshape(k, R, P))
-    pred = torch.cat(out).clamp_min(1e-12)
+    pred = torch.cat(out).clamp_min(EPS)
     return torch.log(pred) if log else pred
 
 
@@ -319,7 +319,7 @@ def _interp_rows(xk: torch.Tensor, yk: torch.Tensor, x: torch.Tensor) -> torch.T
     i = torch.searchsorted(xk.contiguous(), x.contiguous(), right=True).clamp(1, xk.shape[1] - 1)
     x0, x1 = torch.gather(xk, 1, i - 1), torch.gather(xk, 1, i)
     y0, y1 = torch.gather(yk, 1, i - 1), torch.gather(yk, 1, i)
-    w = torch.where(x1 > x0, (x - x0) / (x1 - x0).clamp_min(1e-300), torch.zeros_like(x)).clamp(0.0, 1.0)
+    w = torch.where(x1 > x0, (x - x0) / (x1 - x0).clamp_min(TINY), torch.zeros_like(x)).clamp(0.0, 1.0)
     return y0 + w * (y1 - y0)
 
 
@@ -338,7 +338,7 @@ def _conditional_chol(cov: torch.Tensor, fixed: list[int]) -> torch.Tensor:
             rr = rr - rs @ torch.linalg.solve(ss, rs.transpose(1, 2))
         out[:, free.unsqueeze(1), free.unsqueeze(0)] = 0.5 * (rr + rr.transpose(1, 2))
     eye = torch.eye(q, dtype=cov.dtype, device=cov.device)
-    return torch.linalg.cholesky(out + 1e-12 * eye)
+    return torch.linalg.cholesky(out + EPS * eye)
 
 
 def _without_future_decay(f: Features, s1_last: torch.Tensor, s2_last: torch.Tensor) -> Features:
@@ -371,11 +371,11 @@ def _unidentified_gain(fit: GroupFit, gi, mi, feats: Features, samples, nh, plan
     shape = off - law.predict(theta, feats)  # (T, P): the planned decay's gain per unit amplitude
     last = (nh - 1).clamp_min(0)[:, None]
     at_end = torch.gather(shape, 1, last)
-    unit = torch.where(at_end > 0, (shape / at_end.clamp_min(1e-300)).clamp(0.0, 1.0), torch.zeros_like(shape))
+    unit = torch.where(at_end > 0, (shape / at_end.clamp_min(TINY)).clamp(0.0, 1.0), torch.zeros_like(shape))
     level = torch.gather(samples, 2, last.expand(samples.shape[0], -1, -1)).median(0).values
     rel = unit * level * planned[:, None]  # gain in loss units for the whole share
     # stratified: one gain per n-quantile of the range, shuffled against the parameter draws, so
     # the median forecast does not move by a Monte Carlo error of ~0.4 % from seed to seed
     n = samples.shape[0]
     phi = ((keyed_random.permutation(keys, n).to(DTYPE) + 0.5) / n * MAX_GAIN).to(samples.device)[:, :, None]
-    return torch.log((samples - phi * rel).clamp_min(1e-12))
+    return torch.log((samples - phi * rel).clamp_min(EPS))

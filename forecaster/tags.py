@@ -37,7 +37,6 @@ UPDATED = "forecast.updated"
 VERSION = "forecast.version"
 SCHEDULE = "forecast.schedule"  # a user's own schedule spec for the run (read, never written)
 SCHEDULE_USED = "forecast.schedule_used"
-PNG = "forecast.png"  # artifact name of the forecast plot
 
 # -- alerts ------------------------------------------------------------------------------------
 ALERT_PREFIX = "forecast.alert."  # forecast.alert.<rule> = "ok" | "<state>: <message>"

@@ -46,18 +46,24 @@ def _get(cfg: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
+def _finite(v: Any, what: str) -> float:
+    """`v` as a finite float; InputError naming the config entry `what` otherwise."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"config {what}={v!r} is not a number") from None
+    if not math.isfinite(x):
+        raise InputError(f"config {what}={v!r} is not a finite number")
+    return x
+
+
 def _num(cfg: Mapping[str, Any], key: str, kind: str = "float") -> Any:
     v = _get(cfg, key)
     if v is None:
         return None
     if isinstance(v, str):
         v = v.strip()
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise InputError(f"config {key}={v!r} is not a number") from None
-    if not math.isfinite(x):
-        raise InputError(f"config {key}={v!r} is not a finite number")
+    x = _finite(v, key)
     if kind == "int":
         if not x.is_integer():
             raise InputError(f"config {key}={v!r} is not a whole number of steps")
@@ -150,13 +156,7 @@ def _from_hf(cfg: Mapping[str, Any]) -> Schedule | None:
         v = kw.get(key, default)
         if _is_none(v):
             return default
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            raise InputError(f"config lr_scheduler_kwargs {key}={v!r} is not a number") from None
-        if not math.isfinite(x):
-            raise InputError(f"config lr_scheduler_kwargs {key}={v!r} is not a finite number")
-        return x
+        return _finite(v, f"lr_scheduler_kwargs {key}")
 
     if kind == "constant":  # HF's plain constant ignores warmup entirely
         return Constant(peak=peak, total=total)
