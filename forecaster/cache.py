@@ -19,10 +19,11 @@ own locking keeps the file consistent should two processes share it anyway (diff
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,7 +234,10 @@ def _merge(old: Cached, new: Series, since: int) -> Series | None:
     """
     if not len(new) or int(new.steps[0]) != since:
         return None
-    a, b = old.values[-1], new.values[0]
+    at = int(np.searchsorted(old.steps, since))
+    if at >= len(old.steps) or int(old.steps[at]) != since:
+        return None
+    a, b = old.values[at], new.values[0]
     if not (a == b or (np.isnan(a) and np.isnan(b))):
         return None
     keep = old.steps < since
@@ -241,14 +245,18 @@ def _merge(old: Cached, new: Series, since: int) -> Series | None:
 
 
 def read_histories(tracker: Tracker, runs: Sequence[RunInfo], keys: Sequence[str],
-                   cache: HistoryCache | None, sample: int | None = None
+                   cache: HistoryCache | None, sample: int | None = None,
+                   stray_above: Mapping[str, float] | None = None
                    ) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
     """What `Tracker.read_histories` yields, served from `cache` where the watermarks allow.
 
     Runs whose every key is cached at the current watermark are yielded without a request; the
     others are asked for the steps from their cached last step on (or everything), in one
     `Tracker.read_since` call; rewritten histories are read again in full in a second one.
+    A watermark beyond the run's `stray_above` step (by run id) is a stray write that hides
+    later progress below it: that key is always read, from the last cached step below the limit.
     """
+    stray_above = stray_above or {}
     by_id = {r.id: r for r in runs}
     cached: dict[tuple[str, str], Cached] = {}
     if cache is not None:
@@ -264,9 +272,13 @@ def read_histories(tracker: Tracker, runs: Sequence[RunInfo], keys: Sequence[str
             if wm is None:
                 continue
             c = cached.get((r.id, key))
-            if c is None or not len(c.steps):
+            limit = stray_above.get(r.id, math.inf)
+            if c is None or not len(c.steps) or (wm.step > limit and not c.steps[0] <= limit):
                 since.setdefault(r.id, {})[key] = None
                 misses += 1
+            elif wm.step > limit:
+                since.setdefault(r.id, {})[key] = int(c.steps[c.steps <= limit][-1])
+                increments += 1
             elif c.mark == wm.token():
                 ready[r.id][key] = Series(c.steps, c.values)
                 hits += 1
