@@ -129,7 +129,7 @@ class HistoryCache:
         if not tables:
             self._create()
             return None
-        if tables != {"meta", "series"}:
+        if not {"meta", "series"} <= tables <= {"meta", "series", "laws"}:
             return "not a forecaster history cache (foreign tables)"
         meta = dict(self.db.execute("SELECT k, v FROM meta"))
         if meta.get("format") != FORMAT:
@@ -141,6 +141,8 @@ class HistoryCache:
         ok = self.db.execute("PRAGMA quick_check").fetchone()
         if not ok or ok[0] != "ok":
             return f"corrupt ({ok[0] if ok else 'no answer'})"
+        if "laws" not in tables:  # a cache written before law choices were remembered
+            self._create()
         return None
 
     def _create(self) -> None:
@@ -149,6 +151,8 @@ class HistoryCache:
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
             self.db.execute("CREATE TABLE IF NOT EXISTS series (scope TEXT, run TEXT, key TEXT, mark TEXT, "
                             "n INTEGER, steps BLOB, vals BLOB, PRIMARY KEY (scope, run, key))")
+            # the law `law="auto"` chose per fitted group (forecaster.sync.lawmemo), as JSON
+            self.db.execute("CREATE TABLE IF NOT EXISTS laws (k TEXT PRIMARY KEY, v TEXT)")
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 [("format", FORMAT), ("version", VERSION), ("ident", self.ident),
                                  ("sample", str(self.sample))])
@@ -211,6 +215,27 @@ class HistoryCache:
                       s.values.astype("<f8").tobytes()) for run, key, mark, s in rows])
         except sqlite3.Error as e:
             log.warning("history cache %s cannot be written (%s): the next sync reads more", self.path, e)
+
+    def get_laws(self, prefix: str) -> dict[str, str]:
+        """Remembered law choices (JSON text) whose key starts with `prefix`; {} when unusable."""
+        if self.db is None:
+            return {}
+        try:
+            q = "SELECT k, v FROM laws WHERE substr(k, 1, ?) = ?"
+            return dict(self.db.execute(q, (len(prefix), prefix)))
+        except sqlite3.Error as e:
+            log.debug("history cache %s: law choices unreadable: %s", self.path, e)
+            return {}
+
+    def put_laws(self, rows: Mapping[str, str]) -> None:
+        """Store law choices (key -> JSON text) in one transaction."""
+        if self.db is None or not rows:
+            return
+        try:
+            with self._tx():
+                self.db.executemany("INSERT OR REPLACE INTO laws VALUES (?, ?)", list(rows.items()))
+        except sqlite3.Error as e:
+            log.debug("history cache %s: law choices not stored: %s", self.path, e)
 
     def forget(self, scope: str, keep: set[str]) -> None:
         """Drop the rows of runs no longer listed (deleted runs), so the file does not grow forever."""

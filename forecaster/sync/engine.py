@@ -127,7 +127,7 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     report.timings["read"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    fits = fit(settings, plan.targets, plan.context, reads.series)
+    fits = fit(settings, plan.targets, plan.context, reads.series, reads.laws)
     report.timings["fit"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from forecaster import screen
 from forecaster.histories import RunForecast, RunHistory
 from forecaster.join import join
+from forecaster.sync.lawmemo import LawMemo, members_of
 from forecaster.sync.plan import Plan
 from forecaster.sync.read import build_history
 from forecaster.sync.report import Skip, SkipKind
@@ -36,18 +37,32 @@ def _factor(f: float) -> str:
     return f"{f:.3g}x above" if f >= 1 else f"{1 / f:.3g}x below"
 
 
-def _fit(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
+def _fit_one(hist: list[RunHistory], settings: SyncSettings, law: str) -> list[RunForecast]:
     from forecaster.forecast import Forecaster
 
-    fc = Forecaster(law=settings.law, device=settings.device, seed=settings.seed, **settings.forecaster_options)
+    fc = Forecaster(law=law, device=settings.device, seed=settings.seed, **settings.forecaster_options)
     return fc.fit(hist).predict()
 
 
-def fit_contained(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
-    """All groups in one batched fit; if that fails, each group on its own, so a failure costs only
-    the group it happened in (its runs are skipped with the error as reason)."""
+def _fit(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | None = None) -> list[RunForecast]:
+    """One batched fit per law: groups in `laws` with their remembered law, the rest with the settings'."""
+    by_law: dict[str, list[int]] = {}
+    for i, h in enumerate(hist):
+        by_law.setdefault((laws or {}).get(h.group, settings.law), []).append(i)
+    out: list[RunForecast | None] = [None] * len(hist)
+    for law, idx in sorted(by_law.items()):
+        for i, fc in zip(idx, _fit_one([hist[i] for i in idx], settings, law)):
+            out[i] = fc
+    return [fc for fc in out if fc is not None]
+
+
+def fit_contained(hist: list[RunHistory], settings: SyncSettings,
+                  laws: dict[str, str] | None = None) -> list[RunForecast]:
+    """All groups in one batched fit (one per remembered law, `laws` by group); if that fails, each
+    group on its own, so a failure costs only the group it happened in (its runs are skipped with
+    the error as reason)."""
     try:
-        return _fit(hist, settings)
+        return _fit(hist, settings, laws)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - contained below, group by group
@@ -58,7 +73,7 @@ def fit_contained(hist: list[RunHistory], settings: SyncSettings) -> list[RunFor
     out: list[RunForecast | None] = [None] * len(hist)
     for group, idx in by_group.items():  # only after a failure: the price of isolating it
         try:
-            fcs = _fit([hist[i] for i in idx], settings)
+            fcs = _fit([hist[i] for i in idx], settings, laws)
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - this group's runs are skipped, the others go on
@@ -71,8 +86,9 @@ def fit_contained(hist: list[RunHistory], settings: SyncSettings) -> list[RunFor
 
 
 def fit(settings: SyncSettings, targets: list[Plan], context: list[Plan],
-        series: dict[str, dict[str, Series]]) -> Fits:
-    """One fit per metric over all groups with work; then each target's verdict."""
+        series: dict[str, dict[str, Series]], memo: LawMemo | None = None) -> Fits:
+    """One fit per metric over all groups with work; then each target's verdict. With `memo`, a
+    group whose law choice still holds is fitted with that law directly (`lawmemo`)."""
     primary = settings.primary
     targets = [p for p in targets if p.run.id in series]
     out = Fits(curves={p.run.id: {} for p in targets}, notes={p.run.id: [] for p in targets})
@@ -114,13 +130,20 @@ def fit(settings: SyncSettings, targets: list[Plan], context: list[Plan],
             out.pooled = hist
         if not any(is_target):
             continue
-        fcs = fit_contained(hist, settings)
+        laws: dict[str, str] = {}
+        if memo is not None:
+            laws = {g: law for g, m in members_of(hist).items() if (law := memo.reuse(metric, g, m))}
+        fcs = fit_contained(hist, settings, laws)
+        if memo is not None:
+            memo.record(metric, hist, fcs, {h.group for h in hist} - set(laws))
         for h, fc, tgt in zip(hist, fcs, is_target):
             if tgt:
                 out.curves[h.run][metric] = join(h, fc)
                 if metric == primary:
                     out.histories[h.run] = h
     _judge(out, targets, failed, diverged, primary)
+    if memo is not None:
+        memo.save()
     return out
 
 

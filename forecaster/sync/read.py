@@ -11,6 +11,7 @@ import numpy as np
 from forecaster import screen
 from forecaster.errors import RunGone
 from forecaster.histories import RunHistory
+from forecaster.sync.lawmemo import LawMemo
 from forecaster.sync.plan import Plan, horizon, unchanged
 from forecaster.sync.report import Action, Progress, RunOutcome, gone
 from forecaster.sync.settings import SyncSettings
@@ -25,6 +26,7 @@ class Reads:
     series: dict[str, dict[str, Series]] = field(default_factory=dict)
     gone: dict[str, RunOutcome] = field(default_factory=dict)
     settled: dict[str, RunOutcome] = field(default_factory=dict)
+    laws: LawMemo | None = None  # the law choices remembered with the histories (law="auto")
 
 
 def restamp(p: Plan, series: dict[str, Series]) -> None:
@@ -59,6 +61,9 @@ def read(tracker: Tracker, settings: SyncSettings, runs: list[RunInfo], targets:
                                                    settings.history_sample)
                 for scope in {r.scope for r in runs}:
                     cache.forget(scope, {r.id for r in runs if r.scope == scope})
+                if settings.law == "auto" and cache.db is not None:
+                    out.laws = LawMemo(cache.path, cache.ident, cache.sample, settings.token())
+                    out.laws.known = cache.get_laws(out.laws.prefix())
             stray = {p.run.id: p for p in to_read if p.stray}
             for run, got in history_cache.read_histories(tracker, [p.run for p in to_read], keys, cache,
                                                          settings.history_sample,
