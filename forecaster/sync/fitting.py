@@ -41,7 +41,7 @@ def _fit_one(hist: list[RunHistory], settings: SyncSettings, law: str) -> list[R
     from forecaster.forecast import Forecaster
 
     fc = Forecaster(law=law, device=settings.device, seed=settings.seed, **settings.forecaster_options)
-    return fc.fit(hist).predict()
+    return list(fc.fit(hist).predict())
 
 
 def _fit(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | None = None) -> list[RunForecast]:

@@ -97,5 +97,6 @@ class LawMemo:
     def _open(self):
         from forecaster.cache import HistoryCache
 
+        assert self.path is not None
         cache = HistoryCache(self.path, self.ident, self.sample)
         return cache if cache.db is not None else None

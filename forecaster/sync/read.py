@@ -35,10 +35,8 @@ def restamp(p: Plan, series: dict[str, Series]) -> None:
     real = []
     for key in p.stray:
         s = series.get(key)
-        ok = np.flatnonzero(s.steps <= p.stray_above) if s is not None else []
-        if len(ok):
-            i = ok[-1]
-            p.run.latest[key] = Watermark(int(s.steps[i]), 0, float(s.values[i]))
+        if s is not None and (ok := np.flatnonzero(s.steps <= p.stray_above)).size:
+            p.run.latest[key] = Watermark(int(s.steps[ok[-1]]), 0, float(s.values[ok[-1]]))
         real.append((key, p.run.latest[key].token()))
     p.fp = fingerprint(p.fp, real)
 
