@@ -95,9 +95,9 @@ def test_a_run_checked_under_a_stray_watermark_is_still_context(mlflow_server, t
     fitted: list[tuple[str, int, bool]] = []
     real = fitting.fit_contained
 
-    def spy(hist, settings):
+    def spy(hist, settings, *rest):
         fitted.extend((h.run, int(h.steps[-1]), h.horizon is not None) for h in hist)
-        return real(hist, settings)
+        return real(hist, settings, *rest)
 
     monkeypatch.setattr(fitting, "fit_contained", spy)
     rep, _ = _sync(mlflow_server.uri, name, cache)
