@@ -11,7 +11,10 @@ it, then times, in this one process:
 3. a no-op sync (nothing logged since);
 4. the incremental sync after 10 % of the runs logged `--new-steps` more steps of both keys.
 
-Each phase also reports its peak resident memory (the process's high-water mark, reset before it).
+Each phase also reports its peak resident memory (the process's high-water mark, reset before it),
+the CPU seconds of this process and of the server's process group (wall time on a shared machine
+moves with its load; CPU far less), and, with $FORECASTER_PROFILE set, the fit's phases
+(`forecaster/phases.py`; $FORECASTER_PROFILE_CLOCK=cpu for CPU seconds).
 
     .venv/bin/python benchmarks/sync_mlflow.py --runs 300 --points 3000 --total 6000
     .venv/bin/python benchmarks/sync_mlflow.py --runs 20 --points 1000 --store /tmp/small
