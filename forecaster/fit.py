@@ -24,7 +24,7 @@ from forecaster.phases import phase
 from forecaster.stats import EPS, TINY, huber
 
 HUBER_DELTA = 1e-3
-PRUNE_AT = 6
+PRUNE_AT = 2
 # the residual a non-positive or NaN prediction costs (NaN fails `pred > 0`); also marks such points
 BAD_RESIDUAL = 10.0
 # the Levenberg-Marquardt damping stays within these: it shrinks after every accepted step and a
