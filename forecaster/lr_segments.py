@@ -28,25 +28,58 @@ def eligible(h: RunHistory) -> bool:
             and bool(ps[0] >= 0) and bool(np.all(ps[1:] > ps[:-1])))
 
 
-def _knots(h: RunHistory, last: int, warmup: str) -> tuple[np.ndarray, np.ndarray]:
-    """Steps (from 0, ending at `last`) and LR values at which a run's per-step LR bends: linear
-    between them, as `batch.lr_per_step` interpolates."""
-    ps, pv = h.lr_steps.astype(np.int64), h.lr_values.astype(np.float64)
-    if ps[0] > 0:
-        if warmup == "linear":  # linear from 0 at step 0
-            ps, pv = np.r_[0, ps], np.r_[0.0, pv]
-        elif warmup == "peak":  # the peak until the first logged step
-            top = pv.max()
-            head = [0] if ps[0] == 1 else [0, ps[0] - 1]
-            ps, pv = np.r_[head, ps], np.r_[[top] * len(head), pv]
-        else:  # held at the first value
-            ps, pv = np.r_[0, ps], np.r_[pv[0], pv]
-    at_last = np.interp(last, ps, pv)
-    keep = ps < last
-    steps, values = np.r_[ps[keep], last], np.r_[pv[keep], at_last]
-    if np.any(values < 0):
-        raise ValueError(f"run {h.run!r}: negative learning rate")
-    return steps, values
+def _knots(histories: list[RunHistory], last: np.ndarray, warmup: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps (R, K) from 0 to each run's `last` at which its per-step LR bends, the LR values there
+    (linear in between, as `batch.lr_per_step` interpolates), and the count of knots per run
+    (padding after it is arbitrary). All runs at once: a per-run build was most of the cost."""
+    R = len(histories)
+    count = np.array([len(h.lr_steps) for h in histories], dtype=np.int64)
+    first = np.r_[0, np.cumsum(count)[:-1]]
+    run = np.repeat(np.arange(R), count)
+    ps = np.concatenate([h.lr_steps for h in histories]).astype(np.int64)
+    pv = np.concatenate([h.lr_values for h in histories]).astype(np.float64)
+    ps0, pv0, top = ps[first], pv[first], np.maximum.reduceat(pv, first)
+    # before the first logged step: linear from 0 at step 0, the peak, or held at the first value
+    head_steps = np.stack([np.zeros(R, dtype=np.int64), ps0 - 1], 1)
+    if warmup == "peak":
+        n_head = np.where(ps0 > 1, 2, np.where(ps0 > 0, 1, 0))
+        head_values = np.stack([top, top], 1)
+    else:
+        n_head = (ps0 > 0).astype(np.int64)
+        head_values = np.stack([np.zeros(R) if warmup == "linear" else pv0] * 2, 1)
+    # the LR at `last`, interpolated as np.interp would (held after the last logged step)
+    before = ps < last[run]
+    kept = np.add.reduceat(before.astype(np.int64), first)
+    nxt = first + np.minimum(kept, count - 1)
+    prv = first + np.maximum(kept - 1, 0)
+    x0, x1, y0, y1 = ps[prv], ps[nxt], pv[prv], pv[nxt]
+    inside = y0 + (y1 - y0) * (last - x0) / np.maximum(x1 - x0, 1)
+    if warmup == "linear":
+        warm = pv0 * last / np.maximum(ps0, 1)
+    else:
+        warm = np.where(last < ps0 - 1 if warmup == "peak" else last < ps0, head_values[:, 0], pv0)
+    at_last = np.where(kept == 0, np.where(last >= ps0, pv0, warm),
+                       np.where(kept == count, pv[first + count - 1], np.where(last == x1, y1, inside)))
+    # head knots at or past `last` leave (the last knot is `last` itself)
+    n_head = np.where(head_steps[:, 1] < last, n_head, np.minimum(n_head, (last > 0).astype(np.int64)))
+    n = n_head + kept + 1
+    K = int(n.max())
+    steps = np.zeros((R, K), dtype=np.int64)
+    values = np.zeros((R, K))
+    col = np.arange(2)[None, :]
+    hr, hc = np.nonzero(col < n_head[:, None])
+    steps[hr, hc], values[hr, hc] = head_steps[hr, hc], head_values[hr, hc]
+    local = np.arange(len(ps)) - first[run]
+    sel = np.flatnonzero(before)
+    steps[run[sel], n_head[run[sel]] + local[sel]] = ps[sel]
+    values[run[sel], n_head[run[sel]] + local[sel]] = pv[sel]
+    rows = np.arange(R)
+    steps[rows, n - 1], values[rows, n - 1] = last, at_last
+    filled = np.arange(K)[None, :] < n[:, None]
+    bad = np.flatnonzero((filled & (values < 0)).any(1))
+    if len(bad):
+        raise ValueError(f"run {histories[bad[0]].run!r}: negative learning rate")
+    return steps, values, n
 
 
 def features(histories: list[RunHistory], points: list[np.ndarray], last: np.ndarray, top_pt: np.ndarray,
@@ -55,14 +88,9 @@ def features(histories: list[RunHistory], points: list[np.ndarray], last: np.nda
     decayed (R,), for runs eligible for the closed form; `last` (R,) is the last step each run's
     per-step LR would span, `top_pt` its last evaluation point."""
     R = len(histories)
-    knots = [_knots(h, int(last[i]), warmup) for i, h in enumerate(histories)]
-    n = np.array([len(k[0]) for k in knots], dtype=np.int64)
-    K = int(n.max())
-    a = np.empty((R, K), dtype=np.int64)
-    v = np.empty((R, K))
+    a, v, n = _knots(histories, last, warmup)
+    K = a.shape[1]
     filled = np.arange(K)[None, :] < n[:, None]
-    a[filled] = np.concatenate([k[0] for k in knots])
-    v[filled] = np.concatenate([k[1] for k in knots])
     # padding: flat segments of one step each after the end, never evaluated
     pad = ~filled
     a[pad] = (last[:, None] + np.cumsum(pad, axis=1))[pad]

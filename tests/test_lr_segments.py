@@ -26,6 +26,10 @@ def _runs(seed: int = 0) -> list[RunHistory]:
                               horizon=np.arange(4000, 6000 + 500 * (k % 4), 50)))
     out.append(RunHistory("one point", np.arange(1, 100), np.ones(99), lr_steps=np.array([5]),
                           lr_values=np.array([1e-3]), horizon=np.array([150, 300])))
+    out.append(RunHistory("logged after the end", np.arange(1, 4), np.ones(3), lr_steps=np.array([10, 20]),
+                          lr_values=np.array([1e-3, 5e-4]), horizon=np.array([4, 5])))
+    out.append(RunHistory("ends on a logged step", np.arange(1, 40), np.ones(39), lr_steps=np.array([3, 20, 50, 80]),
+                          lr_values=np.array([1e-3, 1e-3, 4e-4, 1e-4]), horizon=np.array([45, 50])))
     return out
 
 
