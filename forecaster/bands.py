@@ -194,25 +194,29 @@ def _forecast_fit(fc: Forecaster, fit: GroupFit, rows: list[int], targets: list[
     if len(unknown_idx):
         # where the annealing gain is drawn from its range, the quantiles and the median come from
         # the draws themselves, which are far from Gaussian: evaluated at every step
-        idx = unknown_idx
-        fu = feats.rows(idx)
-        s1_last, s2_last = both.s1[idx, :1], both.s2[idx, :1]
         # the fitted amplitude is noise here (a decay of a few % of the peak, if any): the draws
         # are of the curve without the planned decay, and the gain it brings is drawn on top
         # and the annealing parameters stay at their fit: their spread is what the drawn gain
         # replaces, and draws of unidentified ones swing the curve far off through the warmup's share
         fixed = [law.params.index(name) for name in law.annealing]
-        samples = _draws(fit, _conditional_chol(fit.cov * fc.inflation**2, fixed), gi[idx], mi[idx],
-                         _without_future_decay(fu, s1_last, s2_last), n, gkeys, log=False)
-        samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
-                                     nh[idx], remaining[idx], keyed_random.derive(rkeys[idx.cpu()], 1))
-        point[idx] = _kth(samples, [(n + 1) // 2])[0].exp()  # the lower median, as torch's median
-        z = keyed_random.normal(keyed_random.derive(rkeys[idx.cpu()], 2), n, samples.shape[2]).permute(0, 2, 1)
-        noisy = samples + z.to(dev) * spread[idx][None]
-        for j, q in enumerate(_kth(noisy, ranks)):
-            qs[j, idx] = q.exp()
-        end = (nh[idx] - 1).clamp_min(0)
-        finals[:, idx] = noisy[:, torch.arange(len(idx), device=dev), end]
+        chol_u = _conditional_chol(fit.cov * fc.inflation**2, fixed)
+        # a few runs at a time (each run's draws are its own): (draws x runs x steps) tensors that
+        # stay small are reused by the allocator instead of being mapped and faulted in afresh
+        per = max(1, CHUNK // (n * max(1, feats.t.shape[1])))
+        for idx in unknown_idx.split(per):
+            fu = feats.rows(idx)
+            s1_last, s2_last = both.s1[idx, :1], both.s2[idx, :1]
+            samples = _draws(fit, chol_u, gi[idx], mi[idx], _without_future_decay(fu, s1_last, s2_last), n, gkeys,
+                             log=False)
+            samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
+                                         nh[idx], remaining[idx], keyed_random.derive(rkeys[idx.cpu()], 1))
+            point[idx] = _kth(samples, [(n + 1) // 2])[0].exp()  # the lower median, as torch's median
+            z = keyed_random.normal(keyed_random.derive(rkeys[idx.cpu()], 2), n, samples.shape[2]).permute(0, 2, 1)
+            noisy = samples + z.to(dev) * spread[idx][None]
+            for j, q in enumerate(_kth(noisy, ranks)):
+                qs[j, idx] = q.exp()
+            end = (nh[idx] - 1).clamp_min(0)
+            finals[:, idx] = noisy[:, torch.arange(len(idx), device=dev), end]
     qs = (qs * shift.exp()[None]).cpu().numpy()
     point_np = (point * shift.exp()).cpu().numpy()
     samples_np = (finals + shift[torch.arange(T, device=dev), (nh - 1).clamp_min(0)][None]).cpu().numpy()
@@ -267,8 +271,10 @@ def _kth(x: torch.Tensor, ranks: list[int], numpy: bool | None = None) -> list[t
     Elsewhere (CUDA) torch's; `numpy` forces either (tests run the CUDA branch on the CPU)."""
     if not (x.device.type == "cpu" if numpy is None else numpy):
         return [x.kthvalue(k, dim=0).values for k in ranks]
-    part = np.partition(x.numpy(), [k - 1 for k in ranks], axis=0)
-    return [torch.from_numpy(part[k - 1]) for k in ranks]
+    # the draws made the last, contiguous axis first: a partition along a strided axis costs half again
+    part = np.ascontiguousarray(np.moveaxis(x.numpy(), 0, -1))
+    part.partition([k - 1 for k in ranks], axis=-1)
+    return [torch.from_numpy(np.ascontiguousarray(part[..., k - 1])) for k in ranks]
 
 
 def _chol(fit: GroupFit, inflation: float = INFLATION) -> torch.Tensor:

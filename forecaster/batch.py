@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from forecaster import lr_segments
 from forecaster.device import DTYPE
 from forecaster.phases import phase
 from forecaster.histories import RunHistory
@@ -176,10 +177,14 @@ def build_features(
 BLOCK_ELEMENTS = 1 << 21
 
 
-def _lr_steps(histories: list[RunHistory], last: np.ndarray, warmup: str) -> dict[int, np.ndarray]:
-    """Per-step LR 0..last[i] of each run that has one (schedule-free laws read `t` only)."""
+def _lr_steps(histories: list[RunHistory], last: np.ndarray, warmup: str, skip: frozenset[int] = frozenset()
+              ) -> dict[int, np.ndarray]:
+    """Per-step LR 0..last[i] of each run that has one (schedule-free laws read `t` only), but the
+    runs in `skip`."""
     lrs = {}
     for i, h in enumerate(histories):
+        if i in skip:
+            continue
         lr = lr_per_step(h, int(last[i]), warmup)
         if lr is not None:
             if np.any(lr < 0):
@@ -267,8 +272,20 @@ def _build_features(histories, points, *, warmup, lam, max_blocks, blocks, devic
         t[mask] = np.maximum(np.concatenate(pts_all), 1)
     top_pt = np.array([int(p.max()) if len(p) else 0 for p in pts_all], dtype=np.int64)
     last = np.maximum(top_pt, [h.last_step for h in histories])
-    lrs = _lr_steps(histories, last, warmup)
+    # runs whose LR comes from logged points alone: closed forms over the segments between them
+    # (`lr_segments`); the multi-power law's LR-change blocks need the per-step LR
+    fast = [] if blocks else [i for i, h in enumerate(histories) if lr_segments.eligible(h)]
+    lrs = _lr_steps(histories, last, warmup, skip=frozenset(fast))
     has_lr[list(lrs)] = True
+    if fast:
+        at = np.asarray(fast, dtype=np.int64)
+        seg = lr_segments.features([histories[i] for i in fast], [pts_all[i] for i in fast], last[at], top_pt[at],
+                                   warmup, lam, P)
+        m = mask[at]
+        lr_at[at] = np.where(m, seg["lr"], 0.0)
+        s1[at] = np.where(m, seg["s1"], 1.0)
+        s2[at] = np.where(m, seg["s2"], 0.0)
+        peak[at], decayed[at], has_lr[at] = seg["peak"], seg["decayed"], True
     for blk, grid in _lr_blocks(lrs, last):
         lengths = last[blk] + 1
         col = np.arange(grid.shape[1])[None, :]

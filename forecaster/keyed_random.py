@@ -38,10 +38,23 @@ def _shr(x: torch.Tensor, s: int) -> torch.Tensor:
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:
-    x = x + _GOLDEN
-    x = (x ^ _shr(x, 30)) * _M1
-    x = (x ^ _shr(x, 27)) * _M2
-    return x ^ _shr(x, 31)
+    return _mix_(x.clone())
+
+
+def _mix_(x: torch.Tensor) -> torch.Tensor:
+    """`_mix` in place, with one scratch tensor: on the bands' (draws x steps x runs) counters a
+    fresh tensor per operation made allocation the larger part of the cost."""
+    x.add_(_GOLDEN)
+    t = torch.empty_like(x)
+    for s, m in ((30, _M1), (27, _M2)):
+        x.bitwise_xor_(_shr_into(x, s, t)).mul_(m)
+    return x.bitwise_xor_(_shr_into(x, 31, t))
+
+
+def _shr_into(x: torch.Tensor, s: int, out: torch.Tensor) -> torch.Tensor:
+    """`_shr(x, s)` written into `out`."""
+    torch.bitwise_right_shift(x, s, out=out)
+    return out.bitwise_and_((1 << (64 - s)) - 1)
 
 
 _COLS = 1 << 24  # counters are row * _COLS + column: a row's numbers do not depend on the row width
@@ -54,15 +67,16 @@ def uniform(key: torch.Tensor, rows: int, cols: int = 1, start: int = 0, stream:
     i = torch.arange(start, start + rows, dtype=torch.int64, device=key.device)[:, None, None]
     j = torch.arange(cols, dtype=torch.int64, device=key.device)[None, :, None]
     counter = (i * _COLS + j) * 2 + stream
-    bits = _mix(_mix(key.to(counter.device)[None, None, :]) ^ (counter * _GOLDEN))
-    return (_shr(bits, 11).to(dtype) + 0.5) / float(1 << 53)
+    bits = _mix_(_mix(key.to(counter.device)[None, None, :]) ^ (counter * _GOLDEN))
+    out = _shr_into(bits, 11, bits).to(dtype)
+    return out.add_(0.5).div_(float(1 << 53))
 
 
 def normal(key: torch.Tensor, rows: int, cols: int = 1, start: int = 0, dtype=torch.float64) -> torch.Tensor:
     """Standard normals, shape (rows, cols, len(key)), laid out as `uniform` (Box-Muller)."""
     u1 = uniform(key, rows, cols, start, 0, dtype)
     u2 = uniform(key, rows, cols, start, 1, dtype)
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+    return u1.log_().mul_(-2.0).sqrt_().mul_(u2.mul_(2.0 * math.pi).cos_())
 
 
 def permutation(key: torch.Tensor, n: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from forecaster import bands
-from forecaster.batch import build_features, decay_shares
+from forecaster.batch import Features, build_features, decay_shares
 from forecaster.bands import EVIDENCE_MIN
 from forecaster.eligibility import MIN_POINTS
 from forecaster.histories import RunForecast, RunHistory, planned_end
@@ -71,8 +71,11 @@ def check_own_decays(fc: Forecaster, done: dict[int, RunForecast]) -> dict[str, 
         sub_hist = [cut.get(r, hist[r]) for r in sub_rows]
         sub = clone(fc, law=fit.law.name, follow_siblings=False).fit(sub_hist)
         at = {r: k for k, r in enumerate(sub_rows)}
-        from_half, sd_half = law_at_end(sub, sub_hist, [at[r] for r in mine])
-        from_all, _ = law_at_end(fc, hist, mine)
+        # the cut histories keep the full ones' LR and last horizon step: one feature build serves both
+        feats = build_features([hist[r] for r in mine], [hist[r].horizon[-1:] for r in mine], warmup=fc.warmup,
+                               blocks=fit.law.uses_blocks, device=fc.device_)
+        from_half, sd_half = law_at_end(sub, sub_hist, [at[r] for r in mine], feats)
+        from_all, _ = law_at_end(fc, hist, mine, feats)
         for r, a, b, sd in zip(mine, from_half, from_all, sd_half):
             f = done[r]
             # the two forecasts must agree within what the full band and the half fit's own
@@ -86,9 +89,11 @@ def check_own_decays(fc: Forecaster, done: dict[int, RunForecast]) -> dict[str, 
     return flagged
 
 
-def law_at_end(fc: Forecaster, hist: list[RunHistory], rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def law_at_end(fc: Forecaster, hist: list[RunHistory], rows: list[int], feats: Features | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """The fitted law's own value at each of `rows`' last horizon step (no band terms, no siblings'
-    deviations), from the fits of `fc` (fitted on `hist`), and the spread of its log there."""
+    deviations), from the fits of `fc` (fitted on `hist`), and the spread of its log there;
+    `feats`: the rows' features at that step when already built."""
     point, sd = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     for key, (fit, fit_rows) in fc.fits_.items():
         mine = [(k, r) for k, r in enumerate(rows) if fc.choice_.get(r) == key]
@@ -98,11 +103,14 @@ def law_at_end(fc: Forecaster, hist: list[RunHistory], rows: list[int]) -> tuple
         slots = fit.slots([pos[r] for _, r in mine])
         gi = torch.as_tensor([g for g, _ in slots], device=fit.x.device)
         mi = torch.as_tensor([m for _, m in slots], device=fit.x.device)
-        feats = build_features([hist[r] for _, r in mine], [hist[r].horizon[-1:] for _, r in mine],
-                               warmup=fc.warmup, blocks=fit.law.uses_blocks, device=fc.device_)
-        gkeys = bands.group_keys(fit, [hist[r].group for r in fit_rows], fc.seed)
-        p, s = bands.law_spread(fit, gi, mi, feats, fc.samples, gkeys, fc.inflation)
         at = [k for k, _ in mine]
+        if feats is None:
+            f = build_features([hist[r] for _, r in mine], [hist[r].horizon[-1:] for _, r in mine],
+                               warmup=fc.warmup, blocks=fit.law.uses_blocks, device=fc.device_)
+        else:
+            f = feats.rows(torch.as_tensor(at, device=feats.t.device))
+        gkeys = bands.group_keys(fit, [hist[r].group for r in fit_rows], fc.seed)
+        p, s = bands.law_spread(fit, gi, mi, f, fc.samples, gkeys, fc.inflation)
         point[at], sd[at] = p[:, 0].cpu().numpy(), s[:, 0].cpu().numpy()
     return point, sd
 

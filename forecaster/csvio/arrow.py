@@ -60,7 +60,7 @@ def arrow_columns(data: bytes | Path, numeric: tuple[str, ...], strings: tuple[s
             if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
                 return None
             present = _valid(col)
-            values = col.to_numpy().astype(np.float64)  # a null comes out as NaN
+            values = _float64(col)  # a null comes out as NaN
             values[~present] = 0.0
             cols[name] = (values, present)
         elif name in strings:
@@ -68,7 +68,7 @@ def arrow_columns(data: bytes | Path, numeric: tuple[str, ...], strings: tuple[s
             # sort (np.unique) were most of the read time of a big file
             enc = col.dictionary_encode().combine_chunks()
             labels = np.asarray(enc.dictionary.to_pylist(), dtype=str)
-            codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            codes = _plain_numbers(enc.indices).astype(np.int64)
             cols[name] = (labels if len(labels) else np.zeros(0, dtype=str), codes)
     return header, table.num_rows, cols
 
@@ -83,3 +83,19 @@ def _valid(col: Any) -> np.ndarray:
             bits = np.unpackbits(np.frombuffer(ch.buffers()[0], dtype=np.uint8), bitorder="little")
             parts.append(bits[ch.offset: ch.offset + len(ch)].astype(bool))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _plain_numbers(arr: Any) -> np.ndarray:
+    """An Arrow array of fixed-width numbers as numpy: a view of its buffer where it has no nulls
+    (pyarrow's own conversion of an integer column took 0.1 s per million rows), else pyarrow's
+    conversion (nulls as NaN)."""
+    if arr.null_count:
+        return arr.to_numpy(zero_copy_only=False)
+    dtype = np.dtype(arr.type.to_pandas_dtype())
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+
+
+def _float64(col: Any) -> np.ndarray:
+    """A numeric Arrow column (chunked) as one float64 array, nulls as NaN."""
+    parts = [_plain_numbers(ch).astype(np.float64) for ch in col.chunks]
+    return np.concatenate(parts) if parts else np.zeros(0)

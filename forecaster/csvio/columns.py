@@ -153,6 +153,8 @@ def parse_rows(col: dict[str, Any], metric: str, path: Path | str, lines: np.nda
     has_size &= np.isfinite(size)
     if np.any(has_size & keep & (size <= 0)):
         raise InputError(f"{path}:{lines[has_size & keep & (size <= 0)][0]}: model size must be positive")
+    if keep.all():  # the usual file: no row to drop, no copies of every column
+        keep = slice(None)
     return Rows(source=path, runs=(runs[0], runs[1][keep]), groups=(groups[0], groups[1][keep]),
                 step=step[keep].astype(np.int64), value=value[keep], has_value=has_value[keep], lr=lr[keep],
                 has_lr=has_lr[keep], lines=lines[keep], size=size[keep], has_size=has_size[keep])

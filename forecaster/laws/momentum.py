@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from forecaster.batch import Features
-from forecaster.laws.base import DECAYED, PositiveLaw, grid_starts, register
+from forecaster.laws.base import DECAYED, PositiveLaw, grid_starts_one, register
 
 
 @register
@@ -35,9 +35,9 @@ class MomentumLaw(PositiveLaw):
 def momentum_starts(f: Features, y: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
     """(L0, A, alpha, C) starts (R, n) each: an alpha grid with the linear parameters solved exactly."""
     grid = torch.exp(torch.linspace(-3.5, 0.7, 24, dtype=y.dtype, device=y.device))
-    alphas, c = grid_starts(
-        lambda a: torch.stack([torch.ones_like(f.s1), f.s1 ** -a, -f.s2], 1).transpose(1, 2), grid, f, y, n
-    )
+    fixed = torch.stack([torch.ones_like(f.log_s1), -f.s2], -1)
+    alphas, c = grid_starts_one(fixed, lambda a: torch.exp(-a * f.log_s1), grid, f, y, n)
+    c = c[..., [0, 2, 1]]  # (L0, A, C), as the design [1, S1^-alpha, -S2] orders them
     floor = 1e-3 * y.amax(1, keepdim=True)
     # an amplitude started at ~0 sits where its log-space gradient vanishes: start it at a gain of
     # 1 % of the loss over the run's annealing area instead, and let the fit take it down; only

@@ -1,0 +1,64 @@
+"""The closed-form LR features (logged LR points) equal the per-step construction they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from forecaster import batch, lr_segments
+from forecaster.histories import RunHistory
+
+FIELDS = ("t", "lr", "s1", "log_s1", "s2", "mask", "peak", "decayed", "has_lr")
+
+
+def _runs(seed: int = 0) -> list[RunHistory]:
+    """Runs whose logged LR warms up, holds, decays, rises again, starts after step 0, or is one point."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(30):
+        ps = np.unique(rng.integers(0 if k % 2 else 1, 5000, rng.integers(1, 40)))
+        pv = rng.uniform(0, 1e-3, len(ps))
+        if k % 3 == 0:  # a plateau at the peak, then a decay
+            pv = np.where(ps < 2000, 1e-3, 1e-3 * (1 - (ps - 2000) / 4000))
+        steps = np.arange(10, 4000, 37)
+        out.append(RunHistory(f"r{k}", steps, np.ones(len(steps)), lr_steps=ps, lr_values=pv,
+                              horizon=np.arange(4000, 6000 + 500 * (k % 4), 50)))
+    out.append(RunHistory("one point", np.arange(1, 100), np.ones(99), lr_steps=np.array([5]),
+                          lr_values=np.array([1e-3]), horizon=np.array([150, 300])))
+    out.append(RunHistory("logged after the end", np.arange(1, 4), np.ones(3), lr_steps=np.array([10, 20]),
+                          lr_values=np.array([1e-3, 5e-4]), horizon=np.array([4, 5])))
+    out.append(RunHistory("ends on a logged step", np.arange(1, 40), np.ones(39), lr_steps=np.array([3, 20, 50, 80]),
+                          lr_values=np.array([1e-3, 1e-3, 4e-4, 1e-4]), horizon=np.array([45, 50])))
+    return out
+
+
+@pytest.mark.parametrize("warmup", batch.WARMUP_MODES)
+@pytest.mark.parametrize("where", ["observed", "horizon", "end"])
+def test_closed_form_equals_per_step(warmup, where):
+    runs = _runs()
+    assert all(lr_segments.eligible(h) for h in runs)
+    points = {"observed": [h.steps for h in runs], "horizon": [np.r_[h.last_step, h.horizon] for h in runs],
+              "end": [h.horizon[-1:] for h in runs]}[where]
+    closed = batch.build_features(runs, points, warmup=warmup, blocks=False)
+    per_step = batch.build_features(runs, points, warmup=warmup, blocks=True)  # blocks need the per-step LR
+    for name in FIELDS:
+        a, b = getattr(closed, name), getattr(per_step, name)
+        if a.dtype == torch.bool:
+            assert torch.equal(a, b), name
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_schedule_or_unsorted_steps_take_the_per_step_path():
+    h = _runs()[0]
+    assert not lr_segments.eligible(RunHistory("u", h.steps, h.values, lr_steps=np.array([5, 3]),
+                                               lr_values=np.array([1.0, 2.0])))
+    assert not lr_segments.eligible(RunHistory("n", h.steps, h.values))
+
+
+def test_negative_logged_lr_is_refused():
+    h = RunHistory("neg", np.arange(1, 50), np.ones(49), lr_steps=np.array([0, 10, 20]),
+                   lr_values=np.array([1e-3, -1e-4, 1e-3]), horizon=np.array([60]))
+    with pytest.raises(ValueError, match="negative learning rate"):
+        batch.build_features([h], [h.steps], blocks=False)
