@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 import luo_cases  # noqa: E402
 import pku_cases  # noqa: E402
+from forecaster import selfcal  # noqa: E402
 from forecaster.forecast import Forecaster  # noqa: E402
 from forecaster.histories import RunHistory  # noqa: E402
 
@@ -185,13 +186,33 @@ def cases(groups: dict[str, list[Run]], cut: str, alone: bool = False):
     return hs, meta
 
 
-def score(method: str, hs, meta) -> tuple[list[dict], float]:
-    """Per case: error, horizon coverage, mean band width (relative), or unforecast."""
+def _band(f, hidden, truth) -> dict | None:
+    """Coverage of `truth` at the `hidden` steps and the mean relative width there, or None when
+    the forecast does not reach them."""
+    idx = np.searchsorted(f.steps, hidden) if len(f.steps) else None
+    if f.skipped or idx is None or np.any(idx >= len(f.steps)) or np.any(f.steps[idx] != hidden):
+        return None
+    p10, p50, p90 = f.p10[idx], f.p50[idx], f.p90[idx]
+    return dict(coverage=float(np.mean((truth >= p10) & (truth <= p90))), width=float(np.mean((p90 - p10) / p50)))
+
+
+def score(method: str, hs, meta, selfcal_grid: list[float] | None = None) -> tuple[list[dict], float]:
+    """Per case: error, horizon coverage, mean band width (relative), or unforecast. With
+    `selfcal_grid` (ours only), also the coverage and width of the self-calibrated band at each
+    shrinkage strength (`forecaster.selfcal`), from one extra pass; its seconds in `selfcal_s`."""
     t0 = time.perf_counter()
     out = None
+    cal_grid: dict[float, dict] = {}
+    cal_s = 0.0
     if METHODS[method] is not None:
         try:
-            out = Forecaster(**METHODS[method]).fit(hs).predict()
+            fc = Forecaster(**METHODS[method]).fit(hs)
+            out = fc.predict()
+            if selfcal_grid and method == "ours":
+                t1 = time.perf_counter()
+                errors = selfcal.sibling_errors(fc)
+                cal_s = time.perf_counter() - t1
+                cal_grid = {k: selfcal.factors(errors, k) for k in selfcal_grid}
         except Exception as e:  # a crash is a finding: recorded, not patched here
             return [dict(case=c, crashed=f"{type(e).__name__}: {e}", **tags) for _, _, _, tags, c in meta], \
                 time.perf_counter() - t0
@@ -212,6 +233,13 @@ def score(method: str, hs, meta) -> tuple[list[dict], float]:
                 rec.update(error=abs(p50[-3:].mean() / true3 - 1), law=f.law,
                            coverage=float(np.mean((truth >= p10) & (truth <= p90))),
                            width=float(np.mean((p90 - p10) / p50)))
+                if cal_grid:
+                    cal = cal_grid[selfcal_grid[0]].get(case)
+                    rec.update(siblings=cal.siblings if cal else 0, raw_factor=cal.raw if cal else None,
+                               selfcal_s=cal_s, selfcal={
+                                   str(k): _band(selfcal.rescale(f, c[case], selfcal.disagreement(fc, row, f))
+                                                 if case in c else f, hidden, truth)
+                                   for k, c in cal_grid.items()})
         rows.append(rec)
     return rows, time.perf_counter() - t0
 
@@ -271,6 +299,52 @@ def verdict(name: str, summ: dict[tuple[str, str], dict]) -> None:
         print(f"\nratio of means averaged over the cuts: {np.mean(ratios):.2f} (target <= 0.75)", flush=True)
 
 
+def _cal_summary(rows: list[dict], k) -> dict:
+    """Coverage and width of the self-calibrated band at shrinkage `k` over `rows`, and the
+    seconds of the extra pass."""
+    got = [r["selfcal"][str(float(k))] for r in rows if r.get("selfcal") and r["selfcal"].get(str(float(k)))]
+    return dict(cases=len(rows), forecast=len(got),
+                coverage=float(np.mean([g["coverage"] for g in got])) if got else None,
+                width=float(np.mean([g["width"] for g in got])) if got else None,
+                secs=max([r.get("selfcal_s", 0.0) for r in rows], default=0.0))
+
+
+def _cal_row(cut, sub, k, rows) -> str:
+    c = _cal_summary(rows, k)
+    return (f"| {cut} | {sub} ({c['cases']}) | ours + selfcal (shrink {k:g}) | = | = | {_pct(c['coverage'], 0)} | "
+            f"{_pct(c['width'], 1)} | = | +{c['secs']:.0f} |")
+
+
+def _cal_loss(summ: list[dict]) -> tuple[float, float]:
+    """How far a choice is from issue 14's band target over (set, cut) summaries: the largest
+    distance of coverage outside 70-90 % first, then the mean width."""
+    out = max(max(0.70 - s["coverage"], s["coverage"] - 0.90, 0.0) for s in summ)
+    return out, float(np.mean([s["width"] for s in summ]))
+
+
+def lodo(paths: list[str]) -> None:
+    """Leave-one-data-set-out choice of selfcal's shrinkage from --selfcal-grid runs: for each data
+    set, the strength whose (coverage outside 70-90 %, mean width) is best on all cuts of the
+    other sets, and that strength's coverage and width on the set left out."""
+    pooled: dict[tuple, list] = {}
+    for p in paths:
+        for r in json.loads(Path(p).read_text()):
+            if r.get("subset") == "all" and r.get("method") == "ours":
+                pooled.setdefault((r["set"], r["cut"]), []).extend(r["cases_detail"])
+    grid = sorted({float(k) for rows in pooled.values() for r in rows for k in r.get("selfcal") or {}})
+    sets = list(dict.fromkeys(s for s, _ in pooled))
+    print("| left out | shrink chosen on the others | cut | coverage % before | after | width % before | after |\n"
+          "|---|---|---|---|---|---|---|")
+    for left in sets:
+        others = [key for key in pooled if key[0] != left]
+        best = min(grid, key=lambda k: _cal_loss([_cal_summary(pooled[key], k) for key in others])) \
+            if others else grid[0]
+        for key in [key for key in pooled if key[0] == left]:
+            b, c = summarise(pooled[key]), _cal_summary(pooled[key], best)
+            print(f"| {left} | {best:g} | {key[1]} | {_pct(b['coverage'], 0)} | {_pct(c['coverage'], 0)} | "
+                  f"{_pct(b['width'], 1)} | {_pct(c['width'], 1)} |")
+
+
 def merge(paths: list[str]) -> None:
     """The tables of runs made in parts (say, one data set's groups in two calls), from their
     --json files: the cases of each data set, cut and method pooled, subsets recomputed."""
@@ -304,7 +378,14 @@ def main() -> None:
                     "in a separate call: as well as the main cases (add) or instead of them (only)")
     ap.add_argument("--json", help="write the summaries and every case's figures to this file")
     ap.add_argument("--merge", help="comma-separated --json files of partial runs: print their pooled tables")
+    ap.add_argument("--selfcal-grid", default="", help="comma-separated shrinkage strengths: add rows of ours "
+                    "with the self-calibrated band (forecaster.selfcal) at each, from one extra pass")
+    ap.add_argument("--lodo", help="comma-separated --json files made with --selfcal-grid: choose the shrinkage "
+                    "on all data sets but one and score it on the one left out, for each")
     a = ap.parse_args()
+    grid = [float(k) for k in a.selfcal_grid.split(",") if k]
+    if a.lodo:
+        return lodo(a.lodo.split(","))
     if a.merge:
         return merge(a.merge.split(","))
     if not LR_CURVES.is_dir():
@@ -329,7 +410,7 @@ def main() -> None:
                 if not meta:
                     continue
                 for m in methods:
-                    rows, secs = score(m, hs, meta)
+                    rows, secs = score(m, hs, meta, grid)
                     for sub, sel in SUBSETS if not prefix else [("siblings dropped", lambda r: True)]:
                         pick = [r for r in rows if sel(r)]
                         if not pick or (sub not in ("all", "siblings dropped") and len(pick) == len(rows)):
@@ -338,6 +419,8 @@ def main() -> None:
                         report.append(dict(set=name, cut=cut, subset=prefix + sub, method=m, seconds=secs, **s,
                                            **({"cases_detail": pick} if sub == "all" or prefix else {})))
                         print(_row(cut, prefix + sub, m, s, secs), flush=True)
+                        for k in grid if m == "ours" else []:
+                            print(_cal_row(cut, prefix + sub, k, pick), flush=True)
                     if a.json:  # after every method, so that a long run stopped part way keeps its figures
                         Path(a.json).write_text(json.dumps(report, indent=1, default=float))
         verdict(name, {(r["cut"], r["method"]): r for r in report
