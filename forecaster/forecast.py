@@ -63,7 +63,7 @@ class Forecaster(Params):
         inflation: float = bands.INFLATION,
         extrapolation: float = bands.EXTRAPOLATION,
         misfit: float = bands.MISFIT,
-        selfcal: bool = False,
+        selfcal: bool = selfcal.ON_BY_DEFAULT,
     ) -> None:
         self.law = law
         self.device = device

@@ -35,6 +35,8 @@ COPY_SIZE = 5
 # Pseudo-count of siblings at factor 1 in the shrinkage of log(factor): set by leave-one-data-set-out
 # on the dev sets (docs/benchmarks.md, section 2).
 SHRINK = 1.0
+# Whether `Forecaster` and `forecast predict` calibrate bands this way unless told (docs/benchmarks.md, section 2)
+ON_BY_DEFAULT = False
 SEP = "\x1fselfcal:"  # joins a group's name and a sibling's in a copy's group name
 
 
