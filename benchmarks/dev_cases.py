@@ -204,7 +204,7 @@ def score(method: str, hs, meta, selfcal_grid: list[float] | None = None) -> tup
     shrinkage strength (`forecaster.selfcal`), from one extra pass; its seconds in `selfcal_s`."""
     t0 = time.perf_counter()
     out = None
-    cal_grid: dict[float, dict] = {}
+    cal_grid: dict[str, dict] = {}
     cal_s = 0.0
     if METHODS[method] is not None:
         try:
@@ -214,7 +214,8 @@ def score(method: str, hs, meta, selfcal_grid: list[float] | None = None) -> tup
                 t1 = time.perf_counter()
                 errors = selfcal.sibling_errors(fc)
                 cal_s = time.perf_counter() - t1
-                cal_grid = {k: selfcal.factors(errors, k) for k in selfcal_grid}
+                cal_grid = {f"{how}:{k:g}": selfcal.factors(errors, k, how)
+                            for how in ("q80", "rms") for k in selfcal_grid}
         except Exception as e:  # a crash is a finding: recorded, not patched here
             return [dict(case=c, crashed=f"{type(e).__name__}: {e}", **tags) for _, _, _, tags, c in meta], \
                 time.perf_counter() - t0
@@ -236,7 +237,7 @@ def score(method: str, hs, meta, selfcal_grid: list[float] | None = None) -> tup
                            coverage=float(np.mean((logged >= p10) & (logged <= p90))),
                            width=float(np.mean((p90 - p10) / p50)))
                 if cal_grid:
-                    cal = cal_grid[selfcal_grid[0]].get(case)
+                    cal = next(iter(cal_grid.values())).get(case)
                     rec.update(siblings=cal.siblings if cal else 0, raw_factor=cal.raw if cal else None,
                                selfcal_s=cal_s, selfcal={
                                    str(k): _band(selfcal.rescale(f, c[case], selfcal.disagreement(fc, row, f))
@@ -304,7 +305,7 @@ def verdict(name: str, summ: dict[tuple[str, str], dict]) -> None:
 def _cal_summary(rows: list[dict], k) -> dict:
     """Coverage and width of the self-calibrated band at shrinkage `k` over `rows`, and the
     seconds of the extra pass."""
-    got = [r["selfcal"][str(float(k))] for r in rows if r.get("selfcal") and r["selfcal"].get(str(float(k)))]
+    got = [r["selfcal"][k] for r in rows if r.get("selfcal") and r["selfcal"].get(k)]
     return dict(cases=len(rows), forecast=len(got),
                 coverage=float(np.mean([g["coverage"] for g in got])) if got else None,
                 width=float(np.mean([g["width"] for g in got])) if got else None,
@@ -313,7 +314,7 @@ def _cal_summary(rows: list[dict], k) -> dict:
 
 def _cal_row(cut, sub, k, rows) -> str:
     c = _cal_summary(rows, k)
-    return (f"| {cut} | {sub} ({c['cases']}) | ours + selfcal (shrink {k:g}) | = | = | {_pct(c['coverage'], 0)} | "
+    return (f"| {cut} | {sub} ({c['cases']}) | ours + selfcal ({k}) | = | = | {_pct(c['coverage'], 0)} | "
             f"{_pct(c['width'], 1)} | = | +{c['secs']:.0f} |")
 
 
@@ -334,9 +335,9 @@ def lodo(paths: list[str]) -> None:
         for r in json.loads(Path(p).read_text()):
             if r.get("subset") == "all" and r.get("method") == "ours":
                 pooled.setdefault((r["set"], r["cut"]), []).extend(r["cases_detail"])
-    grid = sorted({float(k) for rows in pooled.values() for r in rows for k in r.get("selfcal") or {}})
+    grid = sorted({k for rows in pooled.values() for r in rows for k in r.get("selfcal") or {}})
     sets = list(dict.fromkeys(s for s, _ in pooled))
-    print("| left out | shrink chosen on the others | cut | coverage % before | after | width % before | after |\n"
+    print("| left out | estimator:shrink chosen on the others | cut | coverage % before | after | width % before | after |\n"
           "|---|---|---|---|---|---|---|")
     for left in sets:
         others = [key for key in pooled if key[0] != left]
@@ -344,7 +345,7 @@ def lodo(paths: list[str]) -> None:
             if others else grid[0]
         for key in [key for key in pooled if key[0] == left]:
             b, c = summarise(pooled[key]), _cal_summary(pooled[key], best)
-            print(f"| {left} | {best:g} | {key[1]} | {_pct(b['coverage'], 0)} | {_pct(c['coverage'], 0)} | "
+            print(f"| {left} | {best} | {key[1]} | {_pct(b['coverage'], 0)} | {_pct(c['coverage'], 0)} | "
                   f"{_pct(b['width'], 1)} | {_pct(c['width'], 1)} |")
 
 
@@ -422,7 +423,7 @@ def main() -> None:
                         report.append(dict(set=name, cut=cut, subset=prefix + sub, method=m, seconds=secs, **s,
                                            **({"cases_detail": pick} if sub == "all" or prefix else {})))
                         print(_row(cut, prefix + sub, m, s, secs), flush=True)
-                        for k in grid if m == "ours" else []:
+                        for k in [f"{how}:{k:g}" for how in ("q80", "rms") for k in grid] if m == "ours" else []:
                             print(_cal_row(cut, prefix + sub, k, pick), flush=True)
                     if a.json:  # after every method, so that a long run stopped part way keeps its figures
                         Path(a.json).write_text(json.dumps(report, indent=1, default=float))

@@ -35,6 +35,8 @@ COPY_SIZE = 5
 # Pseudo-count of siblings at factor 1 in the shrinkage of log(factor): set by leave-one-data-set-out
 # on the dev sets (docs/benchmarks.md, section 2).
 SHRINK = 1.0
+# How a group's copies' errors make its factor (`factors`): chosen with SHRINK
+HOW = "q80"
 # Whether `Forecaster` and `forecast predict` calibrate bands this way unless told (docs/benchmarks.md, section 2)
 ON_BY_DEFAULT = False
 SEP = "\x1fselfcal:"  # joins a group's name and a sibling's in a copy's group name
@@ -49,10 +51,11 @@ class GroupCalibration:
     factor: float  # raw shrunk toward 1
 
 
-def sibling_errors(fc: Forecaster) -> dict[str, list[float]]:
+def sibling_errors(fc: Forecaster) -> dict[str, list[np.ndarray]]:
     """Per group of `fc` (fitted) that has targets and finished siblings: for each sibling cut at
-    the targets' share of their run and forecast the same way, the mean square over its hidden
-    points of its log error in units of its band's half-width on that side. One extra fit call."""
+    the targets' share of their run and forecast the same way, its log error at each hidden point
+    in units of its band's half-width on that side (widened by its laws' disagreement). One extra
+    fit call for all groups."""
     from forecaster.params import clone
 
     hist = fc.histories_
@@ -87,14 +90,14 @@ def sibling_errors(fc: Forecaster) -> dict[str, list[float]]:
         return {}
     sub = clone(fc, selfcal=False).fit(copies)
     out = sub.predict()
-    errors: dict[str, list[float]] = {}
+    errors: dict[str, list[np.ndarray]] = {}
     for g, row, h in owners:
         f = out[row]
         if f.skipped:
             continue
         z = standardised(f, h.steps, h.values) / disagreement(sub, row, f)
         if len(z):
-            errors.setdefault(g, []).append(float(np.mean(z**2)))
+            errors.setdefault(g, []).append(z)
     return errors
 
 
@@ -123,14 +126,24 @@ def disagreement(fc: Forecaster, row: int, f: RunForecast) -> float:
     return math.sqrt(1.0 + (spread / half) ** 2)
 
 
-def factors(errors: dict[str, list[float]], shrink: float = SHRINK) -> dict[str, GroupCalibration]:
-    """Per group, the band factor from its copies' mean square standardised errors: the root mean
-    square scaled so that a Gaussian error would fall inside the band 80 % of the time, its log
-    shrunk toward 0 as n / (n + shrink) with n copies."""
+def factors(errors: dict[str, list[np.ndarray]], shrink: float = SHRINK, how: str = HOW
+            ) -> dict[str, GroupCalibration]:
+    """Per group, the band factor from its copies' standardised errors, its log shrunk toward 0 as
+    n / (n + shrink) with n copies. `how`: "q80", the 80 % quantile of |z| over the copies' points
+    (each copy weighing the same), the factor that would have put 80 % of them inside; "rms", the
+    root mean square of z scaled so that a Gaussian error falls inside 80 % of the time."""
     out = {}
-    for g, zsq in errors.items():
-        n = len(zsq)
-        raw = Z90 * math.sqrt(max(float(np.mean(zsq)), TINY))
+    for g, zs in errors.items():
+        n = len(zs)
+        if how == "rms":
+            raw = Z90 * math.sqrt(max(float(np.mean([np.mean(z**2) for z in zs])), TINY))
+        else:
+            a = np.abs(np.concatenate(zs))
+            w = np.concatenate([np.full(len(z), 1.0 / len(z)) for z in zs])
+            order = np.argsort(a)
+            cum = np.cumsum(w[order]) / w.sum()
+            raw = float(a[order][min(np.searchsorted(cum, 0.8), len(a) - 1)])
+        raw = max(raw, TINY)
         out[g] = GroupCalibration(n, raw, math.exp(n / (n + shrink) * math.log(raw)))
     return out
 

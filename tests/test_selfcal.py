@@ -69,7 +69,10 @@ def test_siblings_narrow_an_over_wide_band():
 
 
 def test_shrinkage_pulls_a_few_siblings_toward_one():
-    errors = {"few": [4.0], "many": [4.0] * 8}
-    got = selfcal.factors(errors, shrink=2.0)
-    assert got["few"].raw == pytest.approx(got["many"].raw)
-    assert 1.0 < got["few"].factor < got["many"].factor < got["many"].raw
+    z = np.linspace(-3.0, 3.0, 41)  # 80 % of |z| within 2.4 half-widths
+    errors = {"few": [z], "many": [z] * 8}
+    for how in ("q80", "rms"):
+        got = selfcal.factors(errors, shrink=2.0, how=how)
+        assert got["few"].raw == pytest.approx(got["many"].raw)
+        assert 1.0 < got["few"].factor < got["many"].factor < got["many"].raw
+    assert selfcal.factors(errors, how="q80")["many"].raw == pytest.approx(2.4, abs=0.16)
