@@ -101,6 +101,7 @@ class Forecaster(Params):
         self.fits_: dict[str, tuple[GroupFit, list[int]]] = {}
         self.validation_: dict[int, dict[str, float]] = {}
         self.law_finals_: dict[int, dict[str, float]] = {}  # each candidate's final, where contested
+        self.selfcal_: dict[str, selfcal.GroupCalibration] = {}  # by group, set by predict with selfcal=True
         torch.manual_seed(self.seed)
         for plan in plans:
             with phase("law choice"):
