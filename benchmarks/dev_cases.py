@@ -347,6 +347,8 @@ def lodo(paths: list[str]) -> None:
             b, c = summarise(pooled[key]), _cal_summary(pooled[key], best)
             print(f"| {left} | {best} | {key[1]} | {_pct(b['coverage'], 0)} | {_pct(c['coverage'], 0)} | "
                   f"{_pct(b['width'], 1)} | {_pct(c['width'], 1)} |")
+    every = min(grid, key=lambda k: _cal_loss([_cal_summary(rows, k) for rows in pooled.values()]))
+    print(f"\nchosen on every set (the shipped setting): {every}")
 
 
 def merge(paths: list[str]) -> None:
