@@ -318,11 +318,12 @@ def _cal_row(cut, sub, k, rows) -> str:
             f"{_pct(c['width'], 1)} | = | +{c['secs']:.0f} |")
 
 
-def _cal_loss(summ: list[dict]) -> tuple[float, float]:
-    """How far a choice is from issue 14's band target over (set, cut) summaries: the summed
-    distance of coverage outside 70-90 % first (a set the choice cannot move adds a constant),
-    then the mean width."""
-    out = round(sum(max(0.70 - s["coverage"], s["coverage"] - 0.90, 0.0) for s in summ), 6)
+def _cal_loss(summ: list[dict]) -> tuple[int, float]:
+    """How far a choice is from issue 14's band target over (set, cut) summaries: how many have
+    coverage outside 70-90 % as the tables print it (whole percent), then the mean width. A count,
+    not a summed distance: a cell no choice brings into range (a lone set, PKU's decay cut) would
+    otherwise decide by fractions of a point."""
+    out = sum(not 70 <= round(100 * s["coverage"]) <= 90 for s in summ)
     return out, float(np.mean([s["width"] for s in summ]))
 
 

@@ -7,9 +7,9 @@ siblings can measure that itself: each sibling, cut where the group's targets ar
 the same way (its group's other runs beside it, one `Forecaster` call for every group's copies),
 errs by some multiple of its band's half-width. The group's targets' bands are scaled in log space
 around the p50 by the factor that would have made those copies' bands hold 80 % of their horizon
-points, shrunk toward 1 when the group has few siblings. Where `law="auto"` weighed several laws,
-a run's band is also widened to reach the other laws' forecasts of its final value (their
-disagreement), the copies' alike. A group without a finished sibling keeps the band it had (the
+points (shrinkage toward 1 with few siblings is a constant; the dev sets chose none). Where
+`law="auto"` weighed several laws, a run's band is also widened to reach the other laws'
+forecasts of its final value (their disagreement), the copies' alike. A group without a finished sibling keeps the band it had (the
 global calibration).
 """
 
@@ -32,12 +32,12 @@ if TYPE_CHECKING:  # pragma: no cover
 # costs a bounded multiple of a group's fit, not a square of its size.
 MAX_SIBLINGS = 4
 COPY_SIZE = 5
-# Pseudo-count of siblings at factor 1 in the shrinkage of log(factor): set by leave-one-data-set-out
-# on the dev sets (docs/benchmarks.md, section 2).
-SHRINK = 1.0
+# Pseudo-count of siblings at factor 1 in the shrinkage of log(factor): leave-one-data-set-out on
+# the dev sets chose 0 for every set left out (docs/benchmarks.md, section 2.1).
+SHRINK = 0.0
 # How a group's copies' errors make its factor (`factors`): chosen with SHRINK
-HOW = "q80"
-# Whether `Forecaster` and `forecast predict` calibrate bands this way unless told (docs/benchmarks.md, section 2)
+HOW = "rms"
+# Whether `Forecaster` and `forecast predict` calibrate bands unless told (docs/benchmarks.md, 2.1)
 ON_BY_DEFAULT = False
 SEP = "\x1fselfcal:"  # joins a group's name and a sibling's in a copy's group name
 
