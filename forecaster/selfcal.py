@@ -71,6 +71,7 @@ def sibling_errors(fc: Forecaster) -> dict[str, list[np.ndarray]]:
         fin = finished.get(g, [])
         if not fin:
             continue
+        # one share per group (its targets' median), so that a group's copies are forecast once
         share = float(np.median([hist[t].last_step / max(planned_end(hist[t]), 1) for t in tg]))
         length = float(np.median([planned_end(hist[t]) for t in tg]))
         order = sorted(fin, key=lambda j: (abs(math.log(max(planned_end(hist[j]), 1) / max(length, 1))),
@@ -84,6 +85,8 @@ def sibling_errors(fc: Forecaster) -> dict[str, list[np.ndarray]]:
             owners.append((g, len(copies), h))
             copies.append(replace(h, steps=h.steps[keep], values=h.values[keep], group=name,
                                   horizon=h.steps[~keep], meta={}))
+            # beside it, its finished siblings and one of the targets: the group the target is
+            # forecast in, less the sibling itself
             for o in [o for o in order if o != j][: COPY_SIZE - 1 - min(len(tg), 1)] + tg[:1]:
                 copies.append(replace(hist[o], group=name))
     if not owners:
