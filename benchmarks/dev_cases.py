@@ -338,7 +338,8 @@ def lodo(paths: list[str]) -> None:
                 pooled.setdefault((r["set"], r["cut"]), []).extend(r["cases_detail"])
     grid = sorted({k for rows in pooled.values() for r in rows for k in r.get("selfcal") or {}})
     sets = list(dict.fromkeys(s for s, _ in pooled))
-    print("| left out | estimator:shrink chosen on the others | cut | coverage % before | after | width % before | after |\n"
+    print("| left out | estimator:shrink chosen on the others | cut | coverage % before | after | width % before "
+          "| after |\n"
           "|---|---|---|---|---|---|---|")
     for left in sets:
         others = [key for key in pooled if key[0] != left]

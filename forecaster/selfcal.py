@@ -9,8 +9,8 @@ errs by some multiple of its band's half-width. The group's targets' bands are s
 around the p50 by the factor that would have made those copies' bands hold 80 % of their horizon
 points (shrinkage toward 1 with few siblings is a constant; the dev sets chose none). Where
 `law="auto"` weighed several laws, a run's band is also widened to reach the other laws'
-forecasts of its final value (their disagreement), the copies' alike. A group without a finished sibling keeps the band it had (the
-global calibration).
+forecasts of its final value (their disagreement), the copies' alike. A group without a finished
+sibling keeps the band it had (the global calibration).
 """
 
 from __future__ import annotations
