@@ -9,8 +9,10 @@ target's last 3 evaluated values; prediction: the mean of p50 at those steps. Me
 parameter set per group, every point: luo_cases.METHODS), and the last observed value.
 
 Data sets: `luo` (25M/100M/400M, 9 schedules each, three groups), `pku` (3 schedules, one group;
-raw per-step training loss, so truth and coverage are taken on a 201-step centred mean as
-pku_cases.py compares against; LR rows every 250 steps), `modded` (modded_nanogpt_records:
+raw per-step training loss, so truth is taken on a 201-step centred mean as pku_cases.py compares
+against; coverage is of the logged values, as everywhere: the band is the logged metric's, and
+where siblings share a run's data order its quantiles follow their step-to-step deviations, which
+a smoothed truth does not have; LR rows every 250 steps), `modded` (modded_nanogpt_records:
 88 validation-loss curves in 14 groups, 6 of them single runs), `speedrun` (the two
 modded_nanogpt_speedrun validation curves, each a lone run). Rows per table: all cases, then the
 sibling cases with 5+ points, lone targets (no sibling) and targets with 2-4 points before the
@@ -41,6 +43,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 import luo_cases  # noqa: E402
 import pku_cases  # noqa: E402
+from forecaster import selfcal  # noqa: E402
 from forecaster.forecast import Forecaster  # noqa: E402
 from forecaster.histories import RunHistory  # noqa: E402
 
@@ -66,7 +69,7 @@ class Run:
     name: str
     steps: np.ndarray  # evaluated steps
     values: np.ndarray  # as logged (the forecaster sees these)
-    truth: np.ndarray  # what forecasts are judged against (= values, or smoothed for PKU)
+    truth: np.ndarray  # what the final's error is judged against (= values, or smoothed for PKU)
     lr_steps: np.ndarray
     lr_values: np.ndarray
     decay_start: int | None  # last step at the peak LR before a decay, if the schedule has one
@@ -185,19 +188,40 @@ def cases(groups: dict[str, list[Run]], cut: str, alone: bool = False):
     return hs, meta
 
 
-def score(method: str, hs, meta) -> tuple[list[dict], float]:
-    """Per case: error, horizon coverage, mean band width (relative), or unforecast."""
+def _band(f, hidden, truth) -> dict | None:
+    """Coverage of the logged values `truth` at the `hidden` steps and the mean relative width
+    there, or None when the forecast does not reach them."""
+    idx = np.searchsorted(f.steps, hidden) if len(f.steps) else None
+    if f.skipped or idx is None or np.any(idx >= len(f.steps)) or np.any(f.steps[idx] != hidden):
+        return None
+    p10, p50, p90 = f.p10[idx], f.p50[idx], f.p90[idx]
+    return dict(coverage=float(np.mean((truth >= p10) & (truth <= p90))), width=float(np.mean((p90 - p10) / p50)))
+
+
+def score(method: str, hs, meta, selfcal_grid: list[float] | None = None) -> tuple[list[dict], float]:
+    """Per case: error, horizon coverage, mean band width (relative), or unforecast. With
+    `selfcal_grid` (ours only), also the coverage and width of the self-calibrated band at each
+    shrinkage strength (`forecaster.selfcal`), from one extra pass; its seconds in `selfcal_s`."""
     t0 = time.perf_counter()
     out = None
+    cal_grid: dict[str, dict] = {}
+    cal_s = 0.0
     if METHODS[method] is not None:
         try:
-            out = Forecaster(**METHODS[method]).fit(hs).predict()
+            fc = Forecaster(**METHODS[method]).fit(hs)
+            out = fc.predict()
+            if selfcal_grid and method == "ours":
+                t1 = time.perf_counter()
+                errors = selfcal.sibling_errors(fc)
+                cal_s = time.perf_counter() - t1
+                cal_grid = {f"{how}:{k:g}": selfcal.factors(errors, k, how)
+                            for how in ("q80", "rms") for k in selfcal_grid}
         except Exception as e:  # a crash is a finding: recorded, not patched here
             return [dict(case=c, crashed=f"{type(e).__name__}: {e}", **tags) for _, _, _, tags, c in meta], \
                 time.perf_counter() - t0
     rows = []
     for row, run, keep, tags, case in meta:
-        hidden, truth = run.steps[~keep], run.truth[~keep]
+        hidden, truth, logged = run.steps[~keep], run.truth[~keep], run.values[~keep]
         true3 = truth[-3:].mean()
         rec = dict(case=case, points=int(keep.sum()), **tags)
         if out is None:
@@ -210,8 +234,15 @@ def score(method: str, hs, meta) -> tuple[list[dict], float]:
             else:
                 p10, p50, p90 = f.p10[idx], f.p50[idx], f.p90[idx]
                 rec.update(error=abs(p50[-3:].mean() / true3 - 1), law=f.law,
-                           coverage=float(np.mean((truth >= p10) & (truth <= p90))),
+                           coverage=float(np.mean((logged >= p10) & (logged <= p90))),
                            width=float(np.mean((p90 - p10) / p50)))
+                if cal_grid:
+                    cal = next(iter(cal_grid.values())).get(case)
+                    rec.update(siblings=cal.siblings if cal else 0, raw_factor=cal.raw if cal else None,
+                               selfcal_s=cal_s, selfcal={
+                                   str(k): _band(selfcal.rescale(f, c[case], selfcal.disagreement(fc, row, f))
+                                                 if case in c else f, hidden, logged)
+                                   for k, c in cal_grid.items()})
         rows.append(rec)
     return rows, time.perf_counter() - t0
 
@@ -271,6 +302,57 @@ def verdict(name: str, summ: dict[tuple[str, str], dict]) -> None:
         print(f"\nratio of means averaged over the cuts: {np.mean(ratios):.2f} (target <= 0.75)", flush=True)
 
 
+def _cal_summary(rows: list[dict], k) -> dict:
+    """Coverage and width of the self-calibrated band at shrinkage `k` over `rows`, and the
+    seconds of the extra pass."""
+    got = [r["selfcal"][k] for r in rows if r.get("selfcal") and r["selfcal"].get(k)]
+    return dict(cases=len(rows), forecast=len(got),
+                coverage=float(np.mean([g["coverage"] for g in got])) if got else None,
+                width=float(np.mean([g["width"] for g in got])) if got else None,
+                secs=max([r.get("selfcal_s", 0.0) for r in rows], default=0.0))
+
+
+def _cal_row(cut, sub, k, rows) -> str:
+    c = _cal_summary(rows, k)
+    return (f"| {cut} | {sub} ({c['cases']}) | ours + selfcal ({k}) | = | = | {_pct(c['coverage'], 0)} | "
+            f"{_pct(c['width'], 1)} | = | +{c['secs']:.0f} |")
+
+
+def _cal_loss(summ: list[dict]) -> tuple[int, float]:
+    """How far a choice is from issue 14's band target over (set, cut) summaries: how many have
+    coverage outside 70-90 % as the tables print it (whole percent), then the mean width. A count,
+    not a summed distance: a cell no choice brings into range (a lone set, PKU's decay cut) would
+    otherwise decide by fractions of a point."""
+    out = sum(not 70 <= round(100 * s["coverage"]) <= 90 for s in summ)
+    return out, float(np.mean([s["width"] for s in summ]))
+
+
+def lodo(paths: list[str]) -> None:
+    """Leave-one-data-set-out choice of selfcal's shrinkage from --selfcal-grid runs: for each data
+    set, the strength whose (coverage outside 70-90 %, mean width) is best on all cuts of the
+    other sets, and that strength's coverage and width on the set left out."""
+    pooled: dict[tuple, list] = {}
+    for p in paths:
+        for r in json.loads(Path(p).read_text()):
+            if r.get("subset") == "all" and r.get("method") == "ours":
+                pooled.setdefault((r["set"], r["cut"]), []).extend(r["cases_detail"])
+    grid = sorted({k for rows in pooled.values() for r in rows for k in r.get("selfcal") or {}})
+    sets = list(dict.fromkeys(s for s, _ in pooled))
+    print("| left out | estimator:shrink chosen on the others | cut | coverage % before | after | width % before "
+          "| after |\n"
+          "|---|---|---|---|---|---|---|")
+    for left in sets:
+        others = [key for key in pooled if key[0] != left]
+        best = min(grid, key=lambda k: _cal_loss([_cal_summary(pooled[key], k) for key in others])) \
+            if others else grid[0]
+        for key in [key for key in pooled if key[0] == left]:
+            b, c = summarise(pooled[key]), _cal_summary(pooled[key], best)
+            print(f"| {left} | {best} | {key[1]} | {_pct(b['coverage'], 0)} | {_pct(c['coverage'], 0)} | "
+                  f"{_pct(b['width'], 1)} | {_pct(c['width'], 1)} |")
+    every = min(grid, key=lambda k: _cal_loss([_cal_summary(rows, k) for rows in pooled.values()]))
+    print(f"\nchosen on every set (the shipped setting): {every}")
+
+
 def merge(paths: list[str]) -> None:
     """The tables of runs made in parts (say, one data set's groups in two calls), from their
     --json files: the cases of each data set, cut and method pooled, subsets recomputed."""
@@ -304,7 +386,14 @@ def main() -> None:
                     "in a separate call: as well as the main cases (add) or instead of them (only)")
     ap.add_argument("--json", help="write the summaries and every case's figures to this file")
     ap.add_argument("--merge", help="comma-separated --json files of partial runs: print their pooled tables")
+    ap.add_argument("--selfcal-grid", default="", help="comma-separated shrinkage strengths: add rows of ours "
+                    "with the self-calibrated band (forecaster.selfcal) at each, from one extra pass")
+    ap.add_argument("--lodo", help="comma-separated --json files made with --selfcal-grid: choose the shrinkage "
+                    "on all data sets but one and score it on the one left out, for each")
     a = ap.parse_args()
+    grid = [float(k) for k in a.selfcal_grid.split(",") if k]
+    if a.lodo:
+        return lodo(a.lodo.split(","))
     if a.merge:
         return merge(a.merge.split(","))
     if not LR_CURVES.is_dir():
@@ -329,7 +418,7 @@ def main() -> None:
                 if not meta:
                     continue
                 for m in methods:
-                    rows, secs = score(m, hs, meta)
+                    rows, secs = score(m, hs, meta, grid)
                     for sub, sel in SUBSETS if not prefix else [("siblings dropped", lambda r: True)]:
                         pick = [r for r in rows if sel(r)]
                         if not pick or (sub not in ("all", "siblings dropped") and len(pick) == len(rows)):
@@ -338,6 +427,8 @@ def main() -> None:
                         report.append(dict(set=name, cut=cut, subset=prefix + sub, method=m, seconds=secs, **s,
                                            **({"cases_detail": pick} if sub == "all" or prefix else {})))
                         print(_row(cut, prefix + sub, m, s, secs), flush=True)
+                        for k in [f"{how}:{k:g}" for how in ("q80", "rms") for k in grid] if m == "ours" else []:
+                            print(_cal_row(cut, prefix + sub, k, pick), flush=True)
                     if a.json:  # after every method, so that a long run stopped part way keeps its figures
                         Path(a.json).write_text(json.dumps(report, indent=1, default=float))
         verdict(name, {(r["cut"], r["method"]): r for r in report

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from forecaster import bands, lawchoice, laws
+from forecaster import bands, lawchoice, laws, selfcal
 from forecaster.batch import WARMUP_MODES, build_features
 from forecaster.device import DTYPE, pick_device
 from forecaster.eligibility import skip_reasons
@@ -41,7 +41,9 @@ class Forecaster(Params):
     the deviations from the law that siblings share with a run step by step (the same data order;
     `shared_noise`), where they are measured to share them. ``quantiles`` are the levels reported
     besides the band (p10, p50, p90 are always computed). ``inflation``, ``extrapolation`` and
-    ``misfit`` scale the band's terms (`bands`). Fitted attributes end in ``_``.
+    ``misfit`` scale the band's terms (`bands`). ``selfcal`` scales each group's band by how wrong
+    the same forecast was on its finished siblings cut at the same share (`selfcal`). Fitted
+    attributes end in ``_``.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Forecaster(Params):
         inflation: float = bands.INFLATION,
         extrapolation: float = bands.EXTRAPOLATION,
         misfit: float = bands.MISFIT,
+        selfcal: bool = selfcal.ON_BY_DEFAULT,
     ) -> None:
         self.law = law
         self.device = device
@@ -76,6 +79,7 @@ class Forecaster(Params):
         self.inflation = inflation
         self.extrapolation = extrapolation
         self.misfit = misfit
+        self.selfcal = selfcal
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, histories: HistorySource, metric: str = "loss") -> Forecaster:
@@ -96,6 +100,8 @@ class Forecaster(Params):
         self.choice_: dict[int, str] = {}
         self.fits_: dict[str, tuple[GroupFit, list[int]]] = {}
         self.validation_: dict[int, dict[str, float]] = {}
+        self.law_finals_: dict[int, dict[str, float]] = {}  # each candidate's final, where contested
+        self.selfcal_: dict[str, selfcal.GroupCalibration] = {}  # by group, set by predict with selfcal=True
         torch.manual_seed(self.seed)
         for plan in plans:
             with phase("law choice"):
@@ -130,6 +136,7 @@ class Forecaster(Params):
             ("samples", _is_int(self.samples) and self.samples >= 2, "an integer >= 2"),
             ("skip_early", _is_number(self.skip_early) and 0 <= self.skip_early < 1, "a share in [0, 1)"),
             ("follow_siblings", isinstance(self.follow_siblings, (bool, np.bool_)), "True or False"),
+            ("selfcal", isinstance(self.selfcal, (bool, np.bool_)), "True or False"),
             ("inflation", _is_number(self.inflation) and self.inflation > 0, "a number > 0"),
             ("extrapolation", _is_number(self.extrapolation) and self.extrapolation >= 0, "a number >= 0"),
             ("misfit", _is_number(self.misfit) and self.misfit >= 0, "a number >= 0"),
@@ -235,6 +242,9 @@ class Forecaster(Params):
         for key, flagged in flagged_by_fit.items():
             fit, rows = self.fits_[key]
             done.update(bands.forecast_fit(self, fit, rows, sorted(flagged), unidentified=frozenset(flagged)))
+        if self.selfcal:
+            with phase("self-calibration"):
+                done = selfcal.calibrate(self, done)
         out = []
         for i, h in enumerate(self.histories_):
             if i in self.skipped_:

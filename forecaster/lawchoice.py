@@ -91,7 +91,11 @@ def select(fc: Forecaster, plan: Plan) -> dict[int, str]:
         fit, rows, _ = fc._fit(name, plan, [plan.groups[g] for g in contested], cut_hist)
         targets = [(k, mi, plan.rows[m]) for k, g in enumerate(contested)
                    for mi, m in enumerate(plan.groups[g]) if plan.rows[m] in check]
-        feats = build_features([cut_hist[r] for _, _, r in targets], [check[r][0] for _, _, r in targets],
+        # each target's planned last step rides along: the candidates' finals, whose spread is the
+        # law family's disagreement (`selfcal`)
+        feats = build_features([cut_hist[r] for _, _, r in targets],
+                               [np.r_[check[r][0], hist[r].horizon[-1:]] if r in held else check[r][0]
+                                for _, _, r in targets],
                                warmup=fc.warmup, blocks=fit.law.uses_blocks, device=fc.device_)
         gi = torch.as_tensor([k for k, _, _ in targets], device=fc.device_)
         mi = torch.as_tensor([m for _, m, _ in targets], device=fc.device_)
@@ -101,6 +105,8 @@ def select(fc: Forecaster, plan: Plan) -> dict[int, str]:
             n = len(check[r][1])
             e = chunk_bias(np.log(np.clip(pred[j, :n], EPS, None)) - np.log(check[r][1]))
             fc.validation_.setdefault(r, {})[name] = e
+            if r in held:
+                fc.law_finals_.setdefault(r, {})[name] = float(pred[j, n])
             errs.setdefault(contested[k], ([], []))[0 if r in held else 1].append(e)
         for g, (tail, sibs) in errs.items():
             score = np.mean(tail) if not sibs else 0.5 * (np.mean(tail) + np.mean(sibs))

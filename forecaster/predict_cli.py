@@ -13,6 +13,7 @@ from forecaster import csvio, laws, phases
 from forecaster.device import CHOICES as DEVICES
 from forecaster.errors import InputError, one_line_errors
 from forecaster.histories import RunForecast, RunHistory
+from forecaster.selfcal import ON_BY_DEFAULT as SELFCAL_DEFAULT
 
 if TYPE_CHECKING:  # pragma: no cover
     from forecaster.forecast import Forecaster
@@ -33,7 +34,8 @@ def _info(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def _forecaster(law: str, device: str, seed: int, follow_siblings: bool = True) -> Forecaster:
+def _forecaster(law: str, device: str, seed: int, follow_siblings: bool = True,
+                selfcal: bool = SELFCAL_DEFAULT) -> Forecaster:
     from forecaster.forecast import Forecaster
 
     band: dict[str, float] = {}
@@ -43,7 +45,7 @@ def _forecaster(law: str, device: str, seed: int, follow_siblings: bool = True) 
                 band[name] = float(os.environ[var])
             except ValueError:
                 raise InputError(f"${var} must be a number, got {os.environ[var]!r}") from None
-    return Forecaster(law=law, device=device, seed=seed, follow_siblings=follow_siblings, **band)
+    return Forecaster(law=law, device=device, seed=seed, follow_siblings=follow_siblings, selfcal=selfcal, **band)
 
 
 def apply_plan(histories: list[RunHistory], schedule_spec: str | None, until: int | None) -> None:
@@ -109,6 +111,9 @@ def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> 
               help="Let a forecast follow the step-to-step wiggles that siblings trained on the same data "
                    "order share with the run (measured per sibling; see docs/how-it-works.md). Off: the "
                    "forecast is the law's smooth curve.")
+@click.option("--selfcal/--no-selfcal", default=SELFCAL_DEFAULT, show_default=True,
+              help="Scale each group's band by how wrong the same forecast was on its finished siblings, "
+                   "cut at the same share of their runs (one extra fit; docs/how-it-works.md).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the band sampling.")
 @click.option("--memory-budget", type=click.IntRange(min=1), default=512, show_default=True, metavar="MIB",
               envvar="FORECASTER_MEMORY_BUDGET",
@@ -117,7 +122,7 @@ def _output_order(histories: list[RunHistory], forecasts: list[RunForecast]) -> 
 @one_line_errors
 def predict(input_path: str, metric: str, schedule_spec: str | None, until: int | None, law: str,
             output: str | None, summary_path: str | None, device: str, follow_siblings: bool, seed: int,
-            memory_budget: int = 512) -> None:
+            memory_budget: int = 512, selfcal: bool = SELFCAL_DEFAULT) -> None:
     """Fit loss-curve laws to the runs in a CSV and forecast each run's remaining steps.
 
     Runs sharing a `group` are fitted jointly (siblings lend each other the response to LR decay);
@@ -153,7 +158,7 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     if tty:
         _info(f"read {report.rows} rows: {len(histories)} runs in {n_groups} group{'s' * (n_groups != 1)}; "
               "fitting ...")
-    forecaster = _forecaster(law, device, seed, follow_siblings)
+    forecaster = _forecaster(law, device, seed, follow_siblings, selfcal)
     # whole groups per chunk, sized to the memory budget: a big input's fit and bands never hold
     # more than one chunk's tensors, and each chunk's rows are written before the next is fitted
     from forecaster.chunks import group_chunks
@@ -205,7 +210,7 @@ def predict(input_path: str, metric: str, schedule_spec: str | None, until: int 
     if summary_path:
         settings = {"input": str(input_path), "metric": metric, "law": law, "schedule": schedule_spec,
                     "until": until, "device": str(forecaster.device_), "seed": seed,
-                    "follow_siblings": follow_siblings, "chunks": len(chunks)}
+                    "follow_siblings": follow_siblings, "selfcal": selfcal, "chunks": len(chunks)}
         csvio.write_json(csvio.assemble_summary(entries, warnings=report.warnings(), settings=settings),
                          summary_path)
     phases.write({"predict total": time.perf_counter() - t0, "predict cpu": time.process_time()})

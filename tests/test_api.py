@@ -77,6 +77,7 @@ def test_predict_before_fit_is_a_clear_error():
 @pytest.mark.parametrize("settings, message", [
     ({"law": "nope"}, "law 'nope'"), ({"holdout": 2.0}, "holdout=2.0"), ({"quantiles": (0.5, 1.5)}, "quantiles"),
     ({"samples": 1}, "samples=1"), ({"warmup": "cubic"}, "warmup 'cubic'"), ({"misfit": -1}, "misfit=-1"),
+    ({"selfcal": "yes"}, "selfcal=.yes."),
 ])
 def test_fit_validates_settings_in_one_line(settings, message):
     fc = Forecaster(**settings)  # the constructor only stores
@@ -96,7 +97,7 @@ def test_get_params_set_params_clone_round_trip():
     fc = Forecaster(law="momentum", seed=3, quantiles=(0.05, 0.5, 0.95), misfit=2.0)
     params = fc.get_params()
     assert params["law"] == "momentum" and params["misfit"] == 2.0 and params["inflation"] == 1.0
-    assert set(params) == set(Forecaster.param_names()) and len(params) == 14
+    assert set(params) == set(Forecaster.param_names()) and len(params) == 15
     copy = clone(fc)
     assert copy is not fc and copy.get_params() == params
     assert Forecaster(**params).get_params() == params

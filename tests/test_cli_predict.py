@@ -327,3 +327,22 @@ def test_predict_in_chunks_of_groups_matches_one_batch(two_groups, tmp_path, mon
     a, b = (json.loads(p.read_text()) for p in (d / "sum.json", tmp_path / "sum.json"))
     assert [r["run"] for r in a["runs"]] == [r["run"] for r in b["runs"]] and b["forecast"] == a["forecast"] == 2
     assert b["settings"]["chunks"] == 2
+
+
+def test_selfcal_flag_scales_the_band_around_the_same_p50(tmp_path):
+    src = write_csv(tmp_path / "runs.csv", family_rows("g1", 2.0))
+    got = {}
+    for flag in ("--selfcal", "--no-selfcal"):
+        res = invoke("predict", "--input", src, "--law", "momentum", flag, "--device", "cpu",
+                     "--output", tmp_path / f"{flag}.csv", "--summary", tmp_path / f"{flag}.json")
+        assert res.exit_code == 0, res.output
+        s = json.loads((tmp_path / f"{flag}.json").read_text())
+        assert s["settings"]["selfcal"] is (flag == "--selfcal")
+        (w,) = [r for r in s["runs"] if r["run"] == "wsd"]
+        got[flag] = w
+    on, off = got["--selfcal"], got["--no-selfcal"]
+    assert on["final"]["p50"] == pytest.approx(off["final"]["p50"], rel=1e-9)
+    assert any("finished sibling(s), cut at this run's share" in n for n in on["notes"])
+    assert not any("cut at this run's share" in n for n in off["notes"])
+    ratio = np.log(on["final"]["p90"] / on["final"]["p50"]) / np.log(off["final"]["p90"] / off["final"]["p50"])
+    assert ratio != pytest.approx(1.0, abs=1e-3)  # the siblings moved the band
