@@ -251,13 +251,13 @@ def _paired(advice: Advice) -> None:
                 o.extra["gain"] = tuple(float(x) for x in g)
     cands = [o for o in advice.of("length") if o.forecast.final_samples is not None]
     if len(cands) >= 2:
-        draws = np.stack([o.forecast.final_samples for o in cands])  # (options, draws)
+        draws = np.stack([np.asarray(o.forecast.final_samples) for o in cands])  # (options, draws)
         lengths = np.array([o.length for o in cands])
         best = lengths[np.argmin(draws, axis=0)]
         point = min(cands, key=lambda o: o.final)
         lo, hi = point.interval
         # p10/p90: the deciles of the length that is best in each draw (how sure the choice is)
-        advice.best_length = {"length": int(point.length), "final": point.final, "final_p10": lo, "final_p90": hi,
+        advice.best_length = {"length": int(point.length or 0), "final": point.final, "final_p10": lo, "final_p90": hi,
                               "probability": float(np.mean(best == point.length)),
                               "p10": int(np.quantile(best, 0.1, method="lower")),
                               "p90": int(np.quantile(best, 0.9, method="higher")),
