@@ -240,6 +240,20 @@ def advise(fc: Forecaster, run: int | str, length: int | None = None, share: flo
     return advice
 
 
+def cooldown_now(fc: Forecaster, runs: Sequence[int], share: float = DEFAULT_SHARE, shape: str = "linear",
+                 final_lr: float = 0.0) -> dict[int, tuple[RunForecast, int]]:
+    """For each fitted run index in `runs`: its forecast if it cooled down from its last observed step
+    over `share` of its planned run, and that length; all runs in one batched call per fitted law."""
+    pairs, lengths = [], []
+    for i in runs:
+        h = fc.histories_[i]
+        n = default_length(h, share)
+        pairs.append((i, whatif.cooldown(held(h), h.last_step, n, shape, final_lr)))
+        lengths.append(n)
+    out = whatif.predict_variants(fc, pairs) if pairs else []
+    return {i: (f, n) for i, f, n in zip(runs, out, lengths)}
+
+
 def _paired(advice: Advice) -> None:
     """Gains over cooling down now and the best length, from the draws the options share."""
     now = advice.now

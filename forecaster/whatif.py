@@ -11,16 +11,18 @@ to one is not identified, and each candidate's band and notes say so (`bands.py`
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from forecaster import schedules
+from forecaster import bands, schedules
 from forecaster.batch import lr_per_step
 from forecaster.errors import InputError
-from forecaster.histories import RunHistory
+from forecaster.histories import RunForecast, RunHistory
 
 if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.forecast import Forecaster
     from forecaster.schedules import Schedule
 
 SHAPES = ("linear", "cosine", "sqrt", "exp")
@@ -71,3 +73,25 @@ def variant(h: RunHistory, schedule: Schedule, every: int | None = None) -> RunH
         lr_steps, lr_values = h.lr_steps[past], h.lr_values[past]
     return dataclasses.replace(h, schedule=schedule, horizon=horizon, lr_steps=lr_steps, lr_values=lr_values,
                                meta={**h.meta, "planned_end": total})
+
+
+def predict_variants(fc: Forecaster, pairs: Sequence[tuple[int, Schedule]]) -> list[RunForecast]:
+    """Each (fitted run index, schedule) forecast under that schedule: one batched band call per
+    fitted law, however many runs (`Forecaster.predict_schedules` is this for one run)."""
+    fc._check_fitted()
+    for i, _ in pairs:
+        if i in fc.skipped_:
+            raise InputError(f"run {fc.histories_[i].run!r} was not fitted: {fc.skipped_[i]}")
+    base = len(fc.histories_)
+    fc.histories_.extend(variant(fc.histories_[i], s) for i, s in pairs)
+    by_key: dict[Any, list[int]] = {}
+    for k, (i, _) in enumerate(pairs):
+        by_key.setdefault(fc.choice_[i], []).append(base + k)
+    done: dict[int, RunForecast] = {}
+    try:
+        for key, extra in by_key.items():
+            fit, rows = fc.fits_[key]
+            done.update(bands.forecast_fit(fc, fit, rows, extra, alias={j: pairs[j - base][0] for j in extra}))
+    finally:
+        del fc.histories_[base:]
+    return [done[base + k] for k in range(len(pairs))]

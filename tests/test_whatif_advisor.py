@@ -82,3 +82,17 @@ def test_stable_phase_and_bad_requests(decayed_group) -> None:
         advisor.advise(decayed_group, "live", lengths=[5000])
     with pytest.raises(InputError, match="not among"):
         advisor.advise(decayed_group, "nobody")
+
+
+def test_cooling_down_now_for_many_runs_in_one_call_matches_each_alone() -> None:
+    group = [_run("decayed", 4000, TOTAL, seed=1), _live(), _live(2400)]
+    group[2].run = "live-early"
+    fc = Forecaster(law="momentum").fit(group)
+    both = advisor.cooldown_now(fc, [1, 2])
+    for i in (1, 2):
+        f, n = both[i]
+        assert n == round(advisor.DEFAULT_SHARE * TOTAL) and f.steps[-1] == fc.histories_[i].last_step + n
+        alone = advisor.advise(fc, i, starts=[fc.histories_[i].last_step], lengths=[]).now
+        assert f.final == pytest.approx(alone.final, rel=1e-9)
+        assert f.final_interval == pytest.approx(alone.interval, rel=1e-9)
+    assert both[1][0].final != both[2][0].final
