@@ -29,6 +29,8 @@ class Fits:
     ready: list[Plan] = field(default_factory=list)  # a forecast of the primary metric to write
     broken: list[Plan] = field(default_factory=list)  # diverged: skipped, but their alerts are still judged
     skipped: list[tuple[Plan, Skip]] = field(default_factory=list)
+    # run -> its primary metric cooled down from its last step, and the cooldown's length (runs at constant LR)
+    cooldowns: dict[str, tuple[RunForecast, int]] = field(default_factory=dict)
 
 
 def _factor(f: float) -> str:
@@ -36,18 +38,31 @@ def _factor(f: float) -> str:
     return f"{f:.3g}x above" if f >= 1 else f"{1 / f:.3g}x below"
 
 
-def _fit(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
+def _fit(hist: list[RunHistory], settings: SyncSettings, cool: frozenset[int] = frozenset(),
+         cooled: dict[int, tuple[RunForecast, int]] | None = None) -> list[RunForecast]:
+    """One batched fit and its forecasts; runs in `cool` (at constant LR) also cooled down now, into `cooled`."""
     from forecaster.forecast import Forecaster
 
     fc = Forecaster(law=settings.law, device=settings.device, seed=settings.seed, **settings.forecaster_options)
-    return fc.fit(hist).predict()
+    out = fc.fit(hist).predict()
+    want = [i for i in sorted(cool) if not out[i].skipped]
+    if want and cooled is not None:
+        from forecaster import advisor
+
+        try:
+            cooled.update(advisor.cooldown_now(fc, want, settings.cooldown_share))
+        except Exception as e:  # noqa: BLE001 - a what-if must never cost a run its forecast
+            log.warning("cooling down now could not be forecast: %s: %s", type(e).__name__, e)
+    return out
 
 
-def fit_contained(hist: list[RunHistory], settings: SyncSettings) -> list[RunForecast]:
+def fit_contained(hist: list[RunHistory], settings: SyncSettings, cool: frozenset[int] = frozenset(),
+                  cooled: dict[int, tuple[RunForecast, int]] | None = None) -> list[RunForecast]:
     """All groups in one batched fit; if that fails, each group on its own, so a failure costs only
-    the group it happened in (its runs are skipped with the error as reason)."""
+    the group it happened in (its runs are skipped with the error as reason). Runs (indices) in
+    `cool` also get their "cooled down now" forecast in `cooled`."""
     try:
-        return _fit(hist, settings)
+        return _fit(hist, settings, cool, cooled)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - contained below, group by group
@@ -58,7 +73,10 @@ def fit_contained(hist: list[RunHistory], settings: SyncSettings) -> list[RunFor
     out: list[RunForecast | None] = [None] * len(hist)
     for group, idx in by_group.items():  # only after a failure: the price of isolating it
         try:
-            fcs = _fit([hist[i] for i in idx], settings)
+            part: dict[int, tuple[RunForecast, int]] = {}
+            fcs = _fit([hist[i] for i in idx], settings, frozenset(k for k, i in enumerate(idx) if i in cool), part)
+            if cooled is not None:
+                cooled.update({idx[k]: v for k, v in part.items()})
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - this group's runs are skipped, the others go on
@@ -114,12 +132,20 @@ def fit(settings: SyncSettings, targets: list[Plan], context: list[Plan],
             out.pooled = hist
         if not any(is_target):
             continue
-        fcs = fit_contained(hist, settings)
-        for h, fc, tgt in zip(hist, fcs, is_target):
+        cool: frozenset[int] = frozenset()
+        if metric == primary and settings.cooldown_share > 0:
+            from forecaster.advisor import stable_phase
+
+            cool = frozenset(i for i, (h, tgt) in enumerate(zip(hist, is_target)) if tgt and stable_phase(h))
+        cooled: dict[int, tuple[RunForecast, int]] = {}
+        fcs = fit_contained(hist, settings, cool, cooled)
+        for i, (h, fc, tgt) in enumerate(zip(hist, fcs, is_target)):
             if tgt:
                 out.curves[h.run][metric] = join(h, fc)
                 if metric == primary:
                     out.histories[h.run] = h
+                    if i in cooled and not cooled[i][0].skipped:
+                        out.cooldowns[h.run] = (join(h, cooled[i][0]), cooled[i][1])
     _judge(out, targets, failed, diverged, primary)
     return out
 
