@@ -155,21 +155,22 @@ def stable_phase(h: RunHistory) -> bool:
     return top > 0 and float(np.ptp(at)) <= _FLAT_TOL * top
 
 
-def held(h: RunHistory) -> RunHistory:
-    """`h` with its LR as known up to its last observed step, then held there (training on as now)."""
-    lr = lr_per_step(h, h.last_step)
+def held(h: RunHistory, warmup: str = "linear") -> RunHistory:
+    """`h` with its LR as known up to its last observed step, then held there (training on as now);
+    `warmup` fills the steps before its first logged LR (as the `Forecaster` that fitted it does)."""
+    lr = lr_per_step(h, h.last_step, warmup)
     if lr is None:
         raise InputError(f"run {h.run!r} has no learning rate: a what-if schedule needs one")
     sched = schedules.from_points(np.arange(h.last_step + 1), lr)
     return dataclasses.replace(h, schedule=sched, lr_steps=None, lr_values=None)
 
 
-def planned_schedule(h: RunHistory) -> Schedule | None:
+def planned_schedule(h: RunHistory, warmup: str = "linear") -> Schedule | None:
     """The run's own plan (logged/planned LR to its last horizon step) as a schedule; None without one."""
     total = planned_end(h)
     if total <= h.last_step:
         return None
-    lr = lr_per_step(h, total)
+    lr = lr_per_step(h, total, warmup)
     return None if lr is None else schedules.from_points(np.arange(total + 1), lr, total=total)
 
 
@@ -195,13 +196,13 @@ def advise(fc: Forecaster, run: int | str, length: int | None = None, share: flo
     i = _index(fc, run)
     h = fc.histories_[i]
     last = h.last_step
-    base = held(h)
+    base = held(h, fc.warmup)
     L = int(length) if length is not None else default_length(h, share)
     if L < 1:
         raise InputError(f"cooldown length {L}: must be a positive number of steps")
     total = planned_end(h)
     total_or_none = total if total > last else None
-    plan = planned_schedule(h)
+    plan = planned_schedule(h, fc.warmup)
     if starts is None:
         latest = (total - L) if total_or_none is not None and total - L > last else 2 * last
         starts = np.unique(np.linspace(last, latest, DEFAULT_STARTS).round().astype(np.int64)).tolist()
@@ -226,7 +227,7 @@ def advise(fc: Forecaster, run: int | str, length: int | None = None, share: flo
               whatif.cooldown(base, total - int(n), int(n), shape, final_lr), total - int(n), int(n))
              for n in lengths]
     todo += [("schedule", f"schedule {_short(s.spec())}", s, None, None) for s in extra]
-    out = fc.predict_schedules(i, [t[2] for t in todo])
+    out = whatif.predict_variants(fc, [(i, t[2]) for t in todo])
     skipped = next((f.skipped for f in out if f.skipped), None)
     if skipped:
         raise InputError(f"run {h.run!r} could not be forecast under a candidate schedule: {skipped}")
@@ -248,7 +249,7 @@ def cooldown_now(fc: Forecaster, runs: Sequence[int], share: float = DEFAULT_SHA
     for i in runs:
         h = fc.histories_[i]
         n = default_length(h, share)
-        pairs.append((i, whatif.cooldown(held(h), h.last_step, n, shape, final_lr)))
+        pairs.append((i, whatif.cooldown(held(h, fc.warmup), h.last_step, n, shape, final_lr)))
         lengths.append(n)
     out = whatif.predict_variants(fc, pairs) if pairs else []
     return {i: (f, n) for i, f, n in zip(runs, out, lengths)}

@@ -96,3 +96,27 @@ def test_cooling_down_now_for_many_runs_in_one_call_matches_each_alone() -> None
         assert f.final == pytest.approx(alone.final, rel=1e-9)
         assert f.final_interval == pytest.approx(alone.interval, rel=1e-9)
     assert both[1][0].final != both[2][0].final
+
+
+def test_a_what_if_under_the_real_schedule_is_the_forecast_even_when_lr_is_logged_after_warmup() -> None:
+    """The steps before the first logged LR are filled as the fit filled them (a linear warmup)."""
+    from forecaster import schedules
+    from forecaster.histories import RunHistory
+
+    def late(h: RunHistory, horizon: bool) -> RunHistory:
+        k = h.lr_steps >= 1000
+        keep = h.steps <= 3000
+        return RunHistory(h.run, h.steps[keep], h.values[keep], group="g", lr_steps=h.lr_steps[k],
+                          lr_values=h.lr_values[k], horizon=h.steps[~keep] if horizon else None)
+
+    target = late(_run("target", 4000, TOTAL, seed=6), True)
+    fc = Forecaster(law="momentum").fit([late(_run("decayed", 3500, TOTAL, seed=1), False), target])
+    real = fc.predict()[1]
+    (same,) = whatif.predict_variants(fc, [(1, schedules.from_points(target.lr_steps, target.lr_values,
+                                                                     total=TOTAL))])
+    assert same.final == pytest.approx(real.final, rel=1e-6)
+    # a two-stage what-if: a quick drop to 10 %, then held to the end
+    two = whatif.cooldown(advisor.held(target), 3000, 100, final=0.1, until=TOTAL)
+    assert two.total == TOTAL and two.lr([3100, 5000]) == pytest.approx([1e-4, 1e-4])
+    with pytest.raises(InputError, match="before the cooldown's end"):
+        whatif.cooldown(advisor.held(target), 3000, 1000, until=3500)
