@@ -136,7 +136,8 @@ class Advice:
 
 
 def _num(x: float) -> str:
-    return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3g}"
+    """A loss as people quote it (2.913); small numbers such as gains with 4 significant digits."""
+    return f"{x:.3f}" if 1 <= abs(x) < 1000 else f"{x:.4g}"
 
 
 def _shape_text(shape: str, final_lr: float) -> str:

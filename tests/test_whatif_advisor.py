@@ -42,8 +42,9 @@ def test_every_option_in_one_batched_call_and_later_cooldowns_gain(decayed_group
     assert b["final"] == min(o.final for o in lengths) and 0 < b["probability"] <= 1
     assert all(o.unidentified is None for o in a.options) and not a.notes
     text = "\n".join(a.lines())
-    assert f"cooling down now ({a.length:,} steps, linear to 0): {now.final:.4g}" in text
-    assert f"as planned (step {TOTAL:,}): {plan.final:.4g}" in text
+    lo, hi = now.interval
+    assert f"cooling down now ({a.length:,} steps, linear to 0): {now.final:.3f} ({lo:.3f}-{hi:.3f})" in text
+    assert f"as planned (step {TOTAL:,}): {plan.final:.3f}" in text
     assert a.to_dict()["options"][0]["kind"] == "now"
 
 
