@@ -142,3 +142,29 @@ def test_once_the_run_decays_its_cooldown_tags_go_and_the_sync_is_idempotent(syn
     assert t["forecast.watermark"] == "loss@700"
     assert not any(k.startswith("forecast.if_cooldown_now") for k in t)
     assert not client.get_metric_history(t[tags.RUN_ID], "loss.if_cooldown_now")
+
+
+def test_cooldown_share_sets_the_length_and_zero_turns_it_off() -> None:
+    """The engine alone (in-memory tracker): the share sets the length; 0 writes no what-if at all."""
+    from forecaster.sync import SyncSettings, sync
+    from forecaster.trackers.memory import MemoryStore, MemoryTracker
+
+    for share, name in ((0.3, "share"), (0.0, "off")):
+        store = MemoryStore()
+        s = np.arange(EVERY, TOTAL + 1, EVERY)
+        done = _lr(700)
+        store.log_run("e", "done", {"loss": (s, _loss(done, 1)[s]), "learning_rate": (s, done[s])},
+                      config={"max_steps": TOTAL}, status="finished")
+        live, flat = s[s <= 500], _lr(None)
+        rid = store.log_run("e", "live", {"loss": (live, _loss(flat, 3)[live]), "learning_rate": (live, flat[live])},
+                            config={"max_steps": TOTAL, "lr_scheduler_type": "constant_with_warmup",
+                                    "learning_rate": PEAK, "warmup_steps": WARM})
+        sync(MemoryTracker(experiments=["e"], store=store), SyncSettings(law="momentum", cooldown_share=share))
+        src = store.runs[rid]
+        (fc,) = store.forecasts_of(rid)
+        if share:
+            assert src.tags[tags.IF_COOLDOWN_NOW_LENGTH] == str(round(share * TOTAL))
+            assert max(st for st, _, _ in fc.metrics["loss.if_cooldown_now"]) == 500 + round(share * TOTAL)
+        else:
+            assert not any(k.startswith("forecast.if_cooldown_now") for k in src.tags)
+            assert not any(k.startswith("loss.if_cooldown_now") for k in fc.metrics)
