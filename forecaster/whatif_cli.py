@@ -136,7 +136,7 @@ def whatif_png(h: RunHistory, a: advisor.Advice, dpi: int = 100) -> bytes:
                    "latest that ends at the planned end).")
 @click.option("--cooldown-lengths", "lengths", metavar="N,N,...",
               help="Cooldown lengths that end at the planned end, for the best length (default: "
-                   "5-50 %% of the planned run).")
+                   "5-50 % of the planned run).")
 @click.option("--shape", type=click.Choice(SHAPES), default="linear", show_default=True,
               help="Shape of the cooldown.")
 @click.option("--final-lr", type=float, default=0.0, show_default=True,
