@@ -11,7 +11,10 @@ it, then times, in this one process:
 3. a no-op sync (nothing logged since);
 4. the incremental sync after 10 % of the runs logged `--new-steps` more steps of both keys.
 
-Each phase also reports its peak resident memory (the process's high-water mark, reset before it).
+Each phase also reports its peak resident memory (the process's high-water mark, reset before it),
+the CPU seconds of this process and of the server's process group (wall time on a shared machine
+moves with its load; CPU far less), and, with $FORECASTER_PROFILE set, the fit's phases
+(`forecaster/phases.py`; $FORECASTER_PROFILE_CLOCK=cpu for CPU seconds).
 
     .venv/bin/python benchmarks/sync_mlflow.py --runs 300 --points 3000 --total 6000
     .venv/bin/python benchmarks/sync_mlflow.py --runs 20 --points 1000 --store /tmp/small
@@ -98,15 +101,43 @@ def bare_read(uri: str, run_ids: list[str], keys=("loss", "learning_rate"), thre
         return sum(pool.map(one, run_ids))
 
 
-def timed_sync(uri: str, filter_: str | None = None, **settings) -> tuple[object, float]:
-    from forecaster import trackers
+def server_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) of every process in the server's process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(f[2]) == pgid:  # fields after the name: state ppid pgrp ... utime(12) stime(13)
+            total += (int(f[11]) + int(f[12])) / tick
+    return total
+
+
+def timed_sync(uri: str, filter_: str | None = None, server_pgid: int | None = None,
+               **settings) -> tuple[object, float, dict]:
+    """One sync; its report, wall seconds, and CPU seconds (this process, the server, and the
+    profiled phases of the fit when $FORECASTER_PROFILE is set)."""
+    from forecaster import phases, trackers
     from forecaster.sync import SyncSettings, sync
 
     t = trackers.load("mlflow")(uri=uri, experiments=[EXPERIMENT], filter=filter_)
+    phases.reset()
+    srv0 = server_cpu(server_pgid) if server_pgid else 0.0
+    cpu0 = time.process_time()
     start = time.perf_counter()
     with t:
         rep = sync(t, SyncSettings(**settings), progress=False)
-    return rep, time.perf_counter() - start
+    wall = time.perf_counter() - start
+    cpu = {"cpu_s": round(time.process_time() - cpu0, 2)}
+    if server_pgid:
+        cpu["server_cpu_s"] = round(server_cpu(server_pgid) - srv0, 2)
+    if phases.enabled():
+        cpu["phases"] = {k: round(v, 2) for k, v in sorted(phases.totals().items(), key=lambda kv: -kv[1])}
+    return rep, wall, cpu
 
 
 def train_on(uri: str, run_ids: list[str], new_steps: int, total: int) -> None:
@@ -148,9 +179,9 @@ def compare_reads(uri: str, n: int) -> dict:
     return out
 
 
-def phase(rep, wall: float) -> dict:
+def phase(rep, wall: float, cpu: dict) -> dict:
     return {"wall_s": round(wall, 2), **{k: round(v, 2) for k, v in rep.timings.items()},
-            "forecast": len(rep.by("forecast")), "writes": rep.writes, "peak_rss_mb": peak_mb()}
+            "forecast": len(rep.by("forecast")), "writes": rep.writes, "peak_rss_mb": peak_mb(), **cpu}
 
 
 def main() -> None:
@@ -211,29 +242,30 @@ def main() -> None:
             return
         if not args.no_bare:
             peak_reset()
-            start = time.perf_counter()
+            srv0, cpu0, start = server_cpu(srv.proc.pid), time.process_time(), time.perf_counter()
             n = bare_read(srv.uri, ids)
             out["bare_read"] = {"wall_s": round(time.perf_counter() - start, 2), "points": n,
-                                "peak_rss_mb": peak_mb()}
+                                "cpu_s": round(time.process_time() - cpu0, 2),
+                                "server_cpu_s": round(server_cpu(srv.proc.pid) - srv0, 2), "peak_rss_mb": peak_mb()}
             print(json.dumps({"bare_read": out["bare_read"]}), flush=True)
         peak_reset()
-        rep, wall = timed_sync(srv.uri, args.filter, **settings)
+        rep, wall, cpu = timed_sync(srv.uri, args.filter, srv.proc.pid, **settings)
         n = len(rep.outcomes)
         out["synced_runs"] = n
         assert len(rep.by("forecast")) == n, rep.summary()
-        out["first"] = phase(rep, wall)
+        out["first"] = phase(rep, wall, cpu)
         print(json.dumps({"first": out["first"]}), flush=True)
         peak_reset()
-        rep, wall = timed_sync(srv.uri, args.filter, **settings)
+        rep, wall, cpu = timed_sync(srv.uri, args.filter, srv.proc.pid, **settings)
         assert rep.writes == 0 and len(rep.by("unchanged")) == n, rep.summary()
-        out["noop"] = phase(rep, wall)
+        out["noop"] = phase(rep, wall, cpu)
         # a share of the runs train on: only they are read (from their watermark) and rewritten
         changed = ids[:: max(1, round(1 / args.changed))][: max(1, round(len(ids) * args.changed))]
         train_on(srv.uri, changed, args.new_steps, args.total)
         peak_reset()
-        rep, wall = timed_sync(srv.uri, args.filter, **settings)
+        rep, wall, cpu = timed_sync(srv.uri, args.filter, srv.proc.pid, **settings)
         assert len(rep.by("forecast")) == len(changed), rep.summary()
-        out["incremental"] = {"changed_runs": len(changed), **phase(rep, wall)}
+        out["incremental"] = {"changed_runs": len(changed), **phase(rep, wall, cpu)}
     finally:
         srv.stop()
         shutil.rmtree(state, ignore_errors=True)

@@ -19,10 +19,11 @@ own locking keeps the file consistent should two processes share it anyway (diff
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,7 +129,7 @@ class HistoryCache:
         if not tables:
             self._create()
             return None
-        if tables != {"meta", "series"}:
+        if not {"meta", "series"} <= tables <= {"meta", "series", "laws"}:
             return "not a forecaster history cache (foreign tables)"
         meta = dict(self.db.execute("SELECT k, v FROM meta"))
         if meta.get("format") != FORMAT:
@@ -140,6 +141,8 @@ class HistoryCache:
         ok = self.db.execute("PRAGMA quick_check").fetchone()
         if not ok or ok[0] != "ok":
             return f"corrupt ({ok[0] if ok else 'no answer'})"
+        if "laws" not in tables:  # a cache written before law choices were remembered
+            self._create()
         return None
 
     def _create(self) -> None:
@@ -148,6 +151,8 @@ class HistoryCache:
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
             self.db.execute("CREATE TABLE IF NOT EXISTS series (scope TEXT, run TEXT, key TEXT, mark TEXT, "
                             "n INTEGER, steps BLOB, vals BLOB, PRIMARY KEY (scope, run, key))")
+            # the law `law="auto"` chose per fitted group (forecaster.sync.lawmemo), as JSON
+            self.db.execute("CREATE TABLE IF NOT EXISTS laws (k TEXT PRIMARY KEY, v TEXT)")
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 [("format", FORMAT), ("version", VERSION), ("ident", self.ident),
                                  ("sample", str(self.sample))])
@@ -211,6 +216,27 @@ class HistoryCache:
         except sqlite3.Error as e:
             log.warning("history cache %s cannot be written (%s): the next sync reads more", self.path, e)
 
+    def get_laws(self, prefix: str) -> dict[str, str]:
+        """Remembered law choices (JSON text) whose key starts with `prefix`; {} when unusable."""
+        if self.db is None:
+            return {}
+        try:
+            q = "SELECT k, v FROM laws WHERE substr(k, 1, ?) = ?"
+            return dict(self.db.execute(q, (len(prefix), prefix)))
+        except sqlite3.Error as e:
+            log.debug("history cache %s: law choices unreadable: %s", self.path, e)
+            return {}
+
+    def put_laws(self, rows: Mapping[str, str]) -> None:
+        """Store law choices (key -> JSON text) in one transaction."""
+        if self.db is None or not rows:
+            return
+        try:
+            with self._tx():
+                self.db.executemany("INSERT OR REPLACE INTO laws VALUES (?, ?)", list(rows.items()))
+        except sqlite3.Error as e:
+            log.debug("history cache %s: law choices not stored: %s", self.path, e)
+
     def forget(self, scope: str, keep: set[str]) -> None:
         """Drop the rows of runs no longer listed (deleted runs), so the file does not grow forever."""
         if self.db is None:
@@ -233,7 +259,10 @@ def _merge(old: Cached, new: Series, since: int) -> Series | None:
     """
     if not len(new) or int(new.steps[0]) != since:
         return None
-    a, b = old.values[-1], new.values[0]
+    at = int(np.searchsorted(old.steps, since))
+    if at >= len(old.steps) or int(old.steps[at]) != since:
+        return None
+    a, b = old.values[at], new.values[0]
     if not (a == b or (np.isnan(a) and np.isnan(b))):
         return None
     keep = old.steps < since
@@ -241,14 +270,18 @@ def _merge(old: Cached, new: Series, since: int) -> Series | None:
 
 
 def read_histories(tracker: Tracker, runs: Sequence[RunInfo], keys: Sequence[str],
-                   cache: HistoryCache | None, sample: int | None = None
+                   cache: HistoryCache | None, sample: int | None = None,
+                   stray_above: Mapping[str, float] | None = None
                    ) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
     """What `Tracker.read_histories` yields, served from `cache` where the watermarks allow.
 
     Runs whose every key is cached at the current watermark are yielded without a request; the
     others are asked for the steps from their cached last step on (or everything), in one
     `Tracker.read_since` call; rewritten histories are read again in full in a second one.
+    A watermark beyond the run's `stray_above` step (by run id) is a stray write that hides
+    later progress below it: that key is always read, from the last cached step below the limit.
     """
+    stray_above = stray_above or {}
     by_id = {r.id: r for r in runs}
     cached: dict[tuple[str, str], Cached] = {}
     if cache is not None:
@@ -264,9 +297,13 @@ def read_histories(tracker: Tracker, runs: Sequence[RunInfo], keys: Sequence[str
             if wm is None:
                 continue
             c = cached.get((r.id, key))
-            if c is None or not len(c.steps):
+            limit = stray_above.get(r.id, math.inf)
+            if c is None or not len(c.steps) or (wm.step > limit and not c.steps[0] <= limit):
                 since.setdefault(r.id, {})[key] = None
                 misses += 1
+            elif wm.step > limit:
+                since.setdefault(r.id, {})[key] = int(c.steps[c.steps <= limit][-1])
+                increments += 1
             elif c.mark == wm.token():
                 ready[r.id][key] = Series(c.steps, c.values)
                 hits += 1

@@ -121,10 +121,13 @@ def sync(tracker: Tracker, settings: SyncSettings, progress: bool | None = None,
     t1 = time.perf_counter()
     reads = read(tracker, settings, runs, plan.targets, plan.context, progress)
     outcomes.update(reads.gone)
+    outcomes.update(reads.settled)  # checked under a stray watermark: unchanged, context for the rest
+    plan.context += [p for p in plan.targets if p.run.id in reads.settled]
+    plan.targets = [p for p in plan.targets if p.run.id not in reads.settled]
     report.timings["read"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    fits = fit(settings, plan.targets, plan.context, reads.series)
+    fits = fit(settings, plan.targets, plan.context, reads.series, reads.laws)
     report.timings["fit"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from forecaster import screen
 from forecaster.histories import RunForecast, RunHistory
 from forecaster.join import join
+from forecaster.sync.lawmemo import LawMemo, members_of
 from forecaster.sync.plan import Plan
 from forecaster.sync.read import build_history
 from forecaster.sync.report import Skip, SkipKind
@@ -38,13 +39,16 @@ def _factor(f: float) -> str:
     return f"{f:.3g}x above" if f >= 1 else f"{1 / f:.3g}x below"
 
 
-def _fit(hist: list[RunHistory], settings: SyncSettings, cool: frozenset[int] = frozenset(),
-         cooled: dict[int, tuple[RunForecast, int]] | None = None) -> list[RunForecast]:
+Cooled = dict[int, tuple[RunForecast, int]]  # history index -> (cooled down now, cooldown length)
+
+
+def _fit_one(hist: list[RunHistory], settings: SyncSettings, law: str, *, cool: frozenset[int] = frozenset(),
+             cooled: Cooled | None = None) -> list[RunForecast]:
     """One batched fit and its forecasts; runs in `cool` (at constant LR) also cooled down now, into `cooled`."""
     from forecaster.forecast import Forecaster
 
-    fc = Forecaster(law=settings.law, device=settings.device, seed=settings.seed, **settings.forecaster_options)
-    out = fc.fit(hist).predict()
+    fc = Forecaster(law=law, device=settings.device, seed=settings.seed, **settings.forecaster_options)
+    out = list(fc.fit(hist).predict())
     want = [i for i in sorted(cool) if not out[i].skipped]
     if want and cooled is not None:
         from forecaster import advisor
@@ -56,13 +60,31 @@ def _fit(hist: list[RunHistory], settings: SyncSettings, cool: frozenset[int] = 
     return out
 
 
-def fit_contained(hist: list[RunHistory], settings: SyncSettings, cool: frozenset[int] = frozenset(),
-                  cooled: dict[int, tuple[RunForecast, int]] | None = None) -> list[RunForecast]:
-    """All groups in one batched fit; if that fails, each group on its own, so a failure costs only
-    the group it happened in (its runs are skipped with the error as reason). Runs (indices) in
-    `cool` also get their "cooled down now" forecast in `cooled`."""
+def _fit(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | None = None,
+         cool: frozenset[int] = frozenset(), cooled: Cooled | None = None) -> list[RunForecast]:
+    """One batched fit per law: groups in `laws` with their remembered law, the rest with the settings'."""
+    by_law: dict[str, list[int]] = {}
+    for i, h in enumerate(hist):
+        by_law.setdefault((laws or {}).get(h.group, settings.law), []).append(i)
+    out: list[RunForecast | None] = [None] * len(hist)
+    for law, idx in sorted(by_law.items()):
+        part: Cooled = {}
+        mine = frozenset(k for k, i in enumerate(idx) if i in cool)
+        extra = {"cool": mine, "cooled": part} if mine else {}
+        for i, fc in zip(idx, _fit_one([hist[i] for i in idx], settings, law, **extra)):
+            out[i] = fc
+        if cooled is not None:
+            cooled.update({idx[k]: v for k, v in part.items()})
+    return [fc for fc in out if fc is not None]
+
+
+def fit_contained(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | None = None,
+                  cool: frozenset[int] = frozenset(), cooled: Cooled | None = None) -> list[RunForecast]:
+    """All groups in one batched fit (one per remembered law, `laws` by group); if that fails, each
+    group on its own, so a failure costs only the group it happened in (its runs are skipped with
+    the error as reason). Runs (indices) in `cool` also get their "cooled down now" forecast in `cooled`."""
     try:
-        return _fit(hist, settings, cool, cooled)
+        return _fit(hist, settings, laws, cool, cooled)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - contained below, group by group
@@ -73,8 +95,9 @@ def fit_contained(hist: list[RunHistory], settings: SyncSettings, cool: frozense
     out: list[RunForecast | None] = [None] * len(hist)
     for group, idx in by_group.items():  # only after a failure: the price of isolating it
         try:
-            part: dict[int, tuple[RunForecast, int]] = {}
-            fcs = _fit([hist[i] for i in idx], settings, frozenset(k for k, i in enumerate(idx) if i in cool), part)
+            part: Cooled = {}
+            fcs = _fit([hist[i] for i in idx], settings, laws, frozenset(k for k, i in enumerate(idx) if i in cool),
+                       part)
             if cooled is not None:
                 cooled.update({idx[k]: v for k, v in part.items()})
         except (KeyboardInterrupt, MemoryError):
@@ -89,8 +112,9 @@ def fit_contained(hist: list[RunHistory], settings: SyncSettings, cool: frozense
 
 
 def fit(settings: SyncSettings, targets: list[Plan], context: list[Plan],
-        series: dict[str, dict[str, Series]]) -> Fits:
-    """One fit per metric over all groups with work; then each target's verdict."""
+        series: dict[str, dict[str, Series]], memo: LawMemo | None = None) -> Fits:
+    """One fit per metric over all groups with work; then each target's verdict. With `memo`, a
+    group whose law choice still holds is fitted with that law directly (`lawmemo`)."""
     primary = settings.primary
     targets = [p for p in targets if p.run.id in series]
     out = Fits(curves={p.run.id: {} for p in targets}, notes={p.run.id: [] for p in targets})
@@ -132,13 +156,18 @@ def fit(settings: SyncSettings, targets: list[Plan], context: list[Plan],
             out.pooled = hist
         if not any(is_target):
             continue
+        laws: dict[str, str] = {}
+        if memo is not None:
+            laws = {g: law for g, m in members_of(hist).items() if (law := memo.reuse(metric, g, m))}
         cool: frozenset[int] = frozenset()
         if metric == primary and settings.cooldown_share > 0:
             from forecaster.advisor import stable_phase
 
             cool = frozenset(i for i, (h, tgt) in enumerate(zip(hist, is_target)) if tgt and stable_phase(h))
-        cooled: dict[int, tuple[RunForecast, int]] = {}
-        fcs = fit_contained(hist, settings, cool, cooled)
+        cooled: Cooled = {}
+        fcs = fit_contained(hist, settings, laws, cool, cooled)
+        if memo is not None:
+            memo.record(metric, hist, fcs, {h.group for h in hist} - set(laws))
         for i, (h, fc, tgt) in enumerate(zip(hist, fcs, is_target)):
             if tgt:
                 out.curves[h.run][metric] = join(h, fc)
@@ -147,6 +176,8 @@ def fit(settings: SyncSettings, targets: list[Plan], context: list[Plan],
                     if i in cooled and not cooled[i][0].skipped:
                         out.cooldowns[h.run] = (join(h, cooled[i][0]), cooled[i][1])
     _judge(out, targets, failed, diverged, primary)
+    if memo is not None:
+        memo.save()
     return out
 
 

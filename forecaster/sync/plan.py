@@ -89,6 +89,14 @@ class Plan:
     fp: str = ""
     skip: Skip | None = None  # why it cannot be forecast (known without reading)
     size: float | None = None
+    # keys whose listed latest point is a stray step (beyond `stray_above`): MLflow keeps the
+    # highest step as the latest, so such a watermark no longer moves as the run trains on
+    stray: tuple[str, ...] = ()
+
+    @property
+    def stray_above(self) -> float:
+        """Steps beyond this are stray writes (STEP_SLACK x the planned end)."""
+        return screen.STEP_SLACK * self.total if self.total else math.inf
 
     @property
     def reason(self) -> str | None:
@@ -125,6 +133,7 @@ def plan_run(run: RunInfo, settings: SyncSettings) -> Plan:
         p.skip = Skip(SkipKind.NO_PLANNED_END, "the LR is logged but the planned last step is unknown "
                       "(log max_steps or a forecast.schedule spec with total=)")
         return p
+    p.stray = tuple(k for k, _ in marks if run.latest[k].step > p.stray_above)
     if p.total > screen.MAX_STEPS:
         p.skip = Skip(SkipKind.BAD_CONFIG, f"planned end {p.total:,} is beyond {screen.MAX_STEPS:,} steps")
     elif p.total <= run.latest[primary].step <= screen.STEP_SLACK * p.total:
@@ -169,11 +178,14 @@ class Triage:
     tag_only: list[tuple[RunInfo, dict[str, str | None]]] = field(default_factory=list)  # skip tags to write
 
 
-def _unchanged(p: Plan, settings: SyncSettings) -> bool:
-    """Same inputs as the last sync and its result still in place (nor an alert to retry)."""
+def unchanged(p: Plan, settings: SyncSettings, checked: bool = False) -> bool:
+    """Same inputs as the last sync and its result still in place (nor an alert to retry).
+
+    A run under a stray watermark cannot be judged from the listing: only once `checked` (its
+    fingerprint completed from the history read, `read.restamp`)."""
     t = p.run.tags
     status = t.get(tags.STATUS)
-    return (not settings.force and t.get(tags.INPUT) == p.fp and not t.get(tags.ALERT_RETRY)
+    return (not settings.force and (checked or not p.stray) and t.get(tags.INPUT) == p.fp and not t.get(tags.ALERT_RETRY)
             and ((status == tags.STATUS_OK and t.get(tags.RUN_ID) in p.run.forecasts)
                  or status == tags.STATUS_SKIPPED))
 
@@ -185,7 +197,7 @@ def triage(runs: list[RunInfo], settings: SyncSettings) -> Triage:
         r = p.run
         if not (r.active or settings.include_ended):
             out.outcomes[r.id] = RunOutcome(r, Action.CONTEXT)
-        elif _unchanged(p, settings):
+        elif unchanged(p, settings):
             out.outcomes[r.id] = RunOutcome(r, Action.UNCHANGED)
         elif p.skip is not None:
             out.outcomes[r.id] = RunOutcome(r, Action.SKIPPED, p.skip)

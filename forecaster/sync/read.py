@@ -6,21 +6,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from forecaster import screen
 from forecaster.errors import RunGone
 from forecaster.histories import RunHistory
-from forecaster.sync.plan import Plan, horizon
+from forecaster.sync.lawmemo import LawMemo
+from forecaster.sync.plan import Plan, horizon, unchanged
 from forecaster.sync.report import Action, Progress, RunOutcome, gone
 from forecaster.sync.settings import SyncSettings
-from forecaster.trackers import RunInfo, Series, Tracker
+from forecaster.trackers import RunInfo, Series, Tracker, Watermark, fingerprint
 
 
 @dataclass
 class Reads:
-    """What the read step got: series per run and key, and the targets deleted before they were read."""
+    """What the read step got: series per run and key, the targets deleted before they were read,
+    and the targets under a stray watermark that the read showed unchanged (context only)."""
 
     series: dict[str, dict[str, Series]] = field(default_factory=dict)
     gone: dict[str, RunOutcome] = field(default_factory=dict)
+    settled: dict[str, RunOutcome] = field(default_factory=dict)
+    laws: LawMemo | None = None  # the law choices remembered with the histories (law="auto")
+
+
+def restamp(p: Plan, series: dict[str, Series]) -> None:
+    """A run whose listed watermark is a stray step: its watermarks become the last plausible point
+    read, and its fingerprint includes them (the listing alone cannot show its progress)."""
+    real = []
+    for key in p.stray:
+        s = series.get(key)
+        if s is not None and (ok := np.flatnonzero(s.steps <= p.stray_above)).size:
+            p.run.latest[key] = Watermark(int(s.steps[ok[-1]]), 0, float(s.values[ok[-1]]))
+        real.append((key, p.run.latest[key].token()))
+    p.fp = fingerprint(p.fp, real)
 
 
 def read(tracker: Tracker, settings: SyncSettings, runs: list[RunInfo], targets: list[Plan],
@@ -41,14 +59,23 @@ def read(tracker: Tracker, settings: SyncSettings, runs: list[RunInfo], targets:
                                                    settings.history_sample)
                 for scope in {r.scope for r in runs}:
                     cache.forget(scope, {r.id for r in runs if r.scope == scope})
+                if settings.law == "auto" and cache.db is not None:
+                    out.laws = LawMemo(cache.path, cache.ident, cache.sample, settings.token())
+                    out.laws.known = cache.get_laws(out.laws.prefix())
+            stray = {p.run.id: p for p in to_read if p.stray}
             for run, got in history_cache.read_histories(tracker, [p.run for p in to_read], keys, cache,
-                                                         settings.history_sample):
+                                                         settings.history_sample,
+                                                         {i: p.stray_above for i, p in stray.items()}):
                 bar.update()
                 if isinstance(got, RunGone):
                     if run.id in target_ids:
                         out.gone[run.id] = RunOutcome(run, Action.SKIPPED, gone(got))
                     continue
                 out.series[run.id] = got
+                if run.id in stray:
+                    restamp(stray[run.id], got)
+                    if run.id in target_ids and unchanged(stray[run.id], settings, checked=True):
+                        out.settled[run.id] = RunOutcome(run, Action.UNCHANGED)
     finally:
         bar.close()
         if cache is not None:
