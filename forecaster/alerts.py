@@ -79,8 +79,9 @@ class AlertSettings:
     reach_threshold: float = 0.05  # target-unreachable fires when P(final <= target) < this
     eta_quantile: float = 0.5  # which forecast quantile dates the ETA (p50)
     # hook for "annealing now would reach X": maps a constant-phase run to the forecast of that
-    # run cooled down from its last step (needs the core's what-if schedules); None disables
+    # run cooled down from its last step (the sync sets it from `advisor.cooldown_now`); None disables
     anneal_hook: Callable[[RunHistory], RunForecast | None] | None = None
+    anneal_target: float | None = None  # anneal_now fires once cooling down now reaches it (default: target)
     # every registered rule; resolved per instance, so rules defined below (or later) are included
     rules: tuple[str, ...] = field(default_factory=lambda: rule_names())
 
@@ -233,7 +234,9 @@ def in_constant_phase(history: RunHistory, rel_tol: float = 1e-3, window: int = 
 
 
 class AnnealNow(AlertRule):
-    """'Annealing now would reach X' for a run at constant LR; needs `settings.anneal_hook` (core)."""
+    """'Cooling down now would reach X' for a run at constant LR (`settings.anneal_hook` gives that
+    forecast). Fires once it reaches `anneal_target` (else `target`): at the median, or, where the
+    annealing response is not identified, only when even the band's no-gain edge (p90) reaches it."""
 
     name = "anneal_now"
 
@@ -244,9 +247,20 @@ class AnnealNow(AlertRule):
         if fc is None or fc.skipped is not None or not len(fc.p50):
             return None
         lo, hi = fc.final_interval
-        return Alert(self.name, history.run, history.group, False, "constant_phase", fc.final,
-                     f"annealing now would reach {history.metric} {fc.final:.4g} (p10-p90 {lo:.4g}-{hi:.4g})",
-                     "info", details={"p10": lo, "p90": hi, "from_step": history.last_step})
+        length = int(fc.steps[-1]) - history.last_step
+        unidentified = any(n.startswith("annealing response not identif") for n in fc.notes)
+        what = (f"cooling down now ({length:,} steps) would reach {history.metric} {fc.final:.4g} "
+                f"(p10-p90 {lo:.4g}-{hi:.4g})" + ("; annealing response not identified" if unidentified else ""))
+        target = self.settings.anneal_target if self.settings.anneal_target is not None else self.settings.target
+        details: dict[str, float | str | None] = {"p10": lo, "p90": hi, "from_step": history.last_step,
+                                                  "length": length, "target": target}
+        if target is None:
+            return Alert(self.name, history.run, history.group, False, "constant_phase", fc.final, what, "info",
+                         details=details)
+        reached = (hi if unidentified else fc.final) <= target
+        return Alert(self.name, history.run, history.group, reached, "firing" if reached else "ok", fc.final,
+                     f"{what}: {'at or below' if reached else 'above'} the target {target:g}", "info",
+                     identity=f"{target:g}", details=details)
 
 
 WILL_NOT_BEAT_BEST = WillNotBeatBest.name

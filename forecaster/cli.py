@@ -17,6 +17,7 @@ from forecaster import __version__
 _COMMANDS = [
     ("forecaster.predict_cli:predict", "Forecast the rest of each run in a CSV of loss histories."),
     ("forecaster.predict_cli:backtest", "Hide the tails of finished runs; score how well they are forecast."),
+    ("forecaster.whatif_cli:whatif", "What if a run cooled down now, later or over a shorter cooldown."),
     ("forecaster.scaling.cli:scaling", "Fit scaling laws across runs (Chinchilla, over-training)."),
     ("forecaster.sync.cli:sync", "Forecast the runs in MLflow or W&B and write the forecasts back."),
 ]

@@ -112,7 +112,7 @@ SYNC = {
     "group_by": TEXT, "law": TEXT, "device": TEXT, "target": NUMBER, "include_ended": BOOL, "plots": BOOL,
     "follow_siblings": BOOL, "dry_run": BOOL, "force": BOOL, "lock_file": TEXT, "lock_wait": number(0),
     "quiet": BOOL, "log_file": TEXT, "seed": INT, "max_points": whole(2), "workers": whole(1),
-    "stop_runs": BOOL, "scaling": BOOL, "cache": BOOL, "sample": whole(2),
+    "stop_runs": BOOL, "scaling": BOOL, "cache": BOOL, "sample": whole(2), "cooldown_share": number(0, 0.95),
 }
 # [tracker]: what the adapters take; an adapter rejects names it does not know
 TRACKER = {"workers": whole(1), "page_size": whole(10), "timeout": whole(1), "cache_dir": STRING,
@@ -120,7 +120,7 @@ TRACKER = {"workers": whole(1), "page_size": whole(10), "timeout": whole(1), "ca
 ALERTS = {
     "min_points": whole(1), "beat_threshold": number(0, 1), "beat_margin": number(0, 1), "spike_factor": number(1),
     "spike_window": whole(1), "target": NUMBER, "reach_threshold": number(0, 1), "eta_quantile": number(0, 1),
-    "rules": NAMES, "timeout": number(0.001), "retries": whole(0), "backoff": number(0),
+    "anneal_target": NUMBER, "rules": NAMES, "timeout": number(0.001), "retries": whole(0), "backoff": number(0),
     "notify_resolved": BOOL, "stop_runs": BOOL,
 }
 WEBHOOK = {"url": TEXT, "url_env": TEXT, "kind": TEXT, "name": STRING}

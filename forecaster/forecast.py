@@ -224,7 +224,7 @@ class Forecaster(Params):
         key = self.choice_[i]
         fit, rows = self.fits_[key]
         base = len(self.histories_)
-        variants = [whatif.variant(self.histories_[i], s) for s in candidates]
+        variants = [whatif.variant(self.histories_[i], s, warmup=self.warmup) for s in candidates]
         self.histories_.extend(variants)
         try:
             extra = list(range(base, base + len(variants)))

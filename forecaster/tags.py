@@ -37,6 +37,14 @@ UPDATED = "forecast.updated"
 VERSION = "forecast.version"
 SCHEDULE = "forecast.schedule"  # a user's own schedule spec for the run (read, never written)
 SCHEDULE_USED = "forecast.schedule_used"
+# "cooling down now" for a run at constant LR (forecaster.advisor): final with band, cooldown length
+IF_COOLDOWN_NOW_FINAL = "forecast.if_cooldown_now.final"
+IF_COOLDOWN_NOW_P10 = "forecast.if_cooldown_now.p10"
+IF_COOLDOWN_NOW_P90 = "forecast.if_cooldown_now.p90"
+IF_COOLDOWN_NOW_LENGTH = "forecast.if_cooldown_now.length"
+IF_COOLDOWN_NOW_NOTE = "forecast.if_cooldown_now.note"  # set while the response to a decay is not identified
+IF_COOLDOWN_NOW = (IF_COOLDOWN_NOW_FINAL, IF_COOLDOWN_NOW_P10, IF_COOLDOWN_NOW_P90, IF_COOLDOWN_NOW_LENGTH,
+                   IF_COOLDOWN_NOW_NOTE)
 
 # -- alerts ------------------------------------------------------------------------------------
 ALERT_PREFIX = "forecast.alert."  # forecast.alert.<rule> = "ok" | "<state>: <message>"

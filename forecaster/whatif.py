@@ -11,16 +11,18 @@ to one is not identified, and each candidate's band and notes say so (`bands.py`
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from forecaster import schedules
+from forecaster import bands, schedules
 from forecaster.batch import lr_per_step
 from forecaster.errors import InputError
-from forecaster.histories import RunHistory
+from forecaster.histories import RunForecast, RunHistory
 
 if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.forecast import Forecaster
     from forecaster.schedules import Schedule
 
 SHAPES = ("linear", "cosine", "sqrt", "exp")
@@ -28,9 +30,10 @@ _DECAY_POINTS = 64  # points a cooldown's curve is drawn with (the schedule inte
 
 
 def cooldown(h: RunHistory, start: int, length: int, shape: str = "linear", final: float = 0.0,
-             warmup: str = "linear") -> Schedule:
+             warmup: str = "linear", until: int | None = None) -> Schedule:
     """The run's LR as known up to `start`, then a decay over `length` steps to `final` x the LR
-    at `start` (0: to zero), shaped linear, cosine, sqrt (1 - sqrt) or exp (geometric)."""
+    at `start` (0: to zero), shaped linear, cosine, sqrt (1 - sqrt) or exp (geometric); with
+    `until`, the final LR is then held to that step (a two-stage schedule)."""
     if shape not in SHAPES:
         raise InputError(f"cooldown shape {shape!r}: expected one of {', '.join(SHAPES)}")
     if length < 1 or start < 0:
@@ -53,15 +56,25 @@ def cooldown(h: RunHistory, start: int, length: int, shape: str = "linear", fina
         frac = (floor ** q - floor) / (1.0 - floor)
     values = lr0 * (final + (1.0 - final) * frac)
     steps = np.r_[np.arange(start + 1), start + np.round(q[1:] * length).astype(np.int64)]
-    return schedules.from_points(steps, np.r_[past, values[1:]], total=start + length)
+    values = np.r_[past, values[1:]]
+    if until is not None and until > start + length:
+        steps, values = np.r_[steps, until], np.r_[values, values[-1]]
+    elif until is not None and until < start + length:
+        raise InputError(f"cooldown held until step {until}: before the cooldown's end {start + length}")
+    keep = np.r_[np.diff(steps) > 0, True]  # a short decay rounds several points onto one step
+    return schedules.from_points(steps[keep], values[keep], total=int(steps[-1]))
 
 
-def variant(h: RunHistory, schedule: Schedule, every: int | None = None) -> RunHistory:
-    """`h` with its future under `schedule`: the LR logged up to its last observed step is kept
-    (the past happened), the horizon runs to the schedule's end at the run's logging interval."""
+def variant(h: RunHistory, schedule: Schedule, every: int | None = None, warmup: str = "linear") -> RunHistory:
+    """`h` with its future under `schedule`: its LR up to its last observed step is kept as the fit
+    saw it (the past happened; `warmup` fills steps before its first logged LR as the fit did), the
+    horizon runs to the schedule's end at the run's logging interval."""
     total = schedule.total
     if total is None or total <= h.last_step:
         raise InputError(f"a what-if schedule must end after the run's last observed step {h.last_step}")
+    past = lr_per_step(h, h.last_step, warmup)
+    if past is not None:
+        schedule = schedules.from_points(np.arange(h.last_step + 1), past, then=schedule, total=total)
     if every is None:
         every = int(np.median(np.diff(h.steps))) if len(h.steps) > 1 else 1
     horizon = np.append(np.arange(h.last_step + max(1, every), total, max(1, every), dtype=np.int64), total)
@@ -71,3 +84,25 @@ def variant(h: RunHistory, schedule: Schedule, every: int | None = None) -> RunH
         lr_steps, lr_values = h.lr_steps[past], h.lr_values[past]
     return dataclasses.replace(h, schedule=schedule, horizon=horizon, lr_steps=lr_steps, lr_values=lr_values,
                                meta={**h.meta, "planned_end": total})
+
+
+def predict_variants(fc: Forecaster, pairs: Sequence[tuple[int, Schedule]]) -> list[RunForecast]:
+    """Each (fitted run index, schedule) forecast under that schedule: one batched band call per
+    fitted law, however many runs (`Forecaster.predict_schedules` is this for one run)."""
+    fc._check_fitted()
+    for i, _ in pairs:
+        if i in fc.skipped_:
+            raise InputError(f"run {fc.histories_[i].run!r} was not fitted: {fc.skipped_[i]}")
+    base = len(fc.histories_)
+    fc.histories_.extend(variant(fc.histories_[i], s, warmup=fc.warmup) for i, s in pairs)
+    by_key: dict[Any, list[int]] = {}
+    for k, (i, _) in enumerate(pairs):
+        by_key.setdefault(fc.choice_[i], []).append(base + k)
+    done: dict[int, RunForecast] = {}
+    try:
+        for key, extra in by_key.items():
+            fit, rows = fc.fits_[key]
+            done.update(bands.forecast_fit(fc, fit, rows, extra, alias={j: pairs[j - base][0] for j in extra}))
+    finally:
+        del fc.histories_[base:]
+    return [done[base + k] for k in range(len(pairs))]

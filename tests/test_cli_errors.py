@@ -139,7 +139,7 @@ def test_a_config_file_law_is_checked_like_the_option(tmp_path):
 
 def test_top_level_help_lists_each_command_once_with_a_whole_line():
     out = CliRunner().invoke(main, ["--help"]).output
-    for cmd in ("predict", "backtest", "scaling", "sync"):
+    for cmd in ("predict", "backtest", "whatif", "scaling", "sync"):
         listed = [line for line in out.splitlines() if line.strip().startswith(cmd + " ")]
         assert len(listed) == 1, (cmd, out)
         assert listed[0].rstrip().endswith(".") and "..." not in listed[0]

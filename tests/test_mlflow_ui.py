@@ -36,6 +36,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 @pytest.fixture(scope="module")
 def synced(mlflow_server):
     exp = demo.seed(mlflow_server.uri, experiment="ui-demo")
+    _URI[:] = [mlflow_server.uri]
     res = CliRunner().invoke(main, ["sync", "--tracker", "mlflow", "--tracking-uri", mlflow_server.uri,
                                     "--experiment", "ui-demo", "--quiet"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -63,6 +64,23 @@ def _loss_chart(page) -> list[dict]:
     return charts[0]["traces"]
 
 
+def _cooled(exp: str) -> dict[str, tuple[int, int]]:
+    """Runs the sync gave "cooling down now": name -> (last observed step, cooldown length)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(_URI[0])
+    out = {}
+    for r in client.search_runs([exp]):
+        t = r.data.tags
+        if "forecast.if_cooldown_now.length" in t and "forecast.kind" not in t:  # a source run, not its forecast
+            last = int(t["forecast.watermark"].split("@")[1])
+            out[r.info.run_name] = (last, int(t["forecast.if_cooldown_now.length"]))
+    return out
+
+
+_URI: list[str] = []
+
+
 def _launch(p):
     return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
@@ -84,7 +102,7 @@ def test_printed_url_draws_each_forecast_and_its_band_on_the_loss_chart(synced, 
             page.wait_for_function(  # every series fetched and drawn: each run's loss, each forecast's band
                 "n => Array.from(document.querySelectorAll('.js-plotly-plot')).some(d => new Set((d.data || [])"
                 ".filter(t => t.metricKey && (t.x || []).length).map(t => t.name + '|' + t.metricKey)).size >= n)",
-                arg=len(demo.RUNS) + 3 * len(running), timeout=60_000)
+                arg=len(demo.RUNS) + 3 * len(running) + len(_cooled(exp)), timeout=60_000)
             traces = _loss_chart(page)
             drawn = {(t["run"], t["key"]): t for t in traces if t["n"] and t["opacity"] > 0}
             for name in running:
@@ -96,6 +114,15 @@ def test_printed_url_draws_each_forecast_and_its_band_on_the_loss_chart(synced, 
                 assert lo["x"] == p50["x"] and hi["x"] == p50["x"]
                 assert lo["dash"] != p50["dash"] and hi["dash"] != p50["dash"]
                 assert lo["y"][-1] < p50["y"][-1] < hi["y"][-1]
+            # runs at constant LR: "cooling down now" on the same chart, from the same join to the
+            # cooldown's end (forecast.if_cooldown_now.length steps on)
+            cooled = _cooled(exp)
+            assert cooled and set(cooled) < set(running)
+            for name, (start, length) in cooled.items():
+                now, p50 = drawn[(f"{name} forecast", "loss.if_cooldown_now")], drawn[(f"{name} forecast", "loss")]
+                assert now["x"][0] == p50["x"][0] and now["x"][-1] == start + length
+                assert now["dash"] not in (drawn[(f"{name} forecast", "loss.p10")]["dash"],
+                                           drawn[(f"{name} forecast", "loss.p90")]["dash"])
             # finished runs are drawn, but get no forecast and no band
             assert ("cosine-24k", "loss") in drawn
             assert not [k for k in drawn if k[0] == "cosine-24k forecast" or (not k[0].endswith("forecast")
@@ -104,7 +131,7 @@ def test_printed_url_draws_each_forecast_and_its_band_on_the_loss_chart(synced, 
             keys = {k for c in page.evaluate(CHARTS_JS) for k in c["keys"]}
             assert {"loss.p10", "loss.p90"} <= keys
             assert not [c for c in page.evaluate(CHARTS_JS) if "loss" not in c["keys"] and
-                        {"loss.p10", "loss.p90"} & set(c["keys"])]
+                        {"loss.p10", "loss.p90", "loss.if_cooldown_now"} & set(c["keys"])]
             page.wait_for_timeout(1500)  # let the last chart finish drawing for the picture
             page.screenshot(path=str(shot))
         finally:

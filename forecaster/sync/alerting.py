@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from forecaster import tags
@@ -35,12 +36,15 @@ def judge_alerts(runs: list[Plan], fits: Fits, plans: dict[str, Plan], settings:
     except ImportError:  # pragma: no cover - alerting not built in this checkout
         return Alerts()
     finished = {rid for rid, p in plans.items() if p.run.status == FINISHED}
+    settings_a = settings.alert_settings or al.AlertSettings()
+    if fits.cooldowns:  # anneal_now judges the "cooled down now" forecast the fit made
+        settings_a = dataclasses.replace(settings_a, anneal_hook=lambda h: (fits.cooldowns.get(h.run) or (None,))[0])
     ctx = al.group_context(fits.pooled, finished=finished)
     by_run, tags_by_run, firing = {}, {}, {}
     for p in runs:
         h = fits.histories[p.run.id]
         fc = fits.curves[p.run.id].get(settings.primary)
-        a = al.evaluate_alerts(h, fc, ctx.get(h.group), settings.alert_settings)
+        a = al.evaluate_alerts(h, fc, ctx.get(h.group), settings_a)
         by_run[p.run.id] = a
         tags_by_run[p.run.id] = p.run.tags
         firing[p.run.id] = [f"{x.rule}: {x.message}" for x in a if x.firing]

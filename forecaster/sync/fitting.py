@@ -30,6 +30,8 @@ class Fits:
     ready: list[Plan] = field(default_factory=list)  # a forecast of the primary metric to write
     broken: list[Plan] = field(default_factory=list)  # diverged: skipped, but their alerts are still judged
     skipped: list[tuple[Plan, Skip]] = field(default_factory=list)
+    # run -> its primary metric cooled down from its last step, and the cooldown's length (runs at constant LR)
+    cooldowns: dict[str, tuple[RunForecast, int]] = field(default_factory=dict)
 
 
 def _factor(f: float) -> str:
@@ -37,32 +39,52 @@ def _factor(f: float) -> str:
     return f"{f:.3g}x above" if f >= 1 else f"{1 / f:.3g}x below"
 
 
-def _fit_one(hist: list[RunHistory], settings: SyncSettings, law: str) -> list[RunForecast]:
+Cooled = dict[int, tuple[RunForecast, int]]  # history index -> (cooled down now, cooldown length)
+
+
+def _fit_one(hist: list[RunHistory], settings: SyncSettings, law: str, *, cool: frozenset[int] = frozenset(),
+             cooled: Cooled | None = None) -> list[RunForecast]:
+    """One batched fit and its forecasts; runs in `cool` (at constant LR) also cooled down now, into `cooled`."""
     from forecaster.forecast import Forecaster
 
     fc = Forecaster(law=law, device=settings.device, seed=settings.seed, **settings.forecaster_options)
-    return list(fc.fit(hist).predict())
+    out = list(fc.fit(hist).predict())
+    want = [i for i in sorted(cool) if not out[i].skipped]
+    if want and cooled is not None:
+        from forecaster import advisor
+
+        try:
+            cooled.update(advisor.cooldown_now(fc, want, settings.cooldown_share))
+        except Exception as e:  # noqa: BLE001 - a what-if must never cost a run its forecast
+            log.warning("cooling down now could not be forecast: %s: %s", type(e).__name__, e)
+    return out
 
 
-def _fit(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | None = None) -> list[RunForecast]:
+def _fit(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | None = None,
+         cool: frozenset[int] = frozenset(), cooled: Cooled | None = None) -> list[RunForecast]:
     """One batched fit per law: groups in `laws` with their remembered law, the rest with the settings'."""
     by_law: dict[str, list[int]] = {}
     for i, h in enumerate(hist):
         by_law.setdefault((laws or {}).get(h.group, settings.law), []).append(i)
     out: list[RunForecast | None] = [None] * len(hist)
     for law, idx in sorted(by_law.items()):
-        for i, fc in zip(idx, _fit_one([hist[i] for i in idx], settings, law)):
+        part: Cooled = {}
+        mine = frozenset(k for k, i in enumerate(idx) if i in cool)
+        extra = {"cool": mine, "cooled": part} if mine else {}
+        for i, fc in zip(idx, _fit_one([hist[i] for i in idx], settings, law, **extra)):
             out[i] = fc
+        if cooled is not None:
+            cooled.update({idx[k]: v for k, v in part.items()})
     return [fc for fc in out if fc is not None]
 
 
-def fit_contained(hist: list[RunHistory], settings: SyncSettings,
-                  laws: dict[str, str] | None = None) -> list[RunForecast]:
+def fit_contained(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | None = None,
+                  cool: frozenset[int] = frozenset(), cooled: Cooled | None = None) -> list[RunForecast]:
     """All groups in one batched fit (one per remembered law, `laws` by group); if that fails, each
     group on its own, so a failure costs only the group it happened in (its runs are skipped with
-    the error as reason)."""
+    the error as reason). Runs (indices) in `cool` also get their "cooled down now" forecast in `cooled`."""
     try:
-        return _fit(hist, settings, laws)
+        return _fit(hist, settings, laws, cool, cooled)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - contained below, group by group
@@ -73,7 +95,11 @@ def fit_contained(hist: list[RunHistory], settings: SyncSettings,
     out: list[RunForecast | None] = [None] * len(hist)
     for group, idx in by_group.items():  # only after a failure: the price of isolating it
         try:
-            fcs = _fit([hist[i] for i in idx], settings, laws)
+            part: Cooled = {}
+            fcs = _fit([hist[i] for i in idx], settings, laws, frozenset(k for k, i in enumerate(idx) if i in cool),
+                       part)
+            if cooled is not None:
+                cooled.update({idx[k]: v for k, v in part.items()})
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - this group's runs are skipped, the others go on
@@ -133,14 +159,22 @@ def fit(settings: SyncSettings, targets: list[Plan], context: list[Plan],
         laws: dict[str, str] = {}
         if memo is not None:
             laws = {g: law for g, m in members_of(hist).items() if (law := memo.reuse(metric, g, m))}
-        fcs = fit_contained(hist, settings, laws)
+        cool: frozenset[int] = frozenset()
+        if metric == primary and settings.cooldown_share > 0:
+            from forecaster.advisor import stable_phase
+
+            cool = frozenset(i for i, (h, tgt) in enumerate(zip(hist, is_target)) if tgt and stable_phase(h))
+        cooled: Cooled = {}
+        fcs = fit_contained(hist, settings, laws, cool, cooled)
         if memo is not None:
             memo.record(metric, hist, fcs, {h.group for h in hist} - set(laws))
-        for h, fc, tgt in zip(hist, fcs, is_target):
+        for i, (h, fc, tgt) in enumerate(zip(hist, fcs, is_target)):
             if tgt:
                 out.curves[h.run][metric] = join(h, fc)
                 if metric == primary:
                     out.histories[h.run] = h
+                    if i in cooled and not cooled[i][0].skipped:
+                        out.cooldowns[h.run] = (join(h, cooled[i][0]), cooled[i][1])
     _judge(out, targets, failed, diverged, primary)
     if memo is not None:
         memo.save()

@@ -65,6 +65,19 @@ def source_tags(p: Plan, fc: RunForecast, curves: dict[str, RunForecast], h: Run
     return out
 
 
+def cooldown_tags(p: Plan, cooled: tuple[RunForecast, int] | None) -> dict[str, str | None]:
+    """``forecast.if_cooldown_now.*``: the run cooled down now (final, band, length, a note while the
+    response is not identified); removed once the run is no longer at constant LR."""
+    if cooled is None:
+        return {k: None for k in tags.IF_COOLDOWN_NOW if k in p.run.tags}
+    fc, length = cooled
+    lo, hi = fc.final_interval
+    note = next((n for n in fc.notes if n.startswith("annealing response not identif")), None)
+    return {tags.IF_COOLDOWN_NOW_FINAL: f"{fc.final:.6g}", tags.IF_COOLDOWN_NOW_P10: f"{lo:.6g}",
+            tags.IF_COOLDOWN_NOW_P90: f"{hi:.6g}", tags.IF_COOLDOWN_NOW_LENGTH: str(int(length)),
+            tags.IF_COOLDOWN_NOW_NOTE: _cut(note) if note else None}
+
+
 def watermark_step(marks: str, metric: str) -> int | None:
     """The step of `metric` in a forecast.watermark tag ('loss@16000,eval_loss@15800')."""
     for part in marks.split(","):

@@ -39,6 +39,8 @@ class SyncSettings:
     scaling: Any = None  # forecaster.scaling.sync.ScalingSettings: also fit the experiment's scaling law
     history_cache: str | Path | None = None  # SQLite file of read histories (forecaster.cache); None: none
     history_sample: int | None = HISTORY_SAMPLE  # at most this many points per history read in full (None: all)
+    # runs at constant LR also get "cooled down now" over this share of their planned run (0: none)
+    cooldown_share: float = 0.2
 
     @property
     def primary(self) -> str:
@@ -49,4 +51,4 @@ class SyncSettings:
         """What of the settings changes a forecast (part of every run's fingerprint)."""
         target = getattr(self.alert_settings, "target", None)
         return repr((__version__, self.metrics, self.lr_keys, self.group_by, self.law, self.seed,
-                     self.max_points, target, sorted(self.forecaster_options.items())))
+                     self.max_points, target, sorted(self.forecaster_options.items()), self.cooldown_share))

@@ -18,7 +18,7 @@ from forecaster.sync.alerting import Alerts
 from forecaster.sync.fitting import Fits
 from forecaster.sync.plan import Plan
 from forecaster.sync.report import Action, Progress, RunOutcome, gone
-from forecaster.sync.runtags import ALERT_KEYS, notes_tag, source_tags
+from forecaster.sync.runtags import ALERT_KEYS, cooldown_tags, notes_tag, source_tags
 from forecaster.sync.settings import SyncSettings
 from forecaster.trackers import ForecastRevision, RunInfo, Tracker
 
@@ -104,6 +104,8 @@ class Writer:
         fc = curves[settings.primary]
         h = self.fits.histories[r.id]
         new = source_tags(p, fc, curves, h, settings)
+        cooled = self.fits.cooldowns.get(r.id)
+        new.update(cooldown_tags(p, cooled))
         new.update(self.alerts.tags.get(r.id, {}))
         new.update(notes_tag(self.outcomes[r.id]))
         lr_steps = lr_values = None
@@ -119,6 +121,7 @@ class Writer:
         rev = ForecastRevision(
             source=r, input=p.fp, curves=curves, lr_key=p.lr_key, lr_steps=lr_steps, lr_values=lr_values,
             plot_png=png, alerts=list(self.alerts.sent.get(r.id, [])), name=f"{r.name} forecast",
+            whatif={} if cooled is None else {ForecastRevision.whatif_key(settings.primary): cooled[0]},
             tags={k: v for k, v in new.items() if v is not None and k != tags.INPUT and not k.startswith(ALERT_KEYS)})
         with self._guarded(r):
             cid = self.tracker.create_forecast(rev)

@@ -6,7 +6,7 @@ Adapters map their tracker's objects onto these; the engine sees nothing else of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -74,7 +74,9 @@ class ForecastRevision:
     ``curves`` maps each metric key to its forecast, logged under that same key at the future
     steps with the bands under ``<key>.p10`` / ``<key>.p90`` (``band_keys``). ``lr`` is the
     planned LR at the horizon, logged under ``lr_key`` when the source logs its LR. ``alerts``
-    are newly firing alerts, for trackers that raise alerts from a live run (W&B).
+    are newly firing alerts, for trackers that raise alerts from a live run (W&B). ``whatif``
+    maps series keys (``whatif_key``) to what-if forecasts logged beside the curves, e.g. the
+    run cooled down now, drawn on its metric's chart (p50 under the key, bands under its band keys).
     """
 
     source: RunInfo
@@ -88,11 +90,24 @@ class ForecastRevision:
     plot_name: str = "forecast.png"
     alerts: list["Alert"] = field(default_factory=list)
     name: str = ""
+    whatif: dict[str, "RunForecast"] = field(default_factory=dict)
+
+    WHATIF_SUFFIXES: ClassVar[tuple[str, ...]] = (".if_cooldown_now",)
 
     @staticmethod
     def band_keys(metric: str) -> tuple[str, str]:
         """The keys the p10/p90 bands of `metric` are logged under."""
         return f"{metric}.p10", f"{metric}.p90"
+
+    @staticmethod
+    def whatif_key(metric: str, suffix: str = ".if_cooldown_now") -> str:
+        """The series key of a what-if forecast of `metric` (drawn on `metric`'s own chart)."""
+        return metric + suffix
+
+    @classmethod
+    def whatif_of(cls, key: str) -> str | None:
+        """The metric a what-if series key belongs to, or None when `key` is not one."""
+        return next((key[: -len(s)] for s in cls.WHATIF_SUFFIXES if key.endswith(s) and len(key) > len(s)), None)
 
     def series(self, budget: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Every series to log as (key, steps, values): each curve, its bands, the planned LR.
@@ -102,7 +117,7 @@ class ForecastRevision:
         samples a few hundred points per series anyway).
         """
         out: list[tuple[str, np.ndarray, np.ndarray]] = []
-        for key, fc in self.curves.items():
+        for key, fc in [*self.curves.items(), *self.whatif.items()]:
             lo_key, hi_key = self.band_keys(key)
             steps = np.asarray(fc.steps, dtype=np.int64)
             out += [(key, steps, np.asarray(fc.p50)), (lo_key, steps, np.asarray(fc.p10)),

@@ -77,18 +77,31 @@ def band_view_state(keys: Sequence[str]) -> dict[str, Any]:
     adds a chart of its own for any metric no chart names as ``metricKey``, so ``loss.p10`` and
     ``loss.p90`` are named by deleted (hidden) cards; every other metric still gets its usual
     chart, after ours. All runs are shown: the UI's default (first 10 in the table) could hide a
-    long-running run behind newer finished ones and its fresher forecast.
+    long-running run behind newer finished ones and its fresher forecast. A what-if key
+    (``loss.if_cooldown_now``) is one more line on its metric's chart.
     """
     sections: dict[str, str] = {}
     charts: list[dict[str, Any]] = []
+    # a what-if series (the run cooled down now) is drawn on its metric's chart, its band not at all
+    whatifs: dict[str, list[str]] = {}
     for key in keys:
+        base = ForecastRevision.whatif_of(key)
+        if base is not None:
+            whatifs.setdefault(base, []).append(key)
+    for key in keys:
+        if ForecastRevision.whatif_of(key) is not None:
+            continue
         # the UI files a metric under the part of its name before the last "/" ("Model metrics": none)
         name = key.rsplit("/", 1)[0] if "/" in key else "Model metrics"
         section = sections.setdefault(name, f"forecast-section-{len(sections)}")
         lo, hi = ForecastRevision.band_keys(key)
-        charts += [_line_chart(f"forecast-chart-{key}", section, key, [key, lo, hi]),
+        extra = whatifs.pop(key, [])
+        charts += [_line_chart(f"forecast-chart-{key}", section, key, [key, lo, hi, *extra]),
                    _line_chart(f"forecast-chart-{lo}", section, lo, deleted=True),
                    _line_chart(f"forecast-chart-{hi}", section, hi, deleted=True)]
+        for w in extra:  # hidden cards name them, so the UI adds no charts of their own
+            charts += [_line_chart(f"forecast-chart-{k}", section, k, deleted=True)
+                       for k in (w, *ForecastRevision.band_keys(w))]
     return {
         "compareRunCharts": charts,
         # one chart per row at a readable height; "reordered" makes the UI append the charts it
@@ -117,7 +130,8 @@ def view_keys(value: str | None) -> frozenset[str]:
         if value.startswith("deflate;"):
             value = zlib.decompress(b64decode(value[len("deflate;"):])).decode()
         charts = json.loads(value)["compareRunCharts"]
-        return frozenset(c["metricKey"] for c in charts
-                         if str(c.get("uuid", "")).startswith("forecast-chart-") and c.get("selectedMetricKeys"))
+        ours = [c for c in charts if str(c.get("uuid", "")).startswith("forecast-chart-") and c.get("selectedMetricKeys")]
+        return frozenset(c["metricKey"] for c in ours) | frozenset(
+            k for c in ours for k in c["selectedMetricKeys"] if ForecastRevision.whatif_of(k) is not None)
     except (ValueError, KeyError, TypeError, AttributeError, zlib.error):
         return frozenset()

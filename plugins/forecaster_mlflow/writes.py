@@ -69,7 +69,7 @@ class ForecastWrites:
         from mlflow.entities import Metric
 
         src = revision.source
-        self._prepare_experiment(src.scope, list(revision.curves))
+        self._prepare_experiment(src.scope, [*revision.curves, *revision.whatif])
         tags = {tag_keys.KIND: tag_keys.KIND_FORECAST, tag_keys.SOURCE: src.id,
                 COLOR_TAG: run_color(src.id, src.tags), tag_keys.INPUT: revision.input, "mlflow.note.content":
                 f"Forecast of run {src.name} ({src.id}) made by forecaster; superseded revisions are deleted."}
