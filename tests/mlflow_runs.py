@@ -120,3 +120,19 @@ def log_hostile_run(client, exp: str, kind: str, rng: np.random.Generator, repai
 
 HOSTILE_KINDS = ("summed", "perplexity", "huge_total", "inf_tail", "mixed_inf", "nan_middle", "stray_step",
                  "stray_lr_step", "lr_inf", "zero_loss")
+
+
+def recording_mlflow() -> type:
+    """The real MLflow adapter class, recording what each `read_since` asked for in `.asked`."""
+    from forecaster import trackers
+
+    class Recording(trackers.load("mlflow")):  # type: ignore[misc]
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.asked: list[dict] = []
+
+        def read_since(self, runs, since, max_points=None):
+            self.asked.append({r.id: dict(since[r.id]) for r in runs})
+            return super().read_since(runs, since, max_points)
+
+    return Recording

@@ -16,24 +16,15 @@ mlflow = pytest.importorskip("mlflow")
 
 from mlflow.entities import Metric  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-from mlflow_runs import add_points, log_hf_run  # noqa: E402
+from mlflow_runs import add_points, log_hf_run, recording_mlflow  # noqa: E402
 
-from forecaster import tags, trackers  # noqa: E402
+from forecaster import tags  # noqa: E402
 from forecaster.sync import SyncSettings, sync  # noqa: E402
 
 STRAY = 50_000  # 50x the planned end of 1,000 steps
 
 
-class _Recording(trackers.load("mlflow")):  # type: ignore[misc]
-    """The real MLflow adapter, recording what each `read_since` asked for."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.asked: list[dict] = []
-
-    def read_since(self, runs, since, max_points=None):
-        self.asked.append({r.id: dict(since[r.id]) for r in runs})
-        return super().read_since(runs, since, max_points)
+_Recording = recording_mlflow()
 
 
 def _sync(uri: str, name: str, cache):
