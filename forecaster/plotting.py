@@ -1,13 +1,18 @@
-"""PNG of a run's real curve against its forecast with the p10-p90 band (attached to forecast runs)."""
+"""PNGs of a run's real curve against its forecast with the p10-p90 band (attached to forecast runs),
+and against what-if options (`forecast whatif --plot`)."""
 
 from __future__ import annotations
 
 import io
 import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from forecaster.histories import RunForecast, RunHistory
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.advisor import Advice
 
 # matplotlib's font cache and some backends' state are process-global: draw one figure at a time
 # (the GIL serialises the drawing anyway; the lock only rules out shared-state races).
@@ -22,17 +27,12 @@ def forecast_png(history: RunHistory, forecast: RunForecast, title: str = "", dp
     later observed points and the band), so the band is seen at a glance; the early steep descent
     is cut off at the top rather than squashing the tail into a few pixels.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     steps, values = history.steps, history.values
     if len(steps) > max_points:  # thin for drawing only; the line looks the same
         idx = np.unique(np.linspace(0, len(steps) - 1, max_points).astype(int))
         steps, values = steps[idx], values[idx]
     with _LOCK:
-        fig = Figure(figsize=(13.5, 6.5), dpi=dpi)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
+        fig, ax = _figure(dpi)
         ax.plot(steps, values, color="#1f77b4", lw=1.4, label=f"observed {history.metric}")
         if len(forecast.steps):
             fs = np.concatenate([[history.last_step], forecast.steps]) if len(history.steps) else forecast.steps
@@ -60,17 +60,59 @@ def forecast_png(history: RunHistory, forecast: RunForecast, title: str = "", dp
         ax.set_title(head, fontsize=13)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=11, loc="upper right")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
+        return _png(fig)
+
+
+def whatif_png(h: RunHistory, advice: "Advice", dpi: int = 100) -> bytes:
+    """The real curve and every what-if option's forecast with its p10-p90 band, as PNG bytes."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    with _LOCK:
+        fig, ax = _figure(dpi)
+        ax.plot(h.steps, h.values, color="#1f77b4", lw=1.4, label=f"observed {h.metric}")
+        vals = [h.values[len(h.values) // 3:]]
+        for k, o in enumerate(advice.options):
+            f, c = o.forecast, cmap((2 * k + 2) % 20 if k < 9 else (2 * k - 15) % 20)
+            ax.fill_between(f.steps, f.p10, f.p90, color=c, alpha=0.15, lw=0)
+            ax.plot(f.steps, f.p50, color=c, lw=1.6, ls="--", label=f"{o.label}: {o.final:.4g}")
+            vals += [f.p10, f.p90]
+        ax.axvline(h.last_step, color="0.5", lw=0.9, ls=":", label=f"last observed step {h.last_step:,}")
+        _limits(ax, vals)
+        ax.set_xlabel("step", fontsize=12)
+        ax.set_ylabel(h.metric, fontsize=12)
+        ax.set_title(f"{h.run}: what if (p50 dashed, p10-p90 shaded)", fontsize=13)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+        return _png(fig)
+
+
+def _figure(dpi: int) -> tuple[Any, Any]:
+    """A 13.5 x 6.5 inch figure on its own Agg canvas (no pyplot state) and its one axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13.5, 6.5), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _png(fig: Any) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
 def _frame(ax, observed: np.ndarray, forecast: RunForecast) -> None:
     """Metric limits that hold the band and the later 80 % of the observed points, with a margin."""
-    parts = [observed[len(observed) // 5:]] if len(observed) else []
-    parts += [a[np.isfinite(a)] for a in (forecast.p10, forecast.p90)]
+    _limits(ax, [observed[len(observed) // 5:], forecast.p10, forecast.p90])
+
+
+def _limits(ax, parts: list[np.ndarray]) -> None:
+    """Metric limits that hold the finite values of `parts`, with an 8 % margin (none for a flat set)."""
     vals = np.concatenate(parts) if parts else np.empty(0)
+    vals = vals[np.isfinite(vals)]
     if len(vals) < 2 or not np.ptp(vals) > 0:
         return
     pad = 0.08 * np.ptp(vals)

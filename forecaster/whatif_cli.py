@@ -14,6 +14,7 @@ from forecaster import advisor, csvio
 from forecaster.device import CHOICES as DEVICES
 from forecaster.errors import InputError, one_line_errors
 from forecaster.histories import RunHistory
+from forecaster.plotting import whatif_png
 from forecaster.predict_cli import LAW_CHOICES, _forecaster, _warn, apply_plan
 from forecaster.whatif import SHAPES
 
@@ -76,45 +77,6 @@ def write_csv(a: advisor.Advice, out: IO[str]) -> int:
                         int(s), f"{lr:.6g}", f"{p50:.6g}", f"{p10:.6g}", f"{p90:.6g}"])
             n += 1
     return n
-
-
-def whatif_png(h: RunHistory, a: advisor.Advice, dpi: int = 100) -> bytes:
-    """The real curve and every option's forecast with its p10-p90 band, as PNG bytes."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from forecaster.plotting import _LOCK
-
-    with _LOCK:
-        fig = Figure(figsize=(13.5, 6.5), dpi=dpi)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        ax.plot(h.steps, h.values, color="#1f77b4", lw=1.4, label=f"observed {h.metric}")
-        vals = [h.values[len(h.values) // 3:]]
-        from matplotlib import colormaps
-
-        cmap = colormaps["tab20"]
-        for k, o in enumerate(a.options):
-            f, c = o.forecast, cmap((2 * k + 2) % 20 if k < 9 else (2 * k - 15) % 20)
-            ax.fill_between(f.steps, f.p10, f.p90, color=c, alpha=0.15, lw=0)
-            ax.plot(f.steps, f.p50, color=c, lw=1.6, ls="--", label=f"{o.label}: {o.final:.4g}")
-            vals += [f.p10, f.p90]
-        ax.axvline(h.last_step, color="0.5", lw=0.9, ls=":", label=f"last observed step {h.last_step:,}")
-        v = np.concatenate(vals)
-        v = v[np.isfinite(v)]
-        if len(v) > 1 and np.ptp(v) > 0:
-            ax.set_ylim(v.min() - 0.08 * np.ptp(v), v.max() + 0.08 * np.ptp(v))
-        ax.set_xlabel("step", fontsize=12)
-        ax.set_ylabel(h.metric, fontsize=12)
-        ax.set_title(f"{h.run}: what if (p50 dashed, p10-p90 shaded)", fontsize=13)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
