@@ -51,6 +51,19 @@ class RunHistory:
         return int(self.steps[-1]) if len(self.steps) else 0
 
 
+def median_interval(steps: np.ndarray) -> int:
+    """The median step between consecutive `steps` (a run's logging interval), at least 1."""
+    return max(1, int(np.median(np.diff(steps)))) if len(steps) > 1 else 1
+
+
+def steps_until(last: int, total: int, every: int) -> np.ndarray:
+    """Every `every`-th step after `last` up to `total`, which is always included: a forecast's
+    horizon. Empty when `total` is not after `last`."""
+    if total <= last:
+        return np.zeros(0, dtype=np.int64)
+    return np.append(np.arange(last + every, total, every, dtype=np.int64), np.int64(total))
+
+
 def planned_end(h: RunHistory) -> int:
     """The run's last known step: its last horizon row, else its last observed step."""
     last = int(h.steps[-1]) if len(h.steps) else 0

@@ -19,7 +19,7 @@ import numpy as np
 from forecaster import bands, schedules
 from forecaster.batch import lr_per_step
 from forecaster.errors import InputError
-from forecaster.histories import RunForecast, RunHistory
+from forecaster.histories import RunForecast, RunHistory, median_interval, steps_until
 
 if TYPE_CHECKING:  # pragma: no cover
     from forecaster.forecast import Forecaster
@@ -75,9 +75,7 @@ def variant(h: RunHistory, schedule: Schedule, every: int | None = None, warmup:
     past = lr_per_step(h, h.last_step, warmup)
     if past is not None:
         schedule = schedules.from_points(np.arange(h.last_step + 1), past, then=schedule, total=total)
-    if every is None:
-        every = int(np.median(np.diff(h.steps))) if len(h.steps) > 1 else 1
-    horizon = np.append(np.arange(h.last_step + max(1, every), total, max(1, every), dtype=np.int64), total)
+    horizon = steps_until(h.last_step, total, max(1, every) if every is not None else median_interval(h.steps))
     lr_steps = lr_values = None
     if h.lr_steps is not None and len(h.lr_steps):
         past = h.lr_steps <= h.last_step

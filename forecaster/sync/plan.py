@@ -17,6 +17,7 @@ import numpy as np
 from forecaster import screen, tags
 from forecaster.config import ConfigMapping
 from forecaster.errors import InputError
+from forecaster.histories import median_interval, steps_until
 from forecaster.runconfig import SIZE_KEYS, STEPS_KEYS
 from forecaster.sync.report import Action, RunOutcome, Skip, SkipKind
 from forecaster.sync.runtags import skip_tags
@@ -145,12 +146,8 @@ def plan_run(run: RunInfo, settings: SyncSettings) -> Plan:
 def horizon(steps: np.ndarray, total: int, max_points: int) -> np.ndarray:
     """Future steps to forecast: the logging interval (coarser when needed) up to and including `total`."""
     last = int(steps[-1]) if len(steps) else 0
-    if total <= last:
-        return np.zeros(0, dtype=np.int64)
-    interval = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
-    stride = max(1, interval, math.ceil((total - last) / max(1, max_points - 1)))
-    out = np.arange(last + stride, total, stride, dtype=np.int64)
-    return np.append(out, np.int64(total))
+    stride = max(median_interval(steps), math.ceil((total - last) / max(1, max_points - 1)))
+    return steps_until(last, total, stride)
 
 
 def leftovers(runs: list[RunInfo]) -> list[tuple[RunInfo, str]]:
