@@ -46,6 +46,7 @@ TAIL = 0  # --tail: the last points of every key kept exact on top of the sample
 
 
 GRID = 0  # --grid W: windows of W steps aligned at multiples of W, each sampled to n points, the last partial one exact
+KEYS = "both"  # --keys: which keys a sampled read thins (both, lr, loss)
 
 
 def grid_thin(s: Series, window: int, n: int) -> Series:
@@ -71,9 +72,9 @@ def thinned(h: RunHistory, n: int) -> RunHistory:
     def one(s: Series) -> Series:
         return grid_thin(s, GRID, n) if GRID else thin(s, n, TAIL)
 
-    s = one(Series(h.steps, h.values))
+    s = one(Series(h.steps, h.values)) if KEYS != "lr" else Series(h.steps, h.values)
     lr_s, lr_v = h.lr_steps, h.lr_values
-    if lr_s is not None:
+    if lr_s is not None and KEYS != "loss":
         t = one(Series(lr_s, lr_v))
         lr_s, lr_v = t.steps, t.values
     return RunHistory(h.run, s.steps, s.values, group=h.group, lr_steps=lr_s, lr_values=lr_v,
@@ -142,9 +143,10 @@ def main() -> None:
     ap.add_argument("--no-follow-siblings", action="store_true")
     ap.add_argument("--grid", type=int, default=0, help="sample per aligned window of this many steps")
     ap.add_argument("--tail", type=int, default=0, help="keep the last N points of each key exact")
+    ap.add_argument("--keys", default="both", choices=("both", "lr", "loss"), help="which keys are thinned")
     a = ap.parse_args()
-    global TAIL, GRID, FOLLOW
-    TAIL, GRID, FOLLOW = a.tail, a.grid, not a.no_follow_siblings
+    global TAIL, GRID, FOLLOW, KEYS
+    TAIL, GRID, FOLLOW, KEYS = a.tail, a.grid, not a.no_follow_siblings, a.keys
     source = DATA if a.data == "pku" else NANOGPT
     if not source.exists():
         sys.exit(f"needs the shared data: {source} not found")

@@ -43,8 +43,15 @@ EXPERIMENT = "bench-sync"
 
 
 def seed(store: Path, runs: int, points: int, total: int) -> None:
-    """Log `runs` RUNNING runs with `points` steps each (loss + learning_rate per step) into SQLite."""
-    from mlflow.entities import Metric, Param
+    """Log `runs` RUNNING runs with `points` steps each (loss + learning_rate per step) into SQLite.
+
+    Runs and params go through `MlflowClient`; the metric rows are inserted into MLflow's own
+    `metrics` and `latest_metrics` tables with sqlite3, the rows `log_batch` would write (its
+    ORM path took 9 minutes for 300 x 3,000 points and would take an hour for 1,000 x 5,000).
+    """
+    import sqlite3
+
+    from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
     store.mkdir(parents=True, exist_ok=True)
@@ -59,11 +66,16 @@ def seed(store: Path, runs: int, points: int, total: int) -> None:
         lr = cosine_lr(steps, peak, 200, total)
         loss = synthetic_loss(steps, lr, scale=1.0 + 0.002 * i, seed=i, noise=0.01)
         rid = client.create_run(exp, run_name=f"run-{i:03d}").info.run_id
-        ms = [Metric("loss", float(v), t0 + int(s), int(s)) for s, v in zip(steps, loss)]
-        ms += [Metric("learning_rate", float(v), t0 + int(s), int(s)) for s, v in zip(steps, lr)]
         params = {"learning_rate": peak, "lr_scheduler_type": "cosine", "warmup_steps": 200, "max_steps": total,
                   "per_device_train_batch_size": 32}
-        client.log_batch(rid, metrics=ms, params=[Param(k, str(v)) for k, v in params.items()])
+        client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
+        with sqlite3.connect(store / "mlflow.db") as db:
+            for key, vals in (("loss", loss), ("learning_rate", lr)):
+                db.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                               "VALUES (?, ?, ?, ?, ?, 0)",
+                               [(key, float(v), t0 + int(s), rid, int(s)) for s, v in zip(steps, vals)])
+                db.execute("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
+                           "VALUES (?, ?, ?, ?, 0, ?)", (key, float(vals[-1]), t0 + int(steps[-1]), int(steps[-1]), rid))
         if i % 20 == 19:
             print(f"  seeded {i + 1}/{runs} runs ({time.perf_counter() - started:.0f}s)", flush=True)
     (store / "seeded.json").write_text(json.dumps({"runs": runs, "points": points, "total": total}))

@@ -25,6 +25,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Optional, Union
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +63,30 @@ def thin(series: Series, max_points: int | None, tail: int = 0) -> Series:
     return Series(series.steps[idx], series.values[idx])
 
 
+# points per full read: one figure for every key (None: every point), or one per key (a key not
+# named is read whole)
+Sample = Union[int, None, Mapping[str, Optional[int]]]
+
+
+def sample_of(sample: Sample, key: str) -> int | None:
+    """The points per full read of `key` under `sample`."""
+    return sample.get(key) if isinstance(sample, Mapping) else sample
+
+
+def sample_label(sample: Sample) -> str:
+    """`sample` as the cache file records it: one figure when every key has it ("None": all whole)."""
+    if not isinstance(sample, Mapping):
+        return str(sample)
+    if len(set(sample.values())) <= 1:
+        return str(next(iter(sample.values()), None))
+    sampled = sorted((k, v) for k, v in sample.items() if v)
+    return ",".join(f"{k}:{v}" for k, v in sampled) if sampled else "None"
+
+
 class HistoryCache:
     """The SQLite file of one scope; `sample` (points per full read) is part of its identity."""
 
-    def __init__(self, path: str | Path, ident: str, sample: int | None) -> None:
+    def __init__(self, path: str | Path, ident: str, sample: Sample) -> None:
         self.path = Path(path).expanduser()
         self.ident = ident
         self.sample = sample
@@ -136,7 +157,7 @@ class HistoryCache:
             return "not a forecaster history cache"
         if meta.get("version") != VERSION:
             return f"of another format version ({meta.get('version')})"
-        if meta.get("ident") != self.ident or meta.get("sample") != str(self.sample):
+        if meta.get("ident") != self.ident or meta.get("sample") != sample_label(self.sample):
             return "made for another tracker or sample size"
         ok = self.db.execute("PRAGMA quick_check").fetchone()
         if not ok or ok[0] != "ok":
@@ -155,7 +176,7 @@ class HistoryCache:
             self.db.execute("CREATE TABLE IF NOT EXISTS laws (k TEXT PRIMARY KEY, v TEXT)")
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 [("format", FORMAT), ("version", VERSION), ("ident", self.ident),
-                                 ("sample", str(self.sample))])
+                                 ("sample", sample_label(self.sample))])
 
     def _tx(self):
         db = self.db
@@ -270,7 +291,7 @@ def _merge(old: Cached, new: Series, since: int) -> Series | None:
 
 
 def read_histories(tracker: Tracker, runs: Sequence[RunInfo], keys: Sequence[str],
-                   cache: HistoryCache | None, sample: int | None = None,
+                   cache: HistoryCache | None, sample: Sample = None,
                    stray_above: Mapping[str, float] | None = None
                    ) -> Iterator[tuple[RunInfo, dict[str, Series] | RunGone]]:
     """What `Tracker.read_histories` yields, served from `cache` where the watermarks allow.
@@ -335,7 +356,7 @@ def read_histories(tracker: Tracker, runs: Sequence[RunInfo], keys: Sequence[str
             if start is None:
                 if s is None:
                     continue
-                s = thin(s, sample)
+                s = thin(s, sample_of(sample, key))
             else:
                 merged = _merge(cached[(run.id, key)], s, start) if s is not None else None
                 if merged is None:
@@ -351,24 +372,48 @@ def read_histories(tracker: Tracker, runs: Sequence[RunInfo], keys: Sequence[str
 
     try:
         retry: dict[str, dict[str, int | None]] = {}
-        if since:
-            for run, got in tracker.read_since([by_id[i] for i in since], since, sample):
+        # one `read_since` per sample size (keys sampled alike share requests); a run is
+        # yielded once every key it waits for came back
+        left = {rid: len(keys) for rid, keys in since.items()}
+        failed: set[str] = set()
+        for points, part in _by_sample(since, sample):
+            for run, got in tracker.read_since([by_id[i] for i in part], part, points):
+                if run.id in failed:
+                    continue
                 if isinstance(got, RunGone):
+                    failed.add(run.id)
                     yield run, got
                     continue
-                again = settle(run, got, since[run.id])
-                if again:
-                    retry[run.id] = again
-                else:
+                again = settle(run, got, part[run.id])
+                retry.setdefault(run.id, {}).update(again)
+                left[run.id] -= len(part[run.id])
+                if left[run.id] == 0 and not retry[run.id]:
+                    del retry[run.id]
                     yield run, ready[run.id]
-        if retry:
-            for run, got in tracker.read_since([by_id[i] for i in retry], retry, sample):
+        left = {rid: len(keys) for rid, keys in retry.items()}
+        for points, part in _by_sample(retry, sample):
+            for run, got in tracker.read_since([by_id[i] for i in part], part, points):
+                if run.id in failed:
+                    continue
                 if isinstance(got, RunGone):
+                    failed.add(run.id)
                     yield run, got
                     continue
-                settle(run, got, retry[run.id])
-                yield run, ready[run.id]
+                settle(run, got, part[run.id])
+                left[run.id] -= len(part[run.id])
+                if left[run.id] == 0:
+                    yield run, ready[run.id]
     finally:
         if cache is not None and to_store:
             for scope in set(store_scope.values()):
                 cache.put(scope, [row for row in to_store if store_scope[row[0]] == scope])
+
+
+def _by_sample(since: Mapping[str, Mapping[str, int | None]], sample: Sample
+               ) -> list[tuple[int | None, dict[str, dict[str, int | None]]]]:
+    """`since` split by the points per full read of each key: (points, the part read with them)."""
+    parts: dict[int | None, dict[str, dict[str, int | None]]] = {}
+    for rid, keys in since.items():
+        for key, start in keys.items():
+            parts.setdefault(sample_of(sample, key), {}).setdefault(rid, {})[key] = start
+    return sorted(parts.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0))

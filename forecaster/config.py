@@ -112,7 +112,7 @@ SYNC = {
     "group_by": TEXT, "law": TEXT, "device": TEXT, "target": NUMBER, "include_ended": BOOL, "plots": BOOL,
     "follow_siblings": BOOL, "dry_run": BOOL, "force": BOOL, "lock_file": TEXT, "lock_wait": number(0),
     "quiet": BOOL, "log_file": TEXT, "seed": INT, "max_points": whole(2), "workers": whole(1),
-    "stop_runs": BOOL, "scaling": BOOL, "cache": BOOL, "sample": whole(2), "cooldown_share": number(0, 0.95),
+    "stop_runs": BOOL, "scaling": BOOL, "cache": BOOL, "sample": whole(2), "lr_sample": whole(0), "cooldown_share": number(0, 0.95),
 }
 # [tracker]: what the adapters take; an adapter rejects names it does not know
 TRACKER = {"workers": whole(1), "page_size": whole(10), "timeout": whole(1), "cache_dir": STRING,

@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HOLDOUT = 0.2
 SIMPLER_MARGIN = 0.6
+# the most members of one group that contest the law choice: a choice made on 64 runs spread over
+# the group is the one all of them would make, at a fraction of fitting every candidate on every
+# run (the cost of a first sync of a 300-run group); no group of the dev sets is this large
+CONTEST_MAX = 64
 
 
 @dataclass
@@ -74,6 +78,8 @@ def select(fc: Forecaster, plan: Plan) -> dict[int, str]:
     # decay it will see), so only groups of siblings with something held back are contested
     contested = [g for g, members in enumerate(plan.groups)
                  if len(members) > 1 and any(plan.rows[m] in held for m in members)]
+    contest = {g: _contestants(plan.groups[g], [plan.rows[m] in held for m in plan.groups[g]], CONTEST_MAX)
+               for g in contested}
     scores = np.full((len(plan.groups), len(plan.candidates)), np.inf)
     scores[:, 0] = 0.0
     # besides the targets' held-back tails, each law is judged on how well it reproduces the
@@ -81,16 +87,16 @@ def select(fc: Forecaster, plan: Plan) -> dict[int, str]:
     # the annealing its group has shown should not be trusted to forecast it
     check = dict(held)
     for g in contested:
-        for m in plan.groups[g]:
+        for m in contest[g]:
             r = plan.rows[m]
             h = hist[r]
             if r not in held and not (h.horizon is not None and len(h.horizon)):
                 k = int(round(len(h.steps) * (1 - fc.holdout)))
                 check[r] = (h.steps[k:], h.values[k:])
     for c, name in enumerate(plan.candidates if contested else []):
-        fit, rows, _ = fc._fit(name, plan, [plan.groups[g] for g in contested], cut_hist)
+        fit, rows, _ = fc._fit(name, plan, [contest[g] for g in contested], cut_hist)
         targets = [(k, mi, plan.rows[m]) for k, g in enumerate(contested)
-                   for mi, m in enumerate(plan.groups[g]) if plan.rows[m] in check]
+                   for mi, m in enumerate(contest[g]) if plan.rows[m] in check]
         # each target's planned last step rides along: the candidates' finals, whose spread is the
         # law family's disagreement (`selfcal`)
         feats = build_features([cut_hist[r] for _, _, r in targets],
@@ -112,6 +118,24 @@ def select(fc: Forecaster, plan: Plan) -> dict[int, str]:
             score = np.mean(tail) if not sibs else 0.5 * (np.mean(tail) + np.mean(sibs))
             scores[g, c] = score if np.isfinite(score) else np.inf
     return {g: plan.candidates[prefer_simple(scores[g])] for g in range(len(plan.groups))}
+
+
+def _contestants(members: list[int], target: list[bool], most: int) -> list[int]:
+    """At most `most` of a group's members, in their order: targets and finished siblings each
+    evenly spread, at least half of the places for the targets where there are that many."""
+    if len(members) <= most:
+        return members
+    targets = [m for m, t in zip(members, target) if t]
+    others = [m for m, t in zip(members, target) if not t]
+    n_targets = min(len(targets), max(most - len(others), most // 2))
+    return sorted(_spread(targets, n_targets) + _spread(others, most - n_targets))
+
+
+def _spread(items: list[int], k: int) -> list[int]:
+    """`k` of `items` evenly spread over their order (all of them when they are no more)."""
+    if len(items) <= k:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, k).round().astype(int)] if k > 0 else []
 
 
 def prefer_simple(scores: np.ndarray) -> int:

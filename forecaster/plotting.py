@@ -98,9 +98,12 @@ def _figure(dpi: int) -> tuple[Any, Any]:
 
 
 def _png(fig: Any) -> bytes:
-    fig.tight_layout()
+    # fixed margins, not tight_layout (which lays every text out once more: a quarter of a plot's
+    # time), and light compression (zlib's default level was another quarter, for 12 % less size):
+    # a sync draws one figure per run
+    fig.subplots_adjust(left=0.065, right=0.985, bottom=0.09, top=0.93)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", pil_kwargs={"compress_level": 3})
     return buf.getvalue()
 
 

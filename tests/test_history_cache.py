@@ -95,6 +95,26 @@ def test_sampled_reads_keep_first_and_last_and_append_the_tail(mlflow_server, ex
     assert list(tail[ids[0]]["loss"].steps[-5:]) == [400, 420, 440, 460, 480]
 
 
+def test_each_key_read_at_its_own_sample_size(mlflow_server, experiment, tmp_path) -> None:
+    """The sync's default: the LR sampled, the metric whole; one request per size, the cache keeps both."""
+    client, name, ids = experiment
+    sample = {"loss": None, "learning_rate": 8}
+    got, asked = _read(mlflow_server.uri, name, _cache(tmp_path, sample), sample)
+    assert asked == [{rid: {"loss": None} for rid in ids}, {rid: {"learning_rate": None} for rid in ids}]
+    full = _read(mlflow_server.uri, name, None)[0]
+    for rid in ids:
+        assert np.array_equal(got[rid]["loss"].steps, full[rid]["loss"].steps)
+        lr, f = got[rid]["learning_rate"], full[rid]["learning_rate"]
+        assert 2 <= len(lr) <= 8 < len(f) and (lr.steps[0], lr.steps[-1]) == (f.steps[0], f.steps[-1])
+    add_points(client, ids[0], 420, 480, seed=0)
+    tail, asked = _read(mlflow_server.uri, name, _cache(tmp_path, sample), sample)
+    assert asked == [{ids[0]: {"loss": 400}}, {ids[0]: {"learning_rate": 400}}]
+    assert list(tail[ids[0]]["learning_rate"].steps[-4:]) == [420, 440, 460, 480]
+    # another sample size is another cache: nothing of it is trusted
+    _, asked = _read(mlflow_server.uri, name, _cache(tmp_path, {"learning_rate": 16}), {"learning_rate": 16})
+    assert all(v is None for req in asked for keys in req.values() for v in keys.values())
+
+
 def test_rewritten_history_is_read_again_in_full(mlflow_server, experiment, tmp_path, caplog) -> None:
     client, name, ids = experiment
     _read(mlflow_server.uri, name, _cache(tmp_path))
@@ -234,7 +254,11 @@ def test_sync_uses_the_cache_and_forecasts_the_same(mlflow_server, experiment, t
     t = _Recording(uri=mlflow_server.uri, experiments=[name])
     with t:
         cached = sync(t, SyncSettings(law=LAW, plots=False, history_cache=path, dry_run=True), progress=False)
-    assert t.asked == [{ids[0]: {"loss": 400, "learning_rate": 400}}]  # the siblings came from the cache
+    asked: dict = {}  # (one request per sample size: the LR is read sampled)
+    for req in t.asked:
+        for rid, keys in req.items():
+            asked.setdefault(rid, {}).update(keys)
+    assert asked == {ids[0]: {"loss": 400, "learning_rate": 400}}  # the siblings came from the cache
     t = _Recording(uri=mlflow_server.uri, experiments=[name])
     with t:
         plain = sync(t, SyncSettings(law=LAW, plots=False, dry_run=True), progress=False)

@@ -94,7 +94,8 @@ def test_a_run_at_constant_lr_gets_cooling_down_now_beside_its_forecast(synced) 
     assert max(now) == 500 + length and now[max(now)] == pytest.approx(final, rel=1e-5)
     assert {m.step for m in client.get_metric_history(child, "loss.if_cooldown_now.p90")} == set(now)
     plain = {m.step: m.value for m in client.get_metric_history(child, "loss")}
-    assert now[500 + length] < plain[500 + length]
+    drawn = sorted(plain)  # (the points that draw each series: the steps of the two may differ)
+    assert now[500 + length] < np.interp(500 + length, drawn, [plain[s] for s in drawn])
     # anneal_now: cooling down now reaches the target set in [alerts]
     assert t["forecast.alert.anneal_now"].startswith("firing:")
     # a run already decaying gets none of it

@@ -30,7 +30,7 @@ log = logging.getLogger("forecaster.sync")
 
 _GENERIC = ("tracker", "tracking_uri", "experiment", "filter", "metric", "lr_key", "group_by", "law", "device",
             "target", "include_ended", "plots", "dry_run", "force", "lock_file", "lock_wait", "quiet", "seed",
-            "max_points", "workers", "stop_runs", "follow_siblings", "log_file", "cache", "sample", "cooldown_share")
+            "max_points", "workers", "stop_runs", "follow_siblings", "log_file", "cache", "sample", "lr_sample", "cooldown_share")
 # config-file [sync] names that differ from the option names (plural lists read naturally in TOML)
 _ALIASES = {"experiments": "experiment", "metrics": "metric", "lr_keys": "lr_key", "uri": "tracking_uri"}
 
@@ -99,6 +99,9 @@ def _adapter_options(f):
 @click.option("--sample", "sample", type=click.IntRange(min=2), default=None, metavar="N",
               help="Read at most N points of each history, evenly spaced (MLflow's sampled history route): a "
                    "faster first sync, at a cost in accuracy (docs/benchmarks.md); default every point.")
+@click.option("--lr-sample", "lr_sample", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Read each LR history at N points, evenly spaced (default 500; 0: every point): an LR series "
+                   "is a schedule, and 500 points gave the same forecasts as every step (docs/benchmarks.md).")
 @click.option("--cooldown-share", "cooldown_share", type=click.FloatRange(0, 0.95), default=None, metavar="F",
               help="Runs at constant LR also get the forecast of cooling down now, linear to 0 over this share of "
                    "the planned run (default 0.2; 0: off): the series <metric>.if_cooldown_now on the metric's "
@@ -346,6 +349,8 @@ def _run(kw: dict[str, Any], out: _Output) -> int:
         settings.cooldown_share = float(opts["cooldown_share"])
     if opts.get("sample") is not None:  # (the config schema and click checked it)
         settings.history_sample = opts["sample"]
+    if opts.get("lr_sample") is not None:
+        settings.lr_sample = int(opts["lr_sample"]) or None
     use_cache = opts.get("cache") is None or bool(opts.get("cache"))
     quiet = bool(opts.get("quiet"))
     mark = "[dry run] " if settings.dry_run else ""

@@ -15,10 +15,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forecaster.eligibility import informative_lr
 from forecaster.histories import RunForecast, RunHistory
 from forecaster.trackers import fingerprint
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forecaster.cache import Sample
 
 log = logging.getLogger("forecaster.sync")
 
@@ -41,7 +45,7 @@ class LawMemo:
 
     path: Path | None  # the history cache file; None: nothing remembered
     ident: str  # the tracker's identity (the cache's)
-    sample: int | None
+    sample: "Sample"
     token: str  # the settings that change a fit: another token, another memo
     known: dict[str, str] = field(default_factory=dict)  # key -> JSON {"law", "members"}
     fresh: dict[str, str] = field(default_factory=dict)  # choices made in this sync, to store

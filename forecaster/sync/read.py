@@ -56,7 +56,7 @@ def read(tracker: Tracker, settings: SyncSettings, runs: list[RunInfo], targets:
 
             if settings.history_cache is not None:
                 cache = history_cache.HistoryCache(settings.history_cache, tracker.describe(),
-                                                   settings.history_sample)
+                                                   settings.samples())
                 for scope in {r.scope for r in runs}:
                     cache.forget(scope, {r.id for r in runs if r.scope == scope})
                 if settings.law == "auto" and cache.db is not None:
@@ -64,7 +64,7 @@ def read(tracker: Tracker, settings: SyncSettings, runs: list[RunInfo], targets:
                     out.laws.known = cache.get_laws(out.laws.prefix())
             stray = {p.run.id: p for p in to_read if p.stray}
             for run, got in history_cache.read_histories(tracker, [p.run for p in to_read], keys, cache,
-                                                         settings.history_sample,
+                                                         settings.samples(),
                                                          {i: p.stray_above for i, p in stray.items()}):
                 bar.update()
                 if isinstance(got, RunGone):

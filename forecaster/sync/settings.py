@@ -14,6 +14,9 @@ KEEP_SHARE = 0.1
 # Sampled reads cut a first sync's read but cost accuracy where siblings share per-step noise
 # (docs/benchmarks.md, "Sampled reads"): every point by default, sampling on request.
 HISTORY_SAMPLE: int | None = None
+# An LR series is a schedule: read sampled to this many points it gave the same forecasts as read
+# whole (PKU with the LR logged every step, modded-nanogpt), at half the points of a first read
+LR_SAMPLE: int | None = 500
 
 
 @dataclass
@@ -39,6 +42,7 @@ class SyncSettings:
     scaling: Any = None  # forecaster.scaling.sync.ScalingSettings: also fit the experiment's scaling law
     history_cache: str | Path | None = None  # SQLite file of read histories (forecaster.cache); None: none
     history_sample: int | None = HISTORY_SAMPLE  # at most this many points per history read in full (None: all)
+    lr_sample: int | None = LR_SAMPLE  # the same for the LR keys
     # runs at constant LR also get "cooled down now" over this share of their planned run (0: none)
     cooldown_share: float = 0.2
 
@@ -46,6 +50,11 @@ class SyncSettings:
     def primary(self) -> str:
         """The metric that drives the source run's tags and the alerts."""
         return self.metrics[0]
+
+    def samples(self) -> dict[str, int | None]:
+        """Points per full read of each key read (None: every point)."""
+        lr = min((n for n in (self.history_sample, self.lr_sample) if n), default=None)
+        return {**{k: lr for k in self.lr_keys}, **{k: self.history_sample for k in self.metrics}}
 
     def token(self) -> str:
         """What of the settings changes a forecast (part of every run's fingerprint)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from forecaster.trackers.series import thin
+from forecaster.trackers.series import drawn
 
 if TYPE_CHECKING:  # pragma: no cover
     from forecaster.alerts import Alert
@@ -112,24 +112,26 @@ class ForecastRevision:
     def series(self, budget: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Every series to log as (key, steps, values): each curve, its bands, the planned LR.
 
-        With a `budget`, each series keeps at most ``budget // len(series)`` points, denser near the
-        join where the curve bends most, so the whole forecast fits one atomic write (a chart
-        samples a few hundred points per series anyway).
+        Each series keeps the points a chart needs to draw it as all of them would (`drawn`:
+        a smooth curve's few dozen, more where it bends; the tracker stores, and its UI reads,
+        every point written); with a `budget`, at most ``budget // len(series)`` each, so the
+        whole forecast fits one atomic write.
         """
-        out: list[tuple[str, np.ndarray, np.ndarray]] = []
+        # (steps, [(key, values)]): a curve and its band edges keep the same steps
+        parts: list[tuple[np.ndarray, list[tuple[str, np.ndarray]]]] = []
         for key, fc in [*self.curves.items(), *self.whatif.items()]:
             lo_key, hi_key = self.band_keys(key)
-            steps = np.asarray(fc.steps, dtype=np.int64)
-            out += [(key, steps, np.asarray(fc.p50)), (lo_key, steps, np.asarray(fc.p10)),
-                    (hi_key, steps, np.asarray(fc.p90))]
+            parts.append((np.asarray(fc.steps, dtype=np.int64), [
+                (key, np.asarray(fc.p50)), (lo_key, np.asarray(fc.p10)), (hi_key, np.asarray(fc.p90))]))
         if self.lr_key and self.lr_steps is not None and len(self.lr_steps):
             ok = np.isfinite(np.asarray(self.lr_values, dtype=float))
-            out.append((self.lr_key, np.asarray(self.lr_steps, dtype=np.int64)[ok],
-                        np.asarray(self.lr_values, dtype=float)[ok]))
-        if budget is None or not out:
-            return out
-        keep = max(2, budget // len(out))
-        return [(k, st[i], v[i]) for k, st, v in out for i in [thin(len(st), keep)]]
+            parts.append((np.asarray(self.lr_steps, dtype=np.int64)[ok],
+                          [(self.lr_key, np.asarray(self.lr_values, dtype=float)[ok])]))
+        n_series = sum(len(named) for _, named in parts)
+        most = max(2, budget // n_series) if budget is not None and n_series else max(
+            (len(st) for st, _ in parts), default=0)
+        return [(k, st[i], v[i]) for st, named in parts for i in [drawn(st, [v for _, v in named], most)]
+                for k, v in named]
 
 
 @dataclass
