@@ -211,7 +211,10 @@ def _forecast_fit(fc: Forecaster, fit: GroupFit, rows: list[int], targets: list[
             samples = _unidentified_gain(fit, gi[idx], mi[idx], _future_decay_only(fu, s1_last, s2_last), samples,
                                          nh[idx], remaining[idx], keyed_random.derive(rkeys[idx.cpu()], 1))
             point[idx] = _kth(samples, [(n + 1) // 2])[0].exp()  # the lower median, as torch's median
-            z = keyed_random.normal(keyed_random.derive(rkeys[idx.cpu()], 2), n, samples.shape[2]).permute(0, 2, 1)
+            # one noise draw per parameter draw, shared by the steps: each step's quantiles see the
+            # same distribution as with a draw per step and step, at 1/steps of the keyed draws
+            # (which were the unidentified bands' largest cost), and the band's edges are smooth
+            z = keyed_random.normal(keyed_random.derive(rkeys[idx.cpu()], 2), n).permute(0, 2, 1)
             noisy = samples + z.to(dev) * spread[idx][None]
             for j, q in enumerate(_kth(noisy, ranks)):
                 qs[j, idx] = q.exp()

@@ -173,16 +173,25 @@ def fit_groups(
     max_iter: int = 60,
     delta: float = HUBER_DELTA,
     prior_sd: float = 3.0,
+    init: torch.Tensor | None = None,
 ) -> GroupFit:
     """Fit `law` to every group: `y` (R, P) observed values on `feats`, `members` (G, M) rows.
 
     `pool` is the ridge strength on per-run deviations of the non-annealing parameters (larger:
     siblings share more). `prior_sd` is a weak Gaussian prior on every unconstrained parameter
     around its starting value, so directions the data do not determine keep a finite but wide
-    uncertainty instead of a singular covariance.
+    uncertainty instead of a singular covariance. `init` (R, p), natural parameters with NaN
+    rows where there are none, is a warm start (a previous fit's): with one for every run it is
+    the only start (a few steps from the optimum instead of a dozen), else one more start.
     """
     with phase("starts"):
-        s0 = law.starts(feats, y.clamp_min(EPS), n=starts)  # (R, S, p)
+        if init is not None and bool(torch.isfinite(init).all()):
+            s0 = init[:, None, :].to(y)
+        else:
+            s0 = law.starts(feats, y.clamp_min(EPS), n=starts)  # (R, S, p)
+            if init is not None and bool(torch.isfinite(init).any()):
+                warm = torch.where(torch.isfinite(init).all(1, keepdim=True), init.to(y), s0[:, 0])
+                s0 = torch.cat([warm[:, None], s0], 1)
     with phase("fit iterations"):
         return _fit_groups(law, feats, y, members, s0, pool=pool, max_iter=max_iter, delta=delta,
                            prior_sd=prior_sd)

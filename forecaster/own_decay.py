@@ -69,7 +69,8 @@ def check_own_decays(fc: Forecaster, done: dict[int, RunForecast]) -> dict[str, 
         groups = {hist[r].group for r in mine}
         sub_rows = [r for r in rows if hist[r].group in groups]
         sub_hist = [cut.get(r, hist[r]) for r in sub_rows]
-        sub = clone(fc, law=fit.law.name, follow_siblings=False).fit(sub_hist)
+        # an independent refit: a warm start (and its prior) at the full fit would pull it there
+        sub = clone(fc, law=fit.law.name, follow_siblings=False, init=None).fit(sub_hist)
         at = {r: k for k, r in enumerate(sub_rows)}
         # the cut histories keep the full ones' LR and last horizon step: one feature build serves both
         feats = build_features([hist[r] for r in mine], [hist[r].horizon[-1:] for r in mine], warmup=fc.warmup,

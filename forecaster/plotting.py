@@ -57,7 +57,7 @@ def forecast_png(history: RunHistory, forecast: RunForecast, title: str = "", dp
             lo_f, hi_f = forecast.final_interval
             head += (f": predicted final {history.metric} {forecast.final:.4g} (80 % band {lo_f:.4g}-{hi_f:.4g}) "
                      f"at step {int(forecast.steps[-1]):,}")
-        ax.set_title(head, fontsize=13)
+        ax.set_title(head, fontsize=13, y=1.01)  # placed, not auto-placed: that lays the axes out again
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=11, loc="upper right")
         return _png(fig)
@@ -81,7 +81,7 @@ def whatif_png(h: RunHistory, advice: "Advice", dpi: int = 100) -> bytes:
         _limits(ax, vals)
         ax.set_xlabel("step", fontsize=12)
         ax.set_ylabel(h.metric, fontsize=12)
-        ax.set_title(f"{h.run}: what if (p50 dashed, p10-p90 shaded)", fontsize=13)
+        ax.set_title(f"{h.run}: what if (p50 dashed, p10-p90 shaded)", fontsize=13, y=1.01)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
         return _png(fig)

@@ -91,7 +91,7 @@ def sibling_errors(fc: Forecaster) -> dict[str, list[np.ndarray]]:
                 copies.append(replace(hist[o], group=name))
     if not owners:
         return {}
-    sub = clone(fc, selfcal=False).fit(copies)
+    sub = clone(fc, selfcal=False, init=None).fit(copies)  # cut siblings, judged cold
     out = sub.predict()
     errors: dict[str, list[np.ndarray]] = {}
     for g, row, h in owners:

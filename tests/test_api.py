@@ -97,7 +97,7 @@ def test_get_params_set_params_clone_round_trip():
     fc = Forecaster(law="momentum", seed=3, quantiles=(0.05, 0.5, 0.95), misfit=2.0)
     params = fc.get_params()
     assert params["law"] == "momentum" and params["misfit"] == 2.0 and params["inflation"] == 1.0
-    assert set(params) == set(Forecaster.param_names()) and len(params) == 15
+    assert set(params) == set(Forecaster.param_names()) and len(params) == 16
     copy = clone(fc)
     assert copy is not fc and copy.get_params() == params
     assert Forecaster(**params).get_params() == params
@@ -171,6 +171,17 @@ def test_import_is_cheap_and_names_are_public():
     code = ("import sys, forecaster; assert 'torch' not in sys.modules and 'numpy' not in sys.modules; "
             "forecaster.Forecaster; assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_reading_a_csv_leaves_pandas_unimported(tmp_path):
+    """The Arrow reader maps its columns to numpy itself: importing pandas was half a second of every call."""
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "runs.csv"
+    path.write_text("run,step,lr,loss\n" + "".join(f"a,{s},0.001,{3 + 1 / s}\n" for s in range(1, 50)))
+    code = ("import sys; from forecaster import read_histories; h = read_histories(sys.argv[1]); "
+            "assert len(h) == 1 and len(h[0].steps) == 49; assert 'pyarrow' in sys.modules; "
+            "assert 'pandas' not in sys.modules, 'pandas imported'")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, cwd=ROOT)
     for name in forecaster.__all__:
         assert getattr(forecaster, name) is not None
     assert forecaster.parse_schedule("cosine(peak=3e-4, total=1000)").total == 1000

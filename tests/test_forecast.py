@@ -297,3 +297,41 @@ def test_band_quantiles_same_on_the_cpu_and_the_cuda_branch():
     for k, a, b in zip(ranks, fast, cuda_branch):
         assert torch.equal(a, b) and torch.equal(a, x.kthvalue(k, dim=0).values)
     assert torch.equal(fast[1], x.median(0).values)  # the lower median, as the bands' median
+
+
+def test_chunk_biases_of_all_rows_at_once_equal_each_rows_own() -> None:
+    """The batched early-misfit judge chunks every row as `np.array_split` does, one row at a time."""
+    from forecaster.transients import chunk_bias, chunk_biases
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        width = int(rng.integers(1, 40))
+        diff = rng.standard_normal((6, width))
+        mask = rng.random((6, width)) < rng.random()
+        got = chunk_biases(diff, mask)
+        for j in range(6):
+            if mask[j].any():
+                assert got[j] == pytest.approx(chunk_bias(diff[j][mask[j]]), abs=1e-12)
+            else:
+                assert np.isnan(got[j])
+
+
+def test_a_warm_start_from_a_previous_fit_lands_where_a_cold_fit_does_in_fewer_steps():
+    """`init`: a sync's next fit of grown histories starts from the last fit's parameters."""
+    lrs = [cosine_lr(FULL, 1e-3, TOTAL), wsd_lr(FULL, 1e-3, TOTAL), constant_lr(FULL, 1e-3)]
+    before = [_run(f"r{i}", lr, cut=2000, seed=i)[0] for i, lr in enumerate(lrs)]
+    grown = [_run(f"r{i}", lr, cut=2200, seed=i)[0] for i, lr in enumerate(lrs)]
+    last = Forecaster(law="momentum").fit(before).predict()
+    cold = Forecaster(law="momentum").fit(grown)
+    warm = Forecaster(law="momentum", init={f.run: f.params for f in last}).fit(grown)
+    steps = [int(fit.iterations.max()) for fit, _ in cold.fits_.values()]
+    warm_steps = [int(fit.iterations.max()) for fit, _ in warm.fits_.values()]
+    assert sum(warm_steps) < sum(steps)
+    for a, b in zip(cold.predict(), warm.predict()):
+        np.testing.assert_allclose(a.p50, b.p50, rtol=2e-4)
+    # a run without a previous fit (or a law with other parameters) starts cold beside warm ones
+    partial = Forecaster(law="momentum", init={"r0": last[0].params, "r1": {"nope": 1.0}}).fit(grown).predict()
+    for a, b in zip(cold.predict(), partial):
+        np.testing.assert_allclose(a.p50, b.p50, rtol=2e-4)
+    with pytest.raises(Exception, match="init"):
+        Forecaster(init=[1.0]).fit(grown)

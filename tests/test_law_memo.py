@@ -84,11 +84,13 @@ def test_sync_reuses_a_choice_that_holds_and_chooses_again_past_it(mlflow_server
     exp = client.create_experiment(name)
     ids = [log_hf_run(client, exp, f"r{i}", upto=400, seed=i, status="RUNNING") for i in range(4)]
     laws: list[str] = []
+    inits: list[dict | None] = []
     real = fitting._fit_one
 
-    def spy(hist, settings, law):
+    def spy(hist, settings, law, **kw):
         laws.append(law)
-        return real(hist, settings, law)
+        inits.append(kw.get("init"))
+        return real(hist, settings, law, **kw)
 
     monkeypatch.setattr(fitting, "_fit_one", spy)
     cache = tmp_path / "h.sqlite"
@@ -103,6 +105,8 @@ def test_sync_reuses_a_choice_that_holds_and_chooses_again_past_it(mlflow_server
     laws.clear()
     again = _sync(mlflow_server.uri, name, history_cache=cache)
     assert laws == [chosen]  # only the remembered law was fitted
+    # warm-started from the last fit's parameters, every run of the group
+    assert inits[-1] and set(inits[-1]) == set(ids) and set(inits[-1][ids[0]]) == set(again.by("forecast")[0].forecast.params)
     assert [o.forecast.law for o in again.by("forecast")] == [chosen]
     assert {o.run.id for o in again.outcomes if o.action.value in ("forecast", "skipped")} == {ids[0]}
     assert plain.outcomes and again.writes > 0

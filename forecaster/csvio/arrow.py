@@ -91,7 +91,12 @@ def _plain_numbers(arr: Any) -> np.ndarray:
     conversion (nulls as NaN)."""
     if arr.null_count:
         return arr.to_numpy(zero_copy_only=False)
-    dtype = np.dtype(arr.type.to_pandas_dtype())
+    import pyarrow as pa
+
+    # the dtype from the type's width: `to_pandas_dtype` imports pandas (half a second of start-up)
+    t = arr.type
+    kind = "f" if pa.types.is_floating(t) else ("u" if pa.types.is_unsigned_integer(t) else "i")
+    dtype = np.dtype(f"{kind}{t.bit_width // 8}")
     return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
 
 

@@ -43,11 +43,13 @@ Cooled = dict[int, tuple[RunForecast, int]]  # history index -> (cooled down now
 
 
 def _fit_one(hist: list[RunHistory], settings: SyncSettings, law: str, *, cool: frozenset[int] = frozenset(),
-             cooled: Cooled | None = None) -> list[RunForecast]:
-    """One batched fit and its forecasts; runs in `cool` (at constant LR) also cooled down now, into `cooled`."""
+             cooled: Cooled | None = None, init: dict[str, dict[str, float]] | None = None) -> list[RunForecast]:
+    """One batched fit and its forecasts (warm-started from `init`, by run); runs in `cool` (at constant
+    LR) also cooled down now, into `cooled`."""
     from forecaster.forecast import Forecaster
 
-    fc = Forecaster(law=law, device=settings.device, seed=settings.seed, **settings.forecaster_options)
+    fc = Forecaster(law=law, device=settings.device, seed=settings.seed, init=init or None,
+                    **settings.forecaster_options)
     out = list(fc.fit(hist).predict())
     want = [i for i in sorted(cool) if not out[i].skipped]
     if want and cooled is not None:
@@ -61,8 +63,10 @@ def _fit_one(hist: list[RunHistory], settings: SyncSettings, law: str, *, cool: 
 
 
 def _fit(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | None = None,
-         cool: frozenset[int] = frozenset(), cooled: Cooled | None = None) -> list[RunForecast]:
-    """One batched fit per law: groups in `laws` with their remembered law, the rest with the settings'."""
+         cool: frozenset[int] = frozenset(), cooled: Cooled | None = None,
+         init: dict[str, dict[str, float]] | None = None) -> list[RunForecast]:
+    """One batched fit per law: groups in `laws` with their remembered law (warm-started from `init`,
+    by run), the rest with the settings'."""
     by_law: dict[str, list[int]] = {}
     for i, h in enumerate(hist):
         by_law.setdefault((laws or {}).get(h.group, settings.law), []).append(i)
@@ -70,7 +74,9 @@ def _fit(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | 
     for law, idx in sorted(by_law.items()):
         part: Cooled = {}
         mine = frozenset(k for k, i in enumerate(idx) if i in cool)
-        extra = {"cool": mine, "cooled": part} if mine else {}
+        extra: dict = {"cool": mine, "cooled": part} if mine else {}
+        if init:
+            extra["init"] = {hist[i].run: init[hist[i].run] for i in idx if hist[i].run in init}
         for i, fc in zip(idx, _fit_one([hist[i] for i in idx], settings, law, **extra)):
             out[i] = fc
         if cooled is not None:
@@ -79,12 +85,13 @@ def _fit(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | 
 
 
 def fit_contained(hist: list[RunHistory], settings: SyncSettings, laws: dict[str, str] | None = None,
-                  cool: frozenset[int] = frozenset(), cooled: Cooled | None = None) -> list[RunForecast]:
+                  cool: frozenset[int] = frozenset(), cooled: Cooled | None = None,
+                  init: dict[str, dict[str, float]] | None = None) -> list[RunForecast]:
     """All groups in one batched fit (one per remembered law, `laws` by group); if that fails, each
     group on its own, so a failure costs only the group it happened in (its runs are skipped with
     the error as reason). Runs (indices) in `cool` also get their "cooled down now" forecast in `cooled`."""
     try:
-        return _fit(hist, settings, laws, cool, cooled)
+        return _fit(hist, settings, laws, cool, cooled, init)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - contained below, group by group
@@ -97,7 +104,7 @@ def fit_contained(hist: list[RunHistory], settings: SyncSettings, laws: dict[str
         try:
             part: Cooled = {}
             fcs = _fit([hist[i] for i in idx], settings, laws, frozenset(k for k, i in enumerate(idx) if i in cool),
-                       part)
+                       part, init)
             if cooled is not None:
                 cooled.update({idx[k]: v for k, v in part.items()})
         except (KeyboardInterrupt, MemoryError):
@@ -165,9 +172,13 @@ def fit(settings: SyncSettings, targets: list[Plan], context: list[Plan],
 
             cool = frozenset(i for i, (h, tgt) in enumerate(zip(hist, is_target)) if tgt and stable_phase(h))
         cooled: Cooled = {}
-        fcs = fit_contained(hist, settings, laws, cool, cooled)
+        # a group fitted with its remembered law starts where its last fit ended (a few LM steps)
+        init = {run: p for g, law in laws.items() for run, p in memo.starts(metric, g, law).items()} \
+            if memo is not None else {}
+        fcs = fit_contained(hist, settings, laws, cool, cooled, init)
         if memo is not None:
             memo.record(metric, hist, fcs, {h.group for h in hist} - set(laws))
+            memo.record_params(metric, hist, fcs)
         for i, (h, fc, tgt) in enumerate(zip(hist, fcs, is_target)):
             if tgt:
                 out.curves[h.run][metric] = join(h, fc)

@@ -28,6 +28,8 @@ log = logging.getLogger("forecaster.sync")
 
 # choose again once any member's last step has grown by this share of its last step at the choice
 REFRESH = 0.1
+# the key suffix of a group's last fitted parameters
+INIT = "|init"
 
 
 def members_of(hist: Sequence[RunHistory]) -> dict[str, dict[str, list]]:
@@ -85,6 +87,26 @@ class LawMemo:
             if len(found) == 1 and None not in found:
                 text = json.dumps({"law": found.pop(), "members": members[group]}, sort_keys=True)
                 self.known[self._key(metric, group)] = self.fresh[self._key(metric, group)] = text
+
+    def record_params(self, metric: str, hist: Sequence[RunHistory], fcs: Sequence[RunForecast]) -> None:
+        """Remember each group's fitted parameters per run, the next fit's warm start (`starts`)."""
+        found: dict[str, dict[str, dict]] = {}
+        for h, fc in zip(hist, fcs):
+            if not fc.skipped and fc.law and fc.params:
+                found.setdefault(h.group, {}).setdefault(fc.law, {})[h.run] = fc.params
+        for group, by_law in found.items():
+            if len(by_law) == 1:
+                ((law, params),) = by_law.items()
+                key = self._key(metric, group) + INIT
+                self.known[key] = self.fresh[key] = json.dumps({"law": law, "params": params}, sort_keys=True)
+
+    def starts(self, metric: str, group: str, law: str) -> dict[str, dict[str, float]]:
+        """The parameters `law` was last fitted with, per run of `group` (none when another law was)."""
+        try:
+            memo = json.loads(self.known[self._key(metric, group) + INIT])
+            return dict(memo["params"]) if memo["law"] == law else {}
+        except (KeyError, ValueError, TypeError):
+            return {}
 
     def save(self) -> None:
         """Store this sync's choices."""
