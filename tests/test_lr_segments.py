@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from forecaster import batch, lr_segments
+from forecaster import batch, laws, lr_segments
 from forecaster.histories import RunHistory
 
 FIELDS = ("t", "lr", "s1", "log_s1", "s2", "mask", "peak", "decayed", "has_lr")
@@ -62,3 +62,39 @@ def test_negative_logged_lr_is_refused():
                    lr_values=np.array([1e-3, -1e-4, 1e-3]), horizon=np.array([60]))
     with pytest.raises(ValueError, match="negative learning rate"):
         batch.build_features([h], [h.steps], blocks=False)
+
+
+def _same_schedule(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A schedule per step and its knots (ends, both sides of every bend), which interpolate to it exactly."""
+    s = np.arange(20001)
+    lr = np.minimum(1e-3, 1e-3 * (s + 1) / 1000) if kind == "warmup+step" else np.full(len(s), 1e-3)
+    if kind in ("step", "warmup+step"):
+        lr = np.where(s >= 16000, 3e-4, lr)
+        lr = np.where(s >= 18000, 1e-4, lr)
+    else:  # WSD: linear to 1 % of the peak over the last fifth
+        lr = np.where(s >= 16000, 1e-3 - 0.99e-3 * (s - 16000) / 4000, lr)
+    bend = np.flatnonzero(np.abs(np.diff(lr, 2)) > 1e-12) + 1
+    return lr, np.unique(np.r_[0, bend, len(s) - 1])
+
+
+@pytest.mark.parametrize("kind", ["step", "warmup+step", "wsd"])
+def test_lr_per_step_and_at_knots_give_the_same_features(kind):
+    """One schedule logged every step (per-step path) or at its knots (closed forms): the same features and forecast."""
+    lr, knots = _same_schedule(kind)
+    steps = np.arange(len(lr))
+    dense = RunHistory("dense", steps[:50], np.ones(50), lr_steps=steps, lr_values=lr)
+    sparse = RunHistory("sparse", steps[:50], np.ones(50), lr_steps=knots, lr_values=lr[knots])
+    assert not lr_segments.eligible(dense) and lr_segments.eligible(sparse)
+    pts = np.r_[1, 999, 1000, 1001, 15999, 16000, 16001, 16500, 17999, 18000, 18001, 19000, 20000]
+    for blocks in (False, True):
+        a, b = (batch.build_features([h], [pts], blocks=blocks) for h in (dense, sparse))
+        for name in FIELDS + (("drop", "eta_k", "s1_k") if blocks else ()):
+            x, y = getattr(a, name), getattr(b, name)
+            if x.dtype == torch.bool:
+                assert torch.equal(x, y), name
+            else:
+                torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-15, msg=name)
+    law = laws.get("multipower")
+    theta = torch.tensor([[2.7, 1.0, 0.75, 490.0, 0.11, 0.07, 0.88]], dtype=torch.float64)  # PKU-like fit
+    fd, fs = (batch.build_features([h], [pts]) for h in (dense, sparse))
+    torch.testing.assert_close(law.predict(theta, fd), law.predict(theta, fs), rtol=1e-9, atol=0.0)
