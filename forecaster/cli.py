@@ -66,6 +66,35 @@ def main() -> None:
     Start with `forecast predict --input runs.csv --until STEP`; `forecast COMMAND --help` tells
     each command's input and options. Bad input ends with one `error:` line and exit code 2.
     """
+    _own_process()
+
+
+def _own_process() -> None:
+    """What only the process's owner may set (the command, not the library), both against page
+    faults (docs/benchmarks.md section 3): numpy's advice to the kernel to back big arrays with
+    huge pages off, since where the kernel compacts memory for such advice (THP "defrag" =
+    madvise, a common default) every fresh big array stalled (7.4 of 8 s of system time in reading
+    a 10,000-run CSV); and glibc keeping freed memory for reuse instead of handing each batch's
+    tensors back to the kernel and faulting them in again (a tenth of a 10,000-run call)."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        try:
+            from numpy.core.multiarray import _set_madvise_hugepage
+        except ImportError:
+            _set_madvise_hugepage = None
+    if _set_madvise_hugepage is not None:
+        _set_madvise_hugepage(False)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            # M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD (glibc's largest: 32 MiB)
+            for param, value in ((-1, 1 << 30), (-2, 64 << 20), (-3, 32 << 20)):
+                libc.mallopt(param, value)
+        except (OSError, AttributeError):  # another C library: its defaults stay
+            pass
 
 
 for _entry, _line in _COMMANDS:

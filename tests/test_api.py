@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,13 @@ def test_notebook_code_cells_run(monkeypatch, capsys):
     for cell in cells:
         exec(compile(cell, "notebook.ipynb", "exec"), ns)
     assert isinstance(ns["forecasts"], ForecastSet) and "wsd_20000_24000" in capsys.readouterr().out
+
+
+def test_the_command_not_the_library_turns_numpy_huge_page_advice_off(tmp_path):
+    """`forecast` owns its process and sets it up against page-fault stalls; `import forecaster` does not."""
+    code = ("from numpy._core.multiarray import _set_madvise_hugepage as hp; import forecaster.cli as c; "
+            "from click.testing import CliRunner; assert hp(True) is True; "
+            "r = CliRunner().invoke(c.main, ['predict', '--input', 'missing.csv']); "
+            "assert r.exit_code == 2, r.output; assert hp(True) is False")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])})
