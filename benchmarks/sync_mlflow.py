@@ -207,12 +207,16 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=None, help="points per history read in full (default: the sync's)")
     ap.add_argument("--no-cache", action="store_true", help="sync without the history cache (for comparison)")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare full-history read")
+    ap.add_argument("--no-plots", action="store_true", help="sync without the PNG of each forecast (its share)")
     ap.add_argument("--changed", type=float, default=0.1, help="share of runs that log new steps")
     ap.add_argument("--new-steps", type=int, default=60)
     ap.add_argument("--compare-reads", type=int, default=0, metavar="N",
                     help="only time reading N runs' whole histories both ways (get_metric_history, bulk route)")
     ap.add_argument("--filter", default=None, help="sync only matching runs, e.g. \"attributes.run_name LIKE 'run-0%%'\"")
     args = ap.parse_args()
+    from forecaster.cli import _own_process
+
+    _own_process()  # the process as `forecast sync` sets it up (its allocator settings)
     store = args.store or Path(f"/tmp/forecaster-bench-mlflow-{args.runs}x{args.points}")
     meta = {"runs": args.runs, "points": args.points, "total": args.total}
     marker = store / "seeded.json"
@@ -235,10 +239,10 @@ def main() -> None:
     from forecaster.sync import HISTORY_SAMPLE
 
     sample = args.sample or HISTORY_SAMPLE
-    settings = {"device": args.device, "law": args.law, "history_sample": sample,
+    settings = {"device": args.device, "law": args.law, "history_sample": sample, "plots": not args.no_plots,
                 "history_cache": None if args.no_cache else state / "history.sqlite"}
     out = {"runs": args.runs, "points": args.points, "total": args.total, "filter": args.filter, "law": args.law,
-           "sample": sample, "cache": not args.no_cache, "cpu_count": os.cpu_count(),
+           "sample": sample, "cache": not args.no_cache, "plots": not args.no_plots, "cpu_count": os.cpu_count(),
            "load_avg_start": os.getloadavg()}
     try:
         from mlflow.tracking import MlflowClient

@@ -128,10 +128,10 @@ def _contestants(members: list[int], target: list[bool], most: int) -> list[int]
     targets = [m for m, t in zip(members, target) if t]
     others = [m for m, t in zip(members, target) if not t]
     n_targets = min(len(targets), max(most - len(others), most // 2))
-    return sorted(_spread(targets, n_targets) + _spread(others, most - n_targets))
+    return sorted(spread(targets, n_targets) + spread(others, most - n_targets))
 
 
-def _spread(items: list[int], k: int) -> list[int]:
+def spread(items: list[int], k: int) -> list[int]:
     """`k` of `items` evenly spread over their order (all of them when they are no more)."""
     if len(items) <= k:
         return list(items)

@@ -13,6 +13,7 @@ from forecaster.batch import Features, build_features, decay_shares
 from forecaster.bands import EVIDENCE_MIN
 from forecaster.eligibility import MIN_POINTS
 from forecaster.histories import RunForecast, RunHistory, planned_end
+from forecaster.lawchoice import CONTEST_MAX, spread
 from forecaster.params import clone
 from forecaster.stats import Z90
 
@@ -67,7 +68,14 @@ def check_own_decays(fc: Forecaster, done: dict[int, RunForecast]) -> dict[str, 
         if not mine:
             continue
         groups = {hist[r].group for r in mine}
-        sub_rows = [r for r in rows if hist[r].group in groups]
+        # the checked runs, and as their context at most CONTEST_MAX of each group's others,
+        # spread over it (a 1,000-run group refitted whole was a fifth of an incremental sync)
+        others: dict[str, list[int]] = {}
+        for r in rows:
+            if hist[r].group in groups and r not in cut:
+                others.setdefault(hist[r].group, []).append(r)
+        context = {r for members in others.values() for r in spread(members, CONTEST_MAX)}
+        sub_rows = [r for r in rows if (r in cut and hist[r].group in groups) or r in context]
         sub_hist = [cut.get(r, hist[r]) for r in sub_rows]
         # an independent refit: a warm start (and its prior) at the full fit would pull it there
         sub = clone(fc, law=fit.law.name, follow_siblings=False, init=None).fit(sub_hist)

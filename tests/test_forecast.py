@@ -335,3 +335,40 @@ def test_a_warm_start_from_a_previous_fit_lands_where_a_cold_fit_does_in_fewer_s
         np.testing.assert_allclose(a.p50, b.p50, rtol=2e-4)
     with pytest.raises(Exception, match="init"):
         Forecaster(init=[1.0]).fit(grown)
+
+
+def test_a_large_group_contests_the_law_choice_with_a_spread_of_its_members():
+    """At most CONTEST_MAX members fit every candidate law: targets and finished siblings each spread evenly."""
+    from forecaster.lawchoice import CONTEST_MAX, _contestants
+
+    members = list(range(300))
+    few = _contestants(members, [m % 10 == 0 for m in members], CONTEST_MAX)  # 30 targets, 270 finished
+    assert len(few) == CONTEST_MAX and few == sorted(few)
+    assert {m for m in members if m % 10 == 0} <= set(few)  # every target contests
+    assert max(few) > 290 and min(few) == 0  # the finished ones spread over the whole group
+    many = _contestants(members, [True] * 300, CONTEST_MAX)
+    assert len(many) == CONTEST_MAX and len(set(many)) == CONTEST_MAX
+    mixed = _contestants(members, [m < 200 for m in members], CONTEST_MAX)
+    assert sum(m < 200 for m in mixed) == CONTEST_MAX // 2  # half the places for the targets
+    assert _contestants(members[:50], [True] * 50, CONTEST_MAX) == members[:50]
+
+
+def test_the_own_decay_check_refits_a_large_group_with_a_spread_of_its_others(monkeypatch):
+    """The checked runs and at most CONTEST_MAX of their group's others are refitted, not the whole group."""
+    from forecaster import own_decay
+    from forecaster.lawchoice import CONTEST_MAX
+
+    seen = []
+    real = own_decay.clone
+
+    def recording(*a, **kw):
+        est = real(*a, **kw)
+        fit = est.fit
+        est.fit = lambda hist: (seen.append(len(hist)), fit(hist))[1]
+        return est
+
+    monkeypatch.setattr(own_decay, "clone", recording)
+    flat = [_run(f"c{i}", constant_lr(FULL, 1e-3), seed=i, noise=1e-3)[0] for i in range(CONTEST_MAX + 20)]
+    decaying = [_run(f"d{i}", cosine_lr(FULL, 1e-3, TOTAL), cut=2400, seed=100 + i)[0] for i in range(3)]
+    Forecaster(law="momentum").fit(flat + decaying).predict()
+    assert seen == [3 + CONTEST_MAX]
