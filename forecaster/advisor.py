@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_SHARE = 0.2  # a cooldown of 20 % of the run: the common WSD choice (Hägele et al. 2024)
 DEFAULT_STARTS = 5  # cooldown starts between now and the latest that still ends at the planned total
 LENGTH_SHARES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)  # cooldown lengths tried for a fixed total
-UNIDENTIFIED = "annealing response not identif"  # how `bands` opens its note on an unidentified gain
 _FLAT_POINTS = 5  # logged points the LR must be flat over for a "stable phase"
 _FLAT_TOL = 1e-3
 
@@ -60,7 +59,7 @@ class Option:
     @property
     def unidentified(self) -> str | None:
         """The band's note when it spans a range of annealing gains (the group never decayed)."""
-        return next((n for n in self.forecast.notes if n.startswith(UNIDENTIFIED)), None)
+        return self.forecast.unidentified
 
     def line(self) -> str:
         lo, hi = self.interval
@@ -194,7 +193,7 @@ def advise(fc: Forecaster, run: int | str, length: int | None = None, share: flo
     `lengths`: cooldown lengths ending at the planned total (default `LENGTH_SHARES` of it);
     `extra`: further whole schedules to compare (each must end after the last observed step).
     """
-    i = _index(fc, run)
+    i = fc._row(run)
     h = fc.histories_[i]
     last = h.last_step
     base = held(h, fc.warmup)
@@ -279,14 +278,6 @@ def _paired(advice: Advice) -> None:
                               "p90": int(np.quantile(best, 0.9, method="higher")),
                               "identified": not any(o.unidentified for o in cands),
                               "edge": point.length in (lengths.min(), lengths.max())}
-
-
-def _index(fc: Forecaster, run: int | str) -> int:
-    fc._check_fitted()
-    i = run if isinstance(run, int) else next((k for k, h in enumerate(fc.histories_) if h.run == run), None)
-    if i is None or not 0 <= i < len(fc.histories_):
-        raise InputError(f"run {run!r} is not among the fitted histories")
-    return i
 
 
 def _short(spec: str, width: int = 60) -> str:

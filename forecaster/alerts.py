@@ -248,7 +248,7 @@ class AnnealNow(AlertRule):
             return None
         lo, hi = fc.final_interval
         length = int(fc.steps[-1]) - history.last_step
-        unidentified = any(n.startswith("annealing response not identif") for n in fc.notes)
+        unidentified = fc.unidentified is not None
         what = (f"cooling down now ({length:,} steps) would reach {history.metric} {fc.final:.4g} "
                 f"(p10-p90 {lo:.4g}-{hi:.4g})" + ("; annealing response not identified" if unidentified else ""))
         target = self.settings.anneal_target if self.settings.anneal_target is not None else self.settings.target

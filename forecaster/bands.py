@@ -22,7 +22,7 @@ from forecaster import keyed_random
 from forecaster.batch import Features, build_features
 from forecaster.device import DTYPE
 from forecaster.fit import GroupFit
-from forecaster.histories import BAND_LEVELS, RunForecast, RunHistory, level_key
+from forecaster.histories import BAND_LEVELS, UNIDENTIFIED_NOTE, RunForecast, RunHistory, level_key
 from forecaster.phases import phase
 from forecaster.shared_noise import shared_noise
 from forecaster.stats import EPS, TINY, Z90
@@ -235,11 +235,11 @@ def _forecast_fit(fc: Forecaster, fit: GroupFit, rows: list[int], targets: list[
             continue
         notes = []
         if bool(forced[k]):
-            notes.append("annealing response not identifiable: the law fitted to the first half of this run's "
+            notes.append(f"{UNIDENTIFIED_NOTE}: the law fitted to the first half of this run's "
                          "own LR decay forecast its end beyond the uncertainty of the full fit; the band spans "
                          f"0-{MAX_GAIN * float(remaining[k]):.1%} gain from the rest of the planned decay")
         elif bool(unknown[k]) and float(planned[k]) >= EVIDENCE_MIN:  # a horizon that barely decays needs none
-            notes.append("annealing response not identifiable: no run in the group has decayed its LR far "
+            notes.append(f"{UNIDENTIFIED_NOTE}: no run in the group has decayed its LR far "
                          f"enough yet; the band spans 0-{MAX_GAIN * float(remaining[k]):.1%} gain from the "
                          "planned decay")
         if r in shared:

@@ -236,23 +236,16 @@ class Forecaster(Params):
         candidate schedule for the rest of its training, in one batched call (`whatif`)."""
         from forecaster import whatif
 
+        i = self._row(run)
+        return whatif.predict_variants(self, [(i, s) for s in candidates])
+
+    def _row(self, run: int | str) -> int:
+        """The index into the fitted histories of `run` (an index, or a run id); InputError if none."""
         self._check_fitted()
         i = run if isinstance(run, int) else next((k for k, h in enumerate(self.histories_) if h.run == run), None)
         if i is None or not 0 <= i < len(self.histories_):
             raise InputError(f"run {run!r} is not among the fitted histories")
-        if i in self.skipped_:
-            raise InputError(f"run {self.histories_[i].run!r} was not fitted: {self.skipped_[i]}")
-        key = self.choice_[i]
-        fit, rows = self.fits_[key]
-        base = len(self.histories_)
-        variants = [whatif.variant(self.histories_[i], s, warmup=self.warmup) for s in candidates]
-        self.histories_.extend(variants)
-        try:
-            extra = list(range(base, base + len(variants)))
-            done = bands.forecast_fit(self, fit, rows, extra, alias={j: i for j in extra})
-        finally:
-            del self.histories_[base:]
-        return [done[j] for j in extra]
+        return i
 
     def predict(self) -> ForecastSet:
         """One forecast per fitted history, in order; skipped runs carry the reason."""

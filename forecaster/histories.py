@@ -84,6 +84,11 @@ def quantile_name(level: float) -> str:
     return f"p{100 * level:g}"
 
 
+# how a band whose annealing response the data cannot identify opens its note (`bands`); what reads
+# the note (the advisor, the alerts, the sync's tags) finds it by this
+UNIDENTIFIED_NOTE = "annealing response not identifiable"
+
+
 @dataclass
 class RunForecast:
     """The forecast of one run: quantiles of the metric at each horizon step, or why it was skipped.
@@ -136,6 +141,11 @@ class RunForecast:
     @property
     def final_interval(self) -> tuple[float, float] | None:
         return (float(self.p10[-1]), float(self.p90[-1])) if len(self.p50) else None
+
+    @property
+    def unidentified(self) -> str | None:
+        """The note saying the band spans a range of annealing gains the data cannot pin down, if any."""
+        return next((n for n in self.notes if n.startswith(UNIDENTIFIED_NOTE)), None)
 
     @classmethod
     def skip(cls, run: str, group: str, reason: str, metric: str = "loss") -> "RunForecast":

@@ -121,7 +121,7 @@ def disagreement(fc: Forecaster, row: int, f: RunForecast) -> float:
     """The factor that widens a run's band to reach the other candidate laws' forecasts of its
     final value (the law family's disagreement, from `law="auto"`'s choice, where its group was
     contested): sqrt(1 + (spread of the laws' log finals / the band's log half-width at the end)^2)."""
-    finals = [v for v in getattr(fc, "law_finals_", {}).get(row, {}).values() if v > 0 and math.isfinite(v)]
+    finals = [v for v in fc.law_finals_.get(row, {}).values() if v > 0 and math.isfinite(v)]
     if len(finals) < 2 or f.skipped or not len(f.steps):
         return 1.0
     spread = math.log(max(finals) / min(finals))

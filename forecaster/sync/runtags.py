@@ -72,7 +72,7 @@ def cooldown_tags(p: Plan, cooled: tuple[RunForecast, int] | None) -> dict[str, 
         return {k: None for k in tags.IF_COOLDOWN_NOW if k in p.run.tags}
     fc, length = cooled
     lo, hi = fc.final_interval
-    note = next((n for n in fc.notes if n.startswith("annealing response not identif")), None)
+    note = fc.unidentified
     return {tags.IF_COOLDOWN_NOW_FINAL: f"{fc.final:.6g}", tags.IF_COOLDOWN_NOW_P10: f"{lo:.6g}",
             tags.IF_COOLDOWN_NOW_P90: f"{hi:.6g}", tags.IF_COOLDOWN_NOW_LENGTH: str(int(length)),
             tags.IF_COOLDOWN_NOW_NOTE: _cut(note) if note else None}
